@@ -1,0 +1,301 @@
+//! A directory of flake files as a set of flakes, and what changed since the last look.
+//!
+//! The catalog is what keeps a bad edit from hurting: a file that stops validating keeps its last
+//! good version running, a duplicate `flakeName` never displaces the flake that had the name first,
+//! and a file whose size, mtime and inode did not change is not read again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+
+use crate::flake::{Context, Flake, Problem, parse_flake};
+use crate::placeholders::{HostFacts, uses_instance_facts};
+
+/// One file's latest validation result.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// The flake this file defines now, if its latest version is valid.
+    pub flake: Option<Arc<Flake>>,
+    pub problems: Vec<Problem>,
+}
+
+impl FileReport {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(Problem::is_error)
+    }
+}
+
+/// Validates flake files: the zone for schedules without `CRON_TZ=` and the host's facts.
+pub struct Loader {
+    default_zone: Tz,
+    facts: HostFacts,
+}
+
+impl Loader {
+    pub fn new(default_zone: Tz, facts: HostFacts) -> Self {
+        Loader { default_zone, facts }
+    }
+
+    /// Reads and validates `paths` in order; reads IMDS first if any of them needs instance facts.
+    pub async fn load(&mut self, paths: &[PathBuf]) -> Vec<FileReport> {
+        let texts: Vec<(PathBuf, Result<String, String>)> = paths
+            .iter()
+            .map(|path| (path.clone(), std::fs::read_to_string(path).map_err(|error| format!("cannot be read: {error}"))))
+            .collect();
+        let needs_facts = texts.iter().any(|(_, text)| text.as_deref().is_ok_and(uses_instance_facts));
+        if needs_facts {
+            self.facts.fetch_instance_facts().await;
+        }
+        let context = Context { default_zone: self.default_zone, facts: &self.facts };
+        texts
+            .into_iter()
+            .map(|(path, text)| match text {
+                Ok(text) => {
+                    let (flake, problems) = parse_flake(&path, &text, &context);
+                    FileReport { path, flake: flake.map(Arc::new), problems }
+                }
+                Err(reason) => FileReport { path, flake: None, problems: vec![Problem::error("file", reason)] },
+            })
+            .collect()
+    }
+}
+
+/// Every flake file below each of `paths` (a path may also name a file), sorted, no duplicates.
+///
+/// Flake files end in `.json` and do not start with `.`; directories starting with `.` (editor
+/// and VCS state) are skipped too.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        if metadata.is_dir() {
+            walk(path, &mut found).map_err(|error| format!("{}: {error}", path.display()))?;
+        } else {
+            found.push(path.clone());
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Follow symlinks: configuration management often links flake files into place.
+        let Ok(metadata) = std::fs::metadata(entry.path()) else { continue };
+        if metadata.is_dir() {
+            walk(&entry.path(), found)?;
+        } else if metadata.is_file() && name.ends_with(".json") {
+            found.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Marks every file that reuses a `flakeName` already held by another file as invalid.
+///
+/// `holds_name` says which path owned a name before (it keeps it); otherwise the first path wins.
+pub fn reject_duplicate_names(reports: &mut [FileReport], holds_name: impl Fn(&str, &Path) -> bool) {
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for index in 0..reports.len() {
+        let Some(name) = reports[index].flake.as_ref().map(|flake| flake.name.clone()) else { continue };
+        match owner.get(&name) {
+            None => {
+                owner.insert(name, index);
+            }
+            Some(&first) => {
+                let loser = if !holds_name(&name, &reports[first].path) && holds_name(&name, &reports[index].path) {
+                    owner.insert(name.clone(), index);
+                    first
+                } else {
+                    index
+                };
+                let winner = owner[&name];
+                let winner_path = reports[winner].path.display().to_string();
+                reports[loser].flake = None;
+                reports[loser].problems.push(Problem::error(
+                    "flakeName",
+                    format!(
+                        "duplicate flakeName \"{name}\": {winner_path} already defines it; flake names must be unique across the directory"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// What a rescan changed, by flake name.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub added: Vec<Arc<Flake>>,
+    /// (old, new)
+    pub changed: Vec<(Arc<Flake>, Arc<Flake>)>,
+    pub removed: Vec<Arc<Flake>>,
+    /// Files whose latest version is invalid, with their problems (their last good version, if
+    /// any, keeps running).
+    pub broken: Vec<FileReport>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// How a file looked when it was last read; unchanged files are not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified_ns: i64,
+    len: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Stamp { modified_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(), len: metadata.len(), inode: metadata.ino() })
+    }
+}
+
+struct Entry {
+    stamp: Option<Stamp>,
+    /// The file's own validation result, before duplicate names across files are judged.
+    validated: FileReport,
+    /// `validated` after the duplicate-name check of the latest rescan.
+    report: FileReport,
+    /// The version that runs: the latest valid one, or the last good one if the latest is broken.
+    active: Option<Arc<Flake>>,
+}
+
+/// The flakes of one directory, kept up to date by [`Catalog::rescan`].
+pub struct Catalog {
+    dir: PathBuf,
+    loader: Loader,
+    entries: BTreeMap<PathBuf, Entry>,
+    dir_missing: bool,
+}
+
+impl Catalog {
+    pub fn new(dir: PathBuf, loader: Loader) -> Self {
+        Catalog { dir, loader, entries: BTreeMap::new(), dir_missing: false }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Looks at the directory again; `force` re-reads files even if they look unchanged.
+    pub async fn rescan(&mut self, force: bool) -> Changes {
+        let before = self.active_by_name();
+        let paths = match discover(std::slice::from_ref(&self.dir)) {
+            Ok(paths) => {
+                self.dir_missing = false;
+                paths
+            }
+            Err(reason) => {
+                // A vanished directory is more likely a mount problem than an intent to stop
+                // monitoring: everything keeps running and nothing is deleted until it is back.
+                self.dir_missing = true;
+                tracing::error!(dir = %self.dir.display(), "flakes directory cannot be read, keeping the flakes already loaded: {reason}");
+                return Changes::default();
+            }
+        };
+
+        let stamps: Vec<Option<Stamp>> = paths.iter().map(|path| Stamp::of(path)).collect();
+        let to_read: Vec<PathBuf> = paths
+            .iter()
+            .zip(&stamps)
+            .filter(|(path, stamp)| force || stamp.is_none() || self.entries.get(*path).is_none_or(|entry| entry.stamp != **stamp))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let mut fresh: HashMap<PathBuf, FileReport> =
+            self.loader.load(&to_read).await.into_iter().map(|report| (report.path.clone(), report)).collect();
+
+        // Duplicates are judged afresh every time from each file's own result: a file rejected as
+        // a duplicate last time becomes valid once its rival is gone.
+        let validated: Vec<FileReport> =
+            paths.iter().map(|path| fresh.remove(path).unwrap_or_else(|| self.entries[path].validated.clone())).collect();
+        let mut reports = validated.clone();
+        let previous = &self.entries;
+        reject_duplicate_names(&mut reports, |name, path| {
+            previous.get(path).and_then(|entry| entry.active.as_ref()).is_some_and(|flake| flake.name == name)
+        });
+
+        let mut entries = BTreeMap::new();
+        let mut broken = Vec::new();
+        for ((report, validated), stamp) in reports.into_iter().zip(validated).zip(stamps) {
+            let active = match &report.flake {
+                Some(flake) => Some(flake.clone()),
+                None => self.entries.get(&report.path).and_then(|entry| entry.active.clone()),
+            };
+            if report.has_errors() {
+                broken.push(report.clone());
+            }
+            entries.insert(report.path.clone(), Entry { stamp, validated, report, active });
+        }
+        self.entries = entries;
+
+        let after = self.active_by_name();
+        let mut changes = diff(&before, &after);
+        changes.broken = broken;
+        changes
+    }
+
+    fn active_by_name(&self) -> BTreeMap<String, Arc<Flake>> {
+        let mut by_name = BTreeMap::new();
+        for entry in self.entries.values() {
+            if let Some(flake) = &entry.active {
+                // A last-good version and a newer valid file may share a name; the first wins.
+                by_name.entry(flake.name.clone()).or_insert_with(|| flake.clone());
+            }
+        }
+        by_name
+    }
+
+    /// Every flake that runs (enabled or not), by name.
+    pub fn flakes(&self) -> Vec<Arc<Flake>> {
+        self.active_by_name().into_values().collect()
+    }
+
+    /// The latest report of every file.
+    pub fn reports(&self) -> impl Iterator<Item = &FileReport> {
+        self.entries.values().map(|entry| &entry.report)
+    }
+
+    /// True when the directory could not be read on the last rescan.
+    pub fn dir_missing(&self) -> bool {
+        self.dir_missing
+    }
+
+    /// Paths of files whose latest version does not validate.
+    pub fn broken_files(&self) -> Vec<PathBuf> {
+        self.entries.values().filter(|entry| entry.report.has_errors()).map(|entry| entry.report.path.clone()).collect()
+    }
+}
+
+fn diff(before: &BTreeMap<String, Arc<Flake>>, after: &BTreeMap<String, Arc<Flake>>) -> Changes {
+    let mut changes = Changes::default();
+    for (name, new) in after {
+        match before.get(name) {
+            None => changes.added.push(new.clone()),
+            Some(old) if old != new => changes.changed.push((old.clone(), new.clone())),
+            Some(_) => {}
+        }
+    }
+    for (name, old) in before {
+        if !after.contains_key(name) {
+            changes.removed.push(old.clone());
+        }
+    }
+    changes
+}

@@ -1,0 +1,121 @@
+//! The command line: `snowflake <command>`, global flags with `SNOWFLAKE_*` environment twins.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
+
+mod check;
+mod next;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono_tz::Tz;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::schedule::parse_zone;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "snowflake",
+    version,
+    about = "Runs shell commands on crontab schedules, publishes their numbers to CloudWatch, and keeps their alarms as declared.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub options: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOptions {
+    /// Directory of flake files, searched recursively.
+    #[arg(long, global = true, env = "SNOWFLAKE_FLAKES", default_value = "./flakes", value_name = "DIR")]
+    pub flakes: PathBuf,
+
+    /// Time zone of schedules without a CRON_TZ= prefix: an IANA name, UTC, or "local".
+    #[arg(long, global = true, env = "SNOWFLAKE_TIMEZONE", default_value = "local", value_name = "ZONE", value_parser = parse_zone)]
+    pub timezone: Tz,
+
+    /// Format of the program's own log.
+    #[arg(long, global = true, env = "SNOWFLAKE_LOG_FORMAT", default_value = "text", value_enum)]
+    pub log_format: LogFormat,
+
+    /// Least severe level of the program's own log (error, warn, info, debug, trace), or a
+    /// tracing filter such as "info,specialsnowflake=debug".
+    #[arg(long, global = true, env = "SNOWFLAKE_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate flake files or directories; prints "path: field: message" per problem.
+    ///
+    /// Exits 0 when every file is valid (warnings allowed), 1 otherwise. Without PATH, checks the
+    /// --flakes directory.
+    Check {
+        /// Files or directories to check.
+        paths: Vec<PathBuf>,
+    },
+    /// Print the next fire times of a schedule, one RFC 3339 UTC timestamp a line.
+    Next {
+        /// A flakeCronstring: "*/5 * * * *", "@hourly", "@every 90s", "CRON_TZ=Europe/Berlin 0 9 * * 1-5".
+        schedule: String,
+        /// How many fire times to print.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Start after this instant (RFC 3339, e.g. 2026-01-01T00:00:00Z); default now.
+        #[arg(long, value_parser = next::parse_instant)]
+        after: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Print the JSON Schema of a flake file.
+    Schema,
+}
+
+/// Parses the command line and runs the command; the process exit code is the result.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.options, std::io::stderr);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { paths } => check::run(&paths, &cli.options).await,
+        Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The program's own log, to `writer` (stdout for the daemon, stderr for one-shot commands).
+fn init_logging<W>(options: &GlobalOptions, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(&options.log_level).unwrap_or_else(|error| {
+        eprintln!("warning: --log-level {:?} is not a valid filter ({error}); using info", options.log_level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false);
+    let _ = match options.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

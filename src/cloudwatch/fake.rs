@@ -1,0 +1,255 @@
+//! An in-memory CloudWatch for unit tests: it stores what it is sent, pages DescribeAlarms, counts
+//! calls, and fails on demand (throttling, outages, rejected datums) the way a real peer will not.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::{AlarmConfig, AlarmPage, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
+
+/// Which call an injected failure applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    PutMetricData,
+    DescribeAlarms,
+    PutMetricAlarm,
+    DeleteAlarms,
+    TagResource,
+    UntagResource,
+}
+
+type DatumCheck = Arc<dyn Fn(&Datum) -> Option<String> + Send + Sync>;
+
+/// An alarm as stored, with its tags.
+type StoredAlarm = (DescribedAlarm, BTreeMap<String, String>);
+
+#[derive(Default)]
+struct State {
+    /// (region, namespace) -> accepted datums, in arrival order.
+    data: BTreeMap<(String, String), Vec<Datum>>,
+    /// region -> name -> (alarm, tags)
+    alarms: BTreeMap<String, BTreeMap<String, StoredAlarm>>,
+    calls: HashMap<Operation, usize>,
+    /// Sizes of accepted PutMetricData requests, in order.
+    put_sizes: Vec<usize>,
+    failures: HashMap<Operation, VecDeque<CallError>>,
+    datum_check: Option<DatumCheck>,
+    page_size: usize,
+}
+
+/// The in-memory CloudWatch. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct FakeCloudWatch {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for FakeCloudWatch {
+    fn default() -> Self {
+        FakeCloudWatch { state: Arc::new(Mutex::new(State { page_size: 100, ..State::default() })) }
+    }
+}
+
+impl FakeCloudWatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().expect("fake state poisoned"))
+    }
+
+    /// The next `count` calls of `operation` fail with `error`.
+    pub fn fail_next(&self, operation: Operation, count: usize, error: CallError) {
+        self.with(|state| state.failures.entry(operation).or_default().extend(std::iter::repeat_n(error, count)));
+    }
+
+    /// PutMetricData rejects a whole request (as CloudWatch does) if any datum fails `check`.
+    pub fn reject_datums(&self, check: impl Fn(&Datum) -> Option<String> + Send + Sync + 'static) {
+        self.with(|state| state.datum_check = Some(Arc::new(check)));
+    }
+
+    /// DescribeAlarms pages hold at most this many alarms.
+    pub fn set_page_size(&self, size: usize) {
+        self.with(|state| state.page_size = size.max(1));
+    }
+
+    /// Calls made so far of `operation`, failed ones included.
+    pub fn calls(&self, operation: Operation) -> usize {
+        self.with(|state| state.calls.get(&operation).copied().unwrap_or(0))
+    }
+
+    /// Accepted datums of one (region, namespace).
+    pub fn data(&self, region: &str, namespace: &str) -> Vec<Datum> {
+        self.with(|state| state.data.get(&(region.to_string(), namespace.to_string())).cloned().unwrap_or_default())
+    }
+
+    /// Every accepted datum, all regions and namespaces.
+    pub fn all_data(&self) -> Vec<Datum> {
+        self.with(|state| state.data.values().flatten().cloned().collect())
+    }
+
+    /// Sizes of accepted PutMetricData requests, in order.
+    pub fn put_sizes(&self) -> Vec<usize> {
+        self.with(|state| state.put_sizes.clone())
+    }
+
+    /// Stores an alarm as if someone created it outside SpecialSnowflake.
+    pub fn insert_alarm(&self, region: &str, alarm: DescribedAlarm) {
+        self.with(|state| {
+            state.alarms.entry(region.to_string()).or_default().insert(alarm.name.clone(), (alarm, BTreeMap::new()));
+        });
+    }
+
+    pub fn alarm(&self, region: &str, name: &str) -> Option<DescribedAlarm> {
+        self.with(|state| state.alarms.get(region).and_then(|alarms| alarms.get(name)).map(|(alarm, _)| alarm.clone()))
+    }
+
+    pub fn alarm_names(&self, region: &str) -> Vec<String> {
+        self.with(|state| state.alarms.get(region).map(|alarms| alarms.keys().cloned().collect()).unwrap_or_default())
+    }
+
+    pub fn tags(&self, region: &str, name: &str) -> BTreeMap<String, String> {
+        self.with(|state| state.alarms.get(region).and_then(|alarms| alarms.get(name)).map(|(_, tags)| tags.clone()).unwrap_or_default())
+    }
+
+    /// Counts the call and returns the injected failure for it, if one is queued.
+    fn begin(&self, operation: Operation) -> Result<(), CallError> {
+        self.with(|state| {
+            *state.calls.entry(operation).or_default() += 1;
+            match state.failures.get_mut(&operation).and_then(VecDeque::pop_front) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+fn arn(region: &str, name: &str) -> String {
+    format!("arn:aws:cloudwatch:{region}:000000000000:alarm:{name}")
+}
+
+/// What DescribeAlarms would report after PutMetricAlarm with `config`.
+fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
+    let (statistic, extended_statistic) = match &config.statistic {
+        AlarmStatistic::Standard(name) => (Some(name.clone()), None),
+        AlarmStatistic::Extended(name) => (None, Some(name.clone())),
+    };
+    DescribedAlarm {
+        name: config.name.clone(),
+        arn: Some(arn(region, &config.name)),
+        description: Some(config.description.clone()).filter(|text| !text.is_empty()),
+        namespace: Some(config.namespace.clone()),
+        metric_name: Some(config.metric_name.clone()),
+        dimensions: config.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        statistic,
+        extended_statistic,
+        period: Some(config.period),
+        evaluation_periods: Some(config.evaluation_periods),
+        datapoints_to_alarm: Some(config.datapoints_to_alarm),
+        threshold: Some(config.threshold),
+        comparison: Some(config.comparison.clone()),
+        treat_missing_data: Some(config.treat_missing_data.clone()),
+        ok_actions: config.ok_actions.iter().cloned().collect(),
+        alarm_actions: config.alarm_actions.iter().cloned().collect(),
+        insufficient_data_actions: config.insufficient_data_actions.iter().cloned().collect(),
+        actions_enabled: Some(config.actions_enabled),
+        unit: config.unit.clone(),
+        has_foreign_shape: false,
+        state: Some("INSUFFICIENT_DATA".to_string()),
+    }
+}
+
+impl CloudWatch for FakeCloudWatch {
+    async fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> Result<(), CallError> {
+        self.begin(Operation::PutMetricData)?;
+        self.with(|state| {
+            if data.len() > 1000 {
+                return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 1000 datums per request"));
+            }
+            if let Some(check) = &state.datum_check
+                && let Some(reason) = data.iter().find_map(|datum| check(datum))
+            {
+                return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), reason));
+            }
+            state.data.entry((region.to_string(), namespace.to_string())).or_default().extend_from_slice(data);
+            state.put_sizes.push(data.len());
+            Ok(())
+        })
+    }
+
+    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
+        self.begin(Operation::DescribeAlarms)?;
+        self.with(|state| {
+            let start: usize = next_token.as_deref().map_or(0, |token| token.parse().unwrap_or(0));
+            let matching: Vec<DescribedAlarm> = state
+                .alarms
+                .get(region)
+                .map(|alarms| alarms.values().filter(|(alarm, _)| alarm.name.starts_with(prefix)).map(|(alarm, _)| alarm.clone()).collect())
+                .unwrap_or_default();
+            let end = (start + state.page_size).min(matching.len());
+            let next_token = (end < matching.len()).then(|| end.to_string());
+            Ok(AlarmPage { alarms: matching[start.min(end)..end].to_vec(), next_token })
+        })
+    }
+
+    async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
+        self.begin(Operation::DescribeAlarms)?;
+        Ok(self.with(|state| {
+            let alarms = state.alarms.get(region);
+            names.iter().filter_map(|name| alarms.and_then(|alarms| alarms.get(name)).map(|(alarm, _)| alarm.clone())).collect()
+        }))
+    }
+
+    async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
+        self.begin(Operation::PutMetricAlarm)?;
+        self.with(|state| {
+            let alarms = state.alarms.entry(region.to_string()).or_default();
+            let tags = alarms.remove(&alarm.name).map(|(_, tags)| tags).unwrap_or_default();
+            alarms.insert(alarm.name.clone(), (described(region, alarm), tags));
+        });
+        Ok(())
+    }
+
+    async fn delete_alarms(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.begin(Operation::DeleteAlarms)?;
+        if names.len() > 100 {
+            return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 100 alarm names per call"));
+        }
+        self.with(|state| {
+            if let Some(alarms) = state.alarms.get_mut(region) {
+                for name in names {
+                    alarms.remove(name);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), CallError> {
+        self.begin(Operation::TagResource)?;
+        self.with(|state| {
+            let entry =
+                state.alarms.get_mut(region).and_then(|alarms| alarms.values_mut().find(|(alarm, _)| alarm.arn.as_deref() == Some(arn)));
+            match entry {
+                Some((_, existing)) => {
+                    existing.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    Ok(())
+                }
+                None => Err(CallError::new(ErrorKind::Invalid, Some("ResourceNotFound"), format!("no alarm {arn}"))),
+            }
+        })
+    }
+
+    async fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> Result<(), CallError> {
+        self.begin(Operation::UntagResource)?;
+        self.with(|state| {
+            if let Some((_, existing)) =
+                state.alarms.get_mut(region).and_then(|alarms| alarms.values_mut().find(|(alarm, _)| alarm.arn.as_deref() == Some(arn)))
+            {
+                for key in keys {
+                    existing.remove(key);
+                }
+            }
+        });
+        Ok(())
+    }
+}

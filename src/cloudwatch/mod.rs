@@ -1,0 +1,128 @@
+//! Everything SpecialSnowflake asks of CloudWatch, as one small trait.
+//!
+//! [`sdk::SdkCloudWatch`] is the real thing and the only user of `aws-sdk-cloudwatch`;
+//! [`fake::FakeCloudWatch`] is an in-memory stand-in for fast unit tests and for failures a real
+//! peer will not produce on demand; [`dry_run::DryRun`] prints what would be sent and sends
+//! nothing. [`Backend`] picks one at run time.
+
+mod backend;
+pub mod dry_run;
+mod error;
+pub mod fake;
+pub mod sdk;
+
+pub use backend::Backend;
+pub use error::{CallError, ErrorKind};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+/// One value for PutMetricData.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Datum {
+    pub metric_name: String,
+    /// Sorted by name.
+    pub dimensions: Vec<(String, String)>,
+    pub value: f64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Canonical CloudWatch unit name.
+    pub unit: String,
+    /// 60 or 1.
+    pub storage_resolution: i32,
+}
+
+/// `Statistic` or `ExtendedStatistic` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AlarmStatistic {
+    Standard(String),
+    Extended(String),
+}
+
+/// A metric alarm in the shape PutMetricAlarm takes it and comparisons need it: defaults filled,
+/// actions as sets, dimensions as a map.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmConfig {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub statistic: AlarmStatistic,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub datapoints_to_alarm: i32,
+    pub threshold: f64,
+    pub comparison: String,
+    pub treat_missing_data: String,
+    pub ok_actions: BTreeSet<String>,
+    pub alarm_actions: BTreeSet<String>,
+    pub insufficient_data_actions: BTreeSet<String>,
+    pub actions_enabled: bool,
+    /// Always `None` for alarms we write; an alarm edited to carry a unit differs from ours.
+    pub unit: Option<String>,
+}
+
+/// A metric alarm as DescribeAlarms reports it: what CloudWatch may leave out is an `Option`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribedAlarm {
+    pub name: String,
+    pub arn: Option<String>,
+    pub description: Option<String>,
+    pub namespace: Option<String>,
+    pub metric_name: Option<String>,
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: Option<String>,
+    pub extended_statistic: Option<String>,
+    pub period: Option<i32>,
+    pub evaluation_periods: Option<i32>,
+    pub datapoints_to_alarm: Option<i32>,
+    pub threshold: Option<f64>,
+    pub comparison: Option<String>,
+    pub treat_missing_data: Option<String>,
+    pub ok_actions: Vec<String>,
+    pub alarm_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+    pub actions_enabled: Option<bool>,
+    pub unit: Option<String>,
+    /// Metric math, anomaly bands or query criteria: shapes we never write, so never equal.
+    pub has_foreign_shape: bool,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: Option<String>,
+}
+
+/// One page of DescribeAlarms.
+#[derive(Debug, Clone, Default)]
+pub struct AlarmPage {
+    pub alarms: Vec<DescribedAlarm>,
+    pub next_token: Option<String>,
+}
+
+/// The CloudWatch calls SpecialSnowflake makes. Regions are explicit on every call.
+pub trait CloudWatch: Send + Sync + 'static {
+    fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// Metric alarms whose names start with `prefix`, one page; pass the previous page's token.
+    fn describe_alarms(
+        &self,
+        region: &str,
+        prefix: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<AlarmPage, CallError>> + Send;
+
+    /// Metric alarms by exact name (at most 100 names).
+    fn describe_alarms_named(&self, region: &str, names: &[String]) -> impl Future<Output = Result<Vec<DescribedAlarm>, CallError>> + Send;
+
+    fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// At most 100 names per call.
+    fn delete_alarms(&self, region: &str, names: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
+}

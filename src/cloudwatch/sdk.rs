@@ -1,0 +1,287 @@
+//! The real CloudWatch, through `aws-sdk-cloudwatch`: the only module that touches the SDK.
+//!
+//! Credentials, region and endpoint come from the SDK's standard chains, so `AWS_PROFILE`, web
+//! identity, ECS task roles, IMDS, `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_CLOUDWATCH` all work
+//! unchanged. The SDK's own retries are off: callers retry with their own backoff, which keeps
+//! spooled data and rate limits under their control and makes retries visible in tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::config::Region;
+use aws_sdk_cloudwatch::config::http::HttpResponse;
+use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag};
+
+use super::error::{is_credentials_code, is_throttling_code};
+use super::{AlarmConfig, AlarmPage, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
+
+/// CloudWatch through the SDK, one client per region.
+pub struct SdkCloudWatch {
+    config: SdkConfig,
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+/// Which metric and time range to read back with [`SdkCloudWatch::statistics`].
+#[derive(Debug, Clone)]
+pub struct MetricQuery<'a> {
+    pub namespace: &'a str,
+    pub metric_name: &'a str,
+    pub dimensions: &'a [(String, String)],
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub period_seconds: i32,
+}
+
+/// One bucket of GetMetricStatistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatisticsBucket {
+    pub timestamp_ms: i64,
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+    pub unit: Option<String>,
+}
+
+impl SdkCloudWatch {
+    /// Loads the standard AWS configuration chain.
+    pub async fn from_env() -> Self {
+        Self::load(None).await
+    }
+
+    /// The standard chain, but talking to `endpoint` (a test peer such as LocalStack).
+    pub async fn with_endpoint(endpoint: &str) -> Self {
+        Self::load(Some(endpoint)).await
+    }
+
+    async fn load(endpoint: Option<&str>) -> Self {
+        let timeouts =
+            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(30)).build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).timeout_config(timeouts);
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let config = loader.load().await;
+        SdkCloudWatch { config, clients: Mutex::new(HashMap::new()) }
+    }
+
+    /// The region of the SDK's chain (`AWS_REGION`, profile, IMDS), used when a flake names none.
+    pub fn default_region(&self) -> Option<String> {
+        self.config.region().map(|region| region.to_string())
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let mut clients = self.clients.lock().expect("client map poisoned");
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let config = aws_sdk_cloudwatch::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
+                Client::from_conf(config)
+            })
+            .clone()
+    }
+
+    /// Reads back what CloudWatch holds for one metric: used by tests and diagnostics.
+    pub async fn statistics(&self, region: &str, query: &MetricQuery<'_>) -> Result<Vec<StatisticsBucket>, CallError> {
+        let output = self
+            .client(region)
+            .get_metric_statistics()
+            .namespace(query.namespace)
+            .metric_name(query.metric_name)
+            .set_dimensions(Some(
+                query.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect(),
+            ))
+            .start_time(DateTime::from_millis(query.start_ms))
+            .end_time(DateTime::from_millis(query.end_ms))
+            .period(query.period_seconds)
+            .statistics(Statistic::SampleCount)
+            .statistics(Statistic::Sum)
+            .statistics(Statistic::Minimum)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut buckets: Vec<StatisticsBucket> = output
+            .datapoints()
+            .iter()
+            .map(|point| StatisticsBucket {
+                timestamp_ms: point.timestamp().and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+                sample_count: point.sample_count().unwrap_or_default(),
+                sum: point.sum().unwrap_or_default(),
+                minimum: point.minimum().unwrap_or_default(),
+                maximum: point.maximum().unwrap_or_default(),
+                unit: point.unit().map(|unit| unit.as_str().to_string()),
+            })
+            .collect();
+        buckets.sort_by_key(|bucket| bucket.timestamp_ms);
+        Ok(buckets)
+    }
+}
+
+/// Sorts an SDK failure into what the caller should do about it.
+fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(error: SdkError<E, HttpResponse>) -> CallError {
+    let message = DisplayErrorContext(&error).to_string();
+    match &error {
+        SdkError::ServiceError(context) => {
+            let code = context.err().code();
+            let text = context.err().message().unwrap_or(&message).to_string();
+            let status = error.raw_response().map(|response| response.status().as_u16());
+            let kind = match (code, status) {
+                (Some(code), _) if is_throttling_code(code) => ErrorKind::Throttling,
+                (Some(code), _) if is_credentials_code(code) => ErrorKind::Credentials,
+                (_, Some(429)) => ErrorKind::Throttling,
+                (_, Some(401 | 403)) => ErrorKind::Credentials,
+                (_, Some(status)) if status >= 500 => ErrorKind::Unavailable,
+                (None, None) => ErrorKind::Unavailable,
+                _ => ErrorKind::Invalid,
+            };
+            CallError::new(kind, code, text)
+        }
+        SdkError::ConstructionFailure(_) => {
+            // Missing credentials and an unresolvable region surface here; both can be fixed
+            // without losing data, so they are retried like credential errors.
+            CallError::new(ErrorKind::Credentials, None, message)
+        }
+        _ => CallError::new(ErrorKind::Unavailable, None, message),
+    }
+}
+
+fn to_described(alarm: &MetricAlarm) -> DescribedAlarm {
+    DescribedAlarm {
+        name: alarm.alarm_name().unwrap_or_default().to_string(),
+        arn: alarm.alarm_arn().map(str::to_string),
+        description: alarm.alarm_description().map(str::to_string),
+        namespace: alarm.namespace().map(str::to_string),
+        metric_name: alarm.metric_name().map(str::to_string),
+        dimensions: alarm
+            .dimensions()
+            .iter()
+            .map(|dimension| (dimension.name().unwrap_or_default().to_string(), dimension.value().unwrap_or_default().to_string()))
+            .collect(),
+        statistic: alarm.statistic().map(|statistic| statistic.as_str().to_string()),
+        extended_statistic: alarm.extended_statistic().map(str::to_string),
+        period: alarm.period(),
+        evaluation_periods: alarm.evaluation_periods(),
+        datapoints_to_alarm: alarm.datapoints_to_alarm(),
+        threshold: alarm.threshold(),
+        comparison: alarm.comparison_operator().map(|operator| operator.as_str().to_string()),
+        treat_missing_data: alarm.treat_missing_data().map(str::to_string),
+        ok_actions: alarm.ok_actions().to_vec(),
+        alarm_actions: alarm.alarm_actions().to_vec(),
+        insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
+        actions_enabled: alarm.actions_enabled(),
+        unit: alarm.unit().map(|unit| unit.as_str().to_string()),
+        has_foreign_shape: !alarm.metrics().is_empty() || alarm.threshold_metric_id().is_some() || alarm.evaluation_criteria().is_some(),
+        state: alarm.state_value().map(|state| state.as_str().to_string()),
+    }
+}
+
+fn to_metric_datum(datum: &Datum) -> MetricDatum {
+    MetricDatum::builder()
+        .metric_name(&datum.metric_name)
+        .set_dimensions(
+            (!datum.dimensions.is_empty())
+                .then(|| datum.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect()),
+        )
+        .value(datum.value)
+        .timestamp(DateTime::from_millis(datum.timestamp_ms))
+        .unit(StandardUnit::from(datum.unit.as_str()))
+        .storage_resolution(datum.storage_resolution)
+        .build()
+}
+
+impl CloudWatch for SdkCloudWatch {
+    async fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> Result<(), CallError> {
+        self.client(region)
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(data.iter().map(to_metric_datum).collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
+        let output = self
+            .client(region)
+            .describe_alarms()
+            .alarm_name_prefix(prefix)
+            .alarm_types(AlarmType::MetricAlarm)
+            .max_records(100)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(AlarmPage {
+            alarms: output.metric_alarms().iter().map(to_described).collect(),
+            next_token: output.next_token().map(str::to_string),
+        })
+    }
+
+    async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
+        let output = self
+            .client(region)
+            .describe_alarms()
+            .set_alarm_names(Some(names.to_vec()))
+            .alarm_types(AlarmType::MetricAlarm)
+            .max_records(100)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(output.metric_alarms().iter().map(to_described).collect())
+    }
+
+    async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
+        let (statistic, extended) = match &alarm.statistic {
+            AlarmStatistic::Standard(name) => (Some(Statistic::from(name.as_str())), None),
+            AlarmStatistic::Extended(name) => (None, Some(name.clone())),
+        };
+        self.client(region)
+            .put_metric_alarm()
+            .alarm_name(&alarm.name)
+            .alarm_description(&alarm.description)
+            .namespace(&alarm.namespace)
+            .metric_name(&alarm.metric_name)
+            .set_dimensions(Some(
+                alarm.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect(),
+            ))
+            .set_statistic(statistic)
+            .set_extended_statistic(extended)
+            .period(alarm.period)
+            .evaluation_periods(alarm.evaluation_periods)
+            .datapoints_to_alarm(alarm.datapoints_to_alarm)
+            .threshold(alarm.threshold)
+            .comparison_operator(ComparisonOperator::from(alarm.comparison.as_str()))
+            .treat_missing_data(&alarm.treat_missing_data)
+            .set_ok_actions(Some(alarm.ok_actions.iter().cloned().collect()))
+            .set_alarm_actions(Some(alarm.alarm_actions.iter().cloned().collect()))
+            .set_insufficient_data_actions(Some(alarm.insufficient_data_actions.iter().cloned().collect()))
+            .actions_enabled(alarm.actions_enabled)
+            .set_unit(alarm.unit.as_deref().map(StandardUnit::from))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn delete_alarms(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.client(region).delete_alarms().set_alarm_names(Some(names.to_vec())).send().await.map(|_| ()).map_err(classify)
+    }
+
+    async fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), CallError> {
+        let tags = tags.iter().map(|(key, value)| Tag::builder().key(key).value(value).build()).collect();
+        self.client(region).tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await.map(|_| ()).map_err(classify)
+    }
+
+    async fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> Result<(), CallError> {
+        self.client(region).untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send().await.map(|_| ()).map_err(classify)
+    }
+}

@@ -1,0 +1,333 @@
+//! Validating `flakeAlarms` entries by CloudWatch's own rules for PutMetricAlarm.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::fields::{Fields, describe, shorten};
+use super::keys::{ALARM_KEYS, ENDPOINT_KEYS, warn_unknown};
+use super::model::{Alarm, MetricTarget, Statistic};
+use super::problem::Problems;
+use super::validate::Context;
+use crate::placeholders::expand;
+
+const MAX_ALARM_NAME: usize = 255;
+const MAX_DESCRIPTION: usize = 1024;
+const MAX_ACTIONS_PER_STATE: usize = 5;
+const MAX_TAGS: usize = 50;
+
+const COMPARISONS: [(&str, &str); 4] = [
+    ("GreaterThanThreshold", ">"),
+    ("GreaterThanOrEqualToThreshold", ">="),
+    ("LessThanThreshold", "<"),
+    ("LessThanOrEqualToThreshold", "<="),
+];
+const STATISTICS: [&str; 5] = ["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
+const TREAT_MISSING: [&str; 4] = ["missing", "breaching", "notBreaching", "ignore"];
+
+/// Every valid alarm of `flakeAlarms`; problems are recorded for the invalid ones.
+pub fn parse_alarms(
+    fields: &Fields,
+    flake_name: Option<&str>,
+    metric: Option<&MetricTarget>,
+    context: &Context,
+    problems: &mut Problems,
+) -> Vec<Alarm> {
+    let Some(items) = fields.list("flakeAlarms", problems) else {
+        return Vec::new();
+    };
+    if !items.is_empty() && metric.is_none() && fields.raw("flakeMetricNamespace").is_none() {
+        problems.error("flakeAlarms", "alarms watch the flake's metric, so this flake needs flakeMetricNamespace");
+    }
+    let mut alarms: Vec<Alarm> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let prefix = format!("flakeAlarms[{index}].");
+        let Value::Object(object) = item else {
+            problems.error(
+                format!("flakeAlarms[{index}]"),
+                format!("must be an object with alarmName, alarmThreshold, alarmOperator, ...; got {}", describe(item)),
+            );
+            continue;
+        };
+        warn_unknown(object, ALARM_KEYS, &prefix, problems);
+        let alarm_fields = Fields::new(object, prefix);
+        let resolution = metric.map_or(60, |metric| metric.storage_resolution);
+        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, resolution, context, problems) {
+            if alarms.iter().any(|other| other.name == alarm.name) {
+                problems.error(
+                    alarm_fields.path("alarmName"),
+                    format!("\"{}\" is declared twice in this flake; alarm names must be unique", alarm.name),
+                );
+            } else {
+                alarms.push(alarm);
+            }
+        }
+    }
+    alarms
+}
+
+fn parse_alarm(fields: &Fields, flake_name: Option<&str>, resolution: i32, context: &Context, problems: &mut Problems) -> Option<Alarm> {
+    let name = parse_name(fields, flake_name, context, problems);
+
+    let description = fields.text("alarmDescription", problems).unwrap_or_default();
+    let description_ok = description.chars().count() <= MAX_DESCRIPTION;
+    if !description_ok {
+        problems.error(
+            fields.path("alarmDescription"),
+            format!("is {} characters long; CloudWatch allows at most {MAX_DESCRIPTION}", description.chars().count()),
+        );
+    }
+
+    let threshold = fields.number("alarmThreshold", problems);
+    let threshold = fields.require("alarmThreshold", threshold, "the number the metric is compared with", problems);
+
+    let comparison = fields.strict_text("alarmOperator", problems);
+    let comparison = fields.require(
+        "alarmOperator",
+        comparison,
+        "GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold or LessThanOrEqualToThreshold (or >, >=, <, <=)",
+        problems,
+    );
+    let comparison = comparison.and_then(|text| {
+        let found = COMPARISONS.iter().find(|(name, symbol)| name.eq_ignore_ascii_case(text.trim()) || *symbol == text.trim());
+        if found.is_none() {
+            problems.error(
+                fields.path("alarmOperator"),
+                format!("\"{}\" is not a comparison; use GreaterThanThreshold (>), GreaterThanOrEqualToThreshold (>=), LessThanThreshold (<) or LessThanOrEqualToThreshold (<=)", shorten(&text, 40)),
+            );
+        }
+        found.map(|(name, _)| *name)
+    });
+
+    let period = parse_period(fields, resolution, problems);
+    let evaluation_periods = positive(fields, "alarmPeriods", 1, problems);
+    let datapoints = match fields.raw("alarmDatapoints") {
+        None => evaluation_periods,
+        Some(_) => positive(fields, "alarmDatapoints", 1, problems),
+    };
+    let counts_ok = check_evaluation_window(fields, period, evaluation_periods, datapoints, problems);
+
+    let statistic = parse_statistic(fields, problems);
+    let treat_missing_data = match fields.strict_text("alarmTreatMissingData", problems) {
+        None => Some("missing"),
+        Some(text) => TREAT_MISSING.iter().copied().find(|known| known.eq_ignore_ascii_case(text.trim())).or_else(|| {
+            problems.error(
+                fields.path("alarmTreatMissingData"),
+                format!("\"{}\" is not a missing-data treatment; use missing, breaching, notBreaching or ignore", shorten(&text, 40)),
+            );
+            None
+        }),
+    };
+    let endpoints = parse_endpoints(fields, problems);
+    let actions_enabled = fields.boolean("alarmActionsEnabled", problems).unwrap_or(true);
+    let tags = parse_tags(fields, problems);
+
+    let (ok_actions, alarm_actions, insufficient_data_actions) = endpoints?;
+    (description_ok && counts_ok).then_some(())?;
+    Some(Alarm {
+        name: name?,
+        description,
+        threshold: threshold?,
+        comparison: comparison?,
+        period: period?,
+        evaluation_periods: evaluation_periods?,
+        datapoints_to_alarm: datapoints?,
+        statistic: statistic?,
+        treat_missing_data: treat_missing_data?,
+        ok_actions,
+        alarm_actions,
+        insufficient_data_actions,
+        actions_enabled,
+        tags: tags?,
+    })
+}
+
+fn parse_name(fields: &Fields, flake_name: Option<&str>, context: &Context, problems: &mut Problems) -> Option<String> {
+    let template = fields.text("alarmName", problems);
+    let template = fields.require("alarmName", template, "a short name such as \"high\" or \"down-${hostname}\"", problems)?;
+    let expanded = expand(&template, context.facts).map_err(|reason| problems.error(fields.path("alarmName"), reason)).ok()?;
+    if expanded.is_empty() || expanded.chars().any(char::is_control) {
+        problems.error(fields.path("alarmName"), "must be non-empty and free of control characters");
+        return None;
+    }
+    let full = format!("FL-{}-{expanded}", flake_name?);
+    if full.chars().count() > MAX_ALARM_NAME {
+        problems.error(
+            fields.path("alarmName"),
+            format!(
+                "the alarm name \"{}\" would be {} characters; CloudWatch allows {MAX_ALARM_NAME}: shorten flakeName or alarmName",
+                shorten(&full, 60),
+                full.chars().count()
+            ),
+        );
+        return None;
+    }
+    Some(full)
+}
+
+fn positive(fields: &Fields, key: &str, default: i64, problems: &mut Problems) -> Option<i32> {
+    let value = match fields.raw(key) {
+        None => default,
+        Some(_) => fields.integer(key, problems)?,
+    };
+    if !(1..=100_000).contains(&value) {
+        problems.error(fields.path(key), format!("{value} is out of range; use a whole number of at least 1"));
+        return None;
+    }
+    Some(value as i32)
+}
+
+fn parse_period(fields: &Fields, resolution: i32, problems: &mut Problems) -> Option<i32> {
+    let period = match fields.raw("alarmPeriodLength") {
+        None => 60,
+        Some(_) => fields.integer("alarmPeriodLength", problems)?,
+    };
+    let valid = matches!(period, 10 | 20 | 30) || (period > 0 && period % 60 == 0 && period <= 604_800);
+    if !valid {
+        problems
+            .error(fields.path("alarmPeriodLength"), format!("{period} is not a valid period: use 10, 20, 30 or a multiple of 60 seconds"));
+        return None;
+    }
+    if period < 60 && resolution != 1 {
+        problems.warning(
+            fields.path("alarmPeriodLength"),
+            format!(
+                "a {period} s period needs a high-resolution metric; set flakeStorageResolution to 1, or the alarm will often see no data"
+            ),
+        );
+    }
+    Some(period as i32)
+}
+
+/// CloudWatch's limits on the evaluation window, and M-of-N datapoints.
+fn check_evaluation_window(
+    fields: &Fields,
+    period: Option<i32>,
+    periods: Option<i32>,
+    datapoints: Option<i32>,
+    problems: &mut Problems,
+) -> bool {
+    let mut ok = true;
+    if let (Some(periods), Some(datapoints)) = (periods, datapoints)
+        && datapoints > periods
+    {
+        problems.error(
+            fields.path("alarmDatapoints"),
+            format!("{datapoints} datapoints to alarm is more than the {periods} evaluation period(s); it must be at most alarmPeriods"),
+        );
+        ok = false;
+    }
+    if let (Some(period), Some(periods)) = (period, periods) {
+        let (limit, limit_text) = if period < 3600 { (86_400, "one day for periods under an hour") } else { (604_800, "seven days") };
+        let window = i64::from(period) * i64::from(periods);
+        if window > limit {
+            problems.error(
+                fields.path("alarmPeriods"),
+                format!("alarmPeriodLength × alarmPeriods = {window} s, over CloudWatch's limit of {limit} s ({limit_text}); use fewer periods or a longer period"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn parse_statistic(fields: &Fields, problems: &mut Problems) -> Option<Statistic> {
+    let Some(text) = fields.strict_text("alarmStatistic", problems) else {
+        return Some(Statistic::Standard("Average"));
+    };
+    let text = text.trim();
+    if let Some(name) = STATISTICS.iter().copied().find(|name| name.eq_ignore_ascii_case(text)) {
+        return Some(Statistic::Standard(name));
+    }
+    if let Some(number) = text.strip_prefix(['p', 'P'])
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.parse::<f64>().is_ok_and(|value| (0.0..=100.0).contains(&value))
+    {
+        return Some(Statistic::Percentile(format!("p{number}")));
+    }
+    problems.error(
+        fields.path("alarmStatistic"),
+        format!(
+            "\"{}\" is not a statistic; use Average, Sum, Minimum, Maximum, SampleCount or a percentile p0 to p100 (such as p99)",
+            shorten(text, 40)
+        ),
+    );
+    None
+}
+
+type Actions = (Vec<String>, Vec<String>, Vec<String>);
+
+fn parse_endpoints(fields: &Fields, problems: &mut Problems) -> Option<Actions> {
+    let Some(object) = fields.object("alarmEndpoints", problems) else {
+        return if fields.raw("alarmEndpoints").is_some() { None } else { Some(Default::default()) };
+    };
+    let prefix = fields.path("alarmEndpoints.");
+    warn_unknown(object, ENDPOINT_KEYS, &prefix, problems);
+    let endpoint_fields = Fields::new(object, prefix);
+    let ok = actions(&endpoint_fields, "ok", problems);
+    let alarm = actions(&endpoint_fields, "alarm", problems);
+    let insufficient = actions(&endpoint_fields, "insufficient_data", problems);
+    Some((ok?, alarm?, insufficient?))
+}
+
+/// One state's actions: an ARN, or a list of at most five.
+fn actions(fields: &Fields, key: &str, problems: &mut Problems) -> Option<Vec<String>> {
+    let items: Vec<&Value> = match fields.raw(key) {
+        None => return Some(Vec::new()),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(single) => vec![single],
+    };
+    let mut arns = BTreeSet::new();
+    let mut ok = true;
+    for item in items {
+        match item {
+            Value::String(arn) if arn.starts_with("arn:") && arn.len() <= 1024 => {
+                arns.insert(arn.clone());
+            }
+            other => {
+                problems.error(
+                    fields.path(key),
+                    format!("{} is not an action ARN; write an ARN such as \"arn:aws:sns:eu-west-1:123456789012:ops\"", describe(other)),
+                );
+                ok = false;
+            }
+        }
+    }
+    if arns.len() > MAX_ACTIONS_PER_STATE {
+        problems.error(
+            fields.path(key),
+            format!("has {} actions; CloudWatch allows at most {MAX_ACTIONS_PER_STATE} per alarm state", arns.len()),
+        );
+        ok = false;
+    }
+    ok.then(|| arns.into_iter().collect())
+}
+
+fn parse_tags(fields: &Fields, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
+    let Some(object) = fields.object("alarmTags", problems) else {
+        return if fields.raw("alarmTags").is_some() { None } else { Some(BTreeMap::new()) };
+    };
+    let tag_fields = Fields::new(object, fields.path("alarmTags."));
+    let mut ok = object.len() <= MAX_TAGS;
+    if !ok {
+        problems.error(fields.path("alarmTags"), format!("has {} tags; CloudWatch allows at most {MAX_TAGS}", object.len()));
+    }
+    let mut tags = BTreeMap::new();
+    for key in object.keys() {
+        if key.is_empty() || key.chars().count() > 128 || key.to_ascii_lowercase().starts_with("aws:") {
+            problems.error(tag_fields.path(key), "tag keys must be 1-128 characters and must not start with the reserved \"aws:\"");
+            ok = false;
+        }
+        match tag_fields.text(key, problems) {
+            Some(value) if value.chars().count() > 256 => {
+                problems.error(tag_fields.path(key), "tag values must be at most 256 characters");
+                ok = false;
+            }
+            Some(value) => {
+                tags.insert(key.clone(), value);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(tags)
+}

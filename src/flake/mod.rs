@@ -1,0 +1,21 @@
+//! The flake file format: one JSON object per file, validated into an immutable [`Flake`].
+//!
+//! Files written for the original Python SpecialSnowflake load unchanged: numbers may be numeric
+//! strings, comment keys (`_x`, `x_comment`) are silent, other unknown keys are warnings with a
+//! suggestion. Validation reports every problem of a file at once, each with its field path.
+
+mod alarm;
+mod fields;
+mod keys;
+mod model;
+mod problem;
+mod schema;
+mod units;
+mod validate;
+
+pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
+pub use problem::{Problem, Severity};
+pub use schema::flake_schema;
+pub use units::UNITS;
+pub use validate::{Context, parse_flake};

@@ -1,0 +1,98 @@
+//! A validated flake: typed, defaults applied, placeholders expanded, never changed afterwards.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::schedule::Schedule;
+
+/// `metric` flakes must print a number; `job` flakes succeed by exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlakeKind {
+    Metric,
+    Job,
+}
+
+impl FlakeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlakeKind::Metric => "metric",
+            FlakeKind::Job => "job",
+        }
+    }
+}
+
+/// Where a flake's number goes in CloudWatch (all but the region, which is per flake).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricTarget {
+    pub namespace: String,
+    pub metric_name: String,
+    /// After placeholders; sorted by name.
+    pub dimensions: BTreeMap<String, String>,
+    /// Canonical CloudWatch spelling.
+    pub unit: &'static str,
+    /// 60 (standard) or 1 (high resolution).
+    pub storage_resolution: i32,
+}
+
+/// `Statistic` or `ExtendedStatistic` of an alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statistic {
+    /// `Average`, `Sum`, `Minimum`, `Maximum` or `SampleCount`.
+    Standard(&'static str),
+    /// A percentile such as `p99` or `p99.9`.
+    Percentile(String),
+}
+
+impl Statistic {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Statistic::Standard(name) => name,
+            Statistic::Percentile(name) => name,
+        }
+    }
+}
+
+/// One declared alarm, in CloudWatch's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alarm {
+    /// `FL-<flakeName>-<alarmName>`, placeholders expanded.
+    pub name: String,
+    pub description: String,
+    pub threshold: f64,
+    /// CloudWatch's `ComparisonOperator` spelling.
+    pub comparison: &'static str,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub datapoints_to_alarm: i32,
+    pub statistic: Statistic,
+    /// `missing`, `breaching`, `notBreaching` or `ignore`.
+    pub treat_missing_data: &'static str,
+    /// Sorted and without duplicates: CloudWatch treats action lists as sets.
+    pub ok_actions: Vec<String>,
+    pub alarm_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+    pub actions_enabled: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A flake, ready to schedule, run, publish and alarm on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flake {
+    pub name: String,
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    pub schedule: Schedule,
+    pub command: String,
+    pub kind: FlakeKind,
+    /// `None` only for a job without `flakeMetricNamespace`: its output is never published.
+    pub metric: Option<MetricTarget>,
+    /// `None`: the AWS SDK's region chain decides.
+    pub region: Option<String>,
+    pub alarms: Vec<Alarm>,
+    pub timeout: Duration,
+    pub environment: BTreeMap<String, String>,
+    /// Relative paths are relative to the daemon's `--workdir`.
+    pub working_directory: Option<PathBuf>,
+    pub enabled: bool,
+}

@@ -1,0 +1,196 @@
+//! `snowflake schema`: the JSON Schema of a flake file, for editors and CI linters.
+//!
+//! These types exist only to describe the format; validation is in `validate` and `alarm`, which
+//! also accept what a schema cannot express (numbers as strings, names in any case). A test keeps
+//! the two in step by comparing the schema's property names with the validator's known keys.
+
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+/// The JSON Schema of a flake file.
+pub fn flake_schema() -> Schema {
+    let mut schema = schemars::schema_for!(FlakeFile);
+    schema.insert("$id".to_string(), "https://specialsnowflake.dev/schema/flake.json".into());
+    schema
+}
+
+/// A number written as a JSON number or as a numeric string (`60` or `"60"`).
+struct NumberOrString;
+
+impl JsonSchema for NumberOrString {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "NumberOrString".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"}]})
+    }
+}
+
+/// `true`/`false`, or the strings `"true"`/`"false"`.
+struct BoolOrString;
+
+impl JsonSchema for BoolOrString {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "BoolOrString".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": "^(?i)(true|false)$"}]})
+    }
+}
+
+/// A string, or a number that is used as its text.
+struct StringOrNumber;
+
+impl JsonSchema for StringOrNumber {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "StringOrNumber".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number"]})
+    }
+}
+
+/// One ARN, or a list of at most five.
+struct Actions;
+
+impl JsonSchema for Actions {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Actions".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [
+            {"type": "string", "pattern": "^arn:"},
+            {"type": "array", "items": {"type": "string", "pattern": "^arn:"}, "maxItems": 5}
+        ]})
+    }
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum FlakeType {
+    Metric,
+    Job,
+}
+
+/// A SpecialSnowflake flake: a shell command run on a schedule whose number is published to
+/// CloudWatch, with the alarms on that metric. Keys starting with `_` or ending in `_comment` are
+/// comments; other unknown keys are reported as warnings.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "SpecialSnowflake flake file")]
+struct FlakeFile {
+    /// Unique name: metric name (unless flakeMetricName), log file name, alarm name prefix.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"))]
+    flake_name: String,
+    /// Five-field crontab line, a macro (@hourly, @daily, @reboot, ...) or "@every 1m30s"; optional "CRON_TZ=<zone> " prefix.
+    flake_cronstring: String,
+    /// Shell command, run with /bin/sh -c.
+    flake_command: String,
+    /// "metric" (default): stdout must be one number. "job": success is the exit status.
+    flake_type: Option<FlakeType>,
+    /// A CloudWatch unit such as Seconds, Bytes, Percent, Count (any case); default None.
+    flake_unit: Option<String>,
+    /// CloudWatch namespace; required for metric flakes. Must not start with "AWS/" or ":".
+    #[schemars(length(min = 1, max = 255))]
+    flake_metric_namespace: Option<String>,
+    /// Region for the metric and its alarms; default: the AWS SDK's region chain.
+    flake_region: Option<String>,
+    /// Alarms on this flake's metric, each named FL-<flakeName>-<alarmName>.
+    flake_alarms: Option<Vec<AlarmEntry>>,
+    /// Metric name, if not flakeName.
+    #[schemars(length(min = 1, max = 255))]
+    flake_metric_name: Option<String>,
+    /// Dimension name -> value (at most 30); values may hold ${hostname}, ${env:NAME}, ${aws:InstanceId}, ...
+    flake_dimensions: Option<BTreeMap<String, StringOrNumber>>,
+    /// 60 (default) or 1 for a high-resolution metric.
+    flake_storage_resolution: Option<NumberOrString>,
+    /// Seconds a run may take; default 60, or the @every interval if shorter.
+    flake_timeout: Option<NumberOrString>,
+    /// Extra environment variables for the command.
+    flake_environment: Option<BTreeMap<String, StringOrNumber>>,
+    /// Working directory of the command; default the daemon's --workdir.
+    flake_working_directory: Option<String>,
+    /// false keeps the file loaded and validated but never runs it.
+    flake_enabled: Option<BoolOrString>,
+}
+
+/// One CloudWatch metric alarm on the flake's metric.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct AlarmEntry {
+    /// Short name; the alarm is FL-<flakeName>-<alarmName>. May hold placeholders such as ${hostname}.
+    alarm_name: String,
+    #[schemars(length(max = 1024))]
+    alarm_description: Option<String>,
+    alarm_threshold: NumberOrString,
+    /// GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold, LessThanOrEqualToThreshold, or >, >=, <, <=.
+    alarm_operator: String,
+    /// Seconds: 10, 20, 30 or a multiple of 60; default 60.
+    alarm_period_length: Option<NumberOrString>,
+    /// Evaluation periods; default 1.
+    alarm_periods: Option<NumberOrString>,
+    /// Datapoints to alarm (M of N); default alarmPeriods.
+    alarm_datapoints: Option<NumberOrString>,
+    /// Average (default), Sum, Minimum, Maximum, SampleCount, or a percentile p0..p100.
+    alarm_statistic: Option<String>,
+    /// missing (default), breaching, notBreaching or ignore.
+    alarm_treat_missing_data: Option<String>,
+    /// Actions per alarm state.
+    alarm_endpoints: Option<Endpoints>,
+    /// Default true.
+    alarm_actions_enabled: Option<BoolOrString>,
+    /// Tag key -> value, at most 50.
+    alarm_tags: Option<BTreeMap<String, StringOrNumber>>,
+}
+
+/// Actions (ARNs) run when the alarm enters each state.
+#[derive(JsonSchema)]
+struct Endpoints {
+    ok: Option<Actions>,
+    alarm: Option<Actions>,
+    insufficient_data: Option<Actions>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flake::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+
+    fn property_names(schema: &serde_json::Value) -> Vec<String> {
+        let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn schema_and_validator_know_the_same_keys() {
+        let schema = serde_json::to_value(flake_schema()).unwrap();
+        assert_eq!(property_names(&schema), sorted(FLAKE_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["AlarmEntry"]), sorted(ALARM_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
+        let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(required, ["flakeName", "flakeCronstring", "flakeCommand"]);
+    }
+}

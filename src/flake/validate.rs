@@ -1,0 +1,330 @@
+//! Turning the text of one flake file into a [`Flake`], or into every problem it has.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+use super::alarm::parse_alarms;
+use super::fields::{Fields, shorten};
+use super::keys::{FLAKE_KEYS, warn_unknown};
+use super::model::{Flake, FlakeKind, MetricTarget};
+use super::problem::{Problem, Problems};
+use super::units::{UNITS, canonical_unit};
+use crate::placeholders::{Facts, expand};
+use crate::schedule::Schedule;
+
+/// What validation needs from outside the file.
+pub struct Context<'a> {
+    /// Zone of schedules without a `CRON_TZ=` prefix (`--timezone`).
+    pub default_zone: Tz,
+    pub facts: &'a dyn Facts,
+}
+
+/// Longest `flakeTimeout` accepted: a day. Longer runs are not what a metric schedule is for.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_DIMENSIONS: usize = 30;
+
+/// The validation result of one file: the flake if it has no errors, and every finding.
+pub fn parse_flake(path: &Path, text: &str, context: &Context) -> (Option<Flake>, Vec<Problem>) {
+    let mut problems = Problems::default();
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            problems.error("file", json_error_message(&error));
+            return (None, problems.into_vec());
+        }
+    };
+    let Value::Object(object) = value else {
+        problems.error("file", "must hold one JSON object, { \"flakeName\": ..., ... }");
+        return (None, problems.into_vec());
+    };
+    let flake = validate_object(path, &object, context, &mut problems);
+    let flake = if problems.has_errors() { None } else { flake };
+    (flake, problems.into_vec())
+}
+
+/// `invalid JSON at line 3, column 5: expected ...`, without serde_json's own position suffix.
+fn json_error_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let reason = text.rsplit_once(" at line ").map_or(text.as_str(), |(reason, _)| reason);
+    format!("invalid JSON at line {}, column {}: {reason}", error.line(), error.column())
+}
+
+fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, problems: &mut Problems) -> Option<Flake> {
+    warn_unknown(object, FLAKE_KEYS, "", problems);
+    let fields = Fields::new(object, "");
+
+    let name = fields.strict_text("flakeName", problems);
+    let name = fields.require("flakeName", name, "a unique name such as \"disk-free-root\"", problems);
+    let name = name.filter(|name| check_flake_name(name, problems));
+
+    let cronstring = fields.strict_text("flakeCronstring", problems);
+    let cronstring = fields.require("flakeCronstring", cronstring, "a schedule such as \"*/5 * * * *\" or \"@every 1m\"", problems);
+    let schedule = cronstring
+        .and_then(|text| Schedule::parse(&text, context.default_zone).map_err(|reason| problems.error("flakeCronstring", reason)).ok());
+
+    let command = fields.strict_text("flakeCommand", problems);
+    let command = fields.require("flakeCommand", command, "a shell command such as \"df --output=pcent / | tail -1\"", problems);
+    let command = command.filter(|command| {
+        let blank = command.trim().is_empty();
+        if blank {
+            problems.error("flakeCommand", "is empty; write the shell command to run");
+        }
+        !blank
+    });
+
+    let kind = parse_kind(&fields, problems);
+    let metric = parse_metric_target(&fields, name.as_deref(), kind, context, problems);
+    let region = parse_region(&fields, problems);
+    let timeout = parse_timeout(&fields, schedule.as_ref(), problems);
+    let environment = parse_environment(&fields, problems);
+    let working_directory = fields.strict_text("flakeWorkingDirectory", problems).and_then(|dir| {
+        if dir.trim().is_empty() {
+            problems.error("flakeWorkingDirectory", "is empty; remove it to use the daemon's --workdir, or name a directory");
+            None
+        } else {
+            Some(PathBuf::from(dir))
+        }
+    });
+    let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
+    let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+
+    Some(Flake {
+        name: name?,
+        source: path.to_path_buf(),
+        schedule: schedule?,
+        command: command?,
+        kind,
+        metric,
+        region,
+        alarms,
+        timeout: timeout?,
+        environment: environment?,
+        working_directory,
+        enabled,
+    })
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$` and no `..`: the name becomes a file name and a metric name.
+fn check_flake_name(name: &str, problems: &mut Problems) -> bool {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 200
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.contains("..");
+    if !valid {
+        problems.error(
+            "flakeName",
+            format!(
+                "\"{}\" is not a valid flake name: use 1-200 characters from A-Z a-z 0-9 . _ - starting with a letter or digit, \
+                 without \"..\" (it names the metric, the log file and the alarms)",
+                shorten(name, 60)
+            ),
+        );
+    }
+    valid
+}
+
+fn parse_kind(fields: &Fields, problems: &mut Problems) -> FlakeKind {
+    match fields.strict_text("flakeType", problems) {
+        None => FlakeKind::Metric,
+        Some(text) if text.trim().eq_ignore_ascii_case("metric") => FlakeKind::Metric,
+        Some(text) if text.trim().eq_ignore_ascii_case("job") => FlakeKind::Job,
+        Some(text) => {
+            problems.error("flakeType", format!("\"{}\" is not a flake type; use \"metric\" or \"job\"", shorten(&text, 40)));
+            FlakeKind::Metric
+        }
+    }
+}
+
+fn parse_metric_target(
+    fields: &Fields,
+    flake_name: Option<&str>,
+    kind: FlakeKind,
+    context: &Context,
+    problems: &mut Problems,
+) -> Option<MetricTarget> {
+    let namespace = fields.strict_text("flakeMetricNamespace", problems);
+    if namespace.is_none() {
+        if kind == FlakeKind::Metric {
+            fields.require::<()>(
+                "flakeMetricNamespace",
+                None,
+                "the CloudWatch namespace to publish to, such as \"MyCompany/Hosts\"",
+                problems,
+            );
+        } else {
+            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution"] {
+                if fields.raw(key).is_some() {
+                    problems.warning(key, "is ignored: this job has no flakeMetricNamespace, so its output is never published");
+                }
+            }
+        }
+        return None;
+    }
+    let namespace = namespace.filter(|namespace| check_namespace(namespace, problems));
+
+    let unit = match fields.strict_text("flakeUnit", problems) {
+        None => Some("None"),
+        Some(text) => canonical_unit(&text).or_else(|| {
+            problems.error("flakeUnit", format!("\"{}\" is not a CloudWatch unit; use one of {}", shorten(&text, 40), UNITS.join(", ")));
+            None
+        }),
+    };
+
+    let metric_name = match fields.strict_text("flakeMetricName", problems) {
+        Some(name) if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) => {
+            problems.error("flakeMetricName", "must be 1-255 characters without control characters; remove it to use flakeName");
+            None
+        }
+        Some(name) => Some(name),
+        None => flake_name.map(str::to_string),
+    };
+
+    let storage_resolution = match fields.integer("flakeStorageResolution", problems) {
+        None => Some(60),
+        Some(value @ (1 | 60)) => Some(value as i32),
+        Some(value) => {
+            problems
+                .error("flakeStorageResolution", format!("{value} is not a storage resolution; use 60 (standard) or 1 (high resolution)"));
+            None
+        }
+    };
+
+    let dimensions = parse_dimensions(fields, context, problems);
+    Some(MetricTarget {
+        namespace: namespace?,
+        metric_name: metric_name?,
+        dimensions: dimensions?,
+        unit: unit?,
+        storage_resolution: storage_resolution?,
+    })
+}
+
+/// CloudWatch namespaces: 1-255 printable ASCII, not starting with `:` or the reserved `AWS/`.
+fn check_namespace(namespace: &str, problems: &mut Problems) -> bool {
+    let reason = if namespace.is_empty() || namespace.len() > 255 {
+        Some("must be 1-255 characters".to_string())
+    } else if !namespace.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        Some("may hold only printable ASCII characters".to_string())
+    } else if namespace.starts_with("AWS/") {
+        Some(format!(
+            "\"{}\" starts with AWS/, which is reserved for AWS services; use your own prefix such as \"MyCompany/App\"",
+            shorten(namespace, 60)
+        ))
+    } else if namespace.starts_with(':') {
+        Some("must not start with \":\"".to_string())
+    } else {
+        None
+    };
+    if let Some(reason) = &reason {
+        problems.error("flakeMetricNamespace", reason.clone());
+    }
+    reason.is_none()
+}
+
+fn parse_dimensions(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
+    let Some(object) = fields.object("flakeDimensions", problems) else {
+        return if fields.raw("flakeDimensions").is_some() { None } else { Some(BTreeMap::new()) };
+    };
+    let mut ok = true;
+    if object.len() > MAX_DIMENSIONS {
+        problems.error("flakeDimensions", format!("has {} dimensions; CloudWatch allows at most {MAX_DIMENSIONS}", object.len()));
+        ok = false;
+    }
+    let dimension_fields = Fields::new(object, "flakeDimensions.");
+    let mut dimensions = BTreeMap::new();
+    for key in object.keys() {
+        let path = dimension_fields.path(key);
+        if key.is_empty() || key.chars().count() > 255 || key.starts_with(':') || !key.is_ascii() {
+            problems.error(path.clone(), "dimension names must be 1-255 ASCII characters and must not start with \":\"");
+            ok = false;
+        }
+        let Some(template) = dimension_fields.text(key, problems) else {
+            ok = false;
+            continue;
+        };
+        match expand(&template, context.facts) {
+            Ok(value) if value.is_empty() || value.chars().count() > 1024 => {
+                problems.error(path, format!("\"{}\" must be 1-1024 characters after placeholders", shorten(&template, 40)));
+                ok = false;
+            }
+            Ok(value) => {
+                dimensions.insert(key.clone(), value);
+            }
+            Err(reason) => {
+                problems.error(path, reason);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(dimensions)
+}
+
+/// Region names such as `eu-west-1` or `us-gov-west-1`.
+fn parse_region(fields: &Fields, problems: &mut Problems) -> Option<String> {
+    let region = fields.strict_text("flakeRegion", problems)?;
+    let region = region.trim().to_string();
+    let valid = region.len() <= 50
+        && region.starts_with(|c: char| c.is_ascii_lowercase())
+        && region.ends_with(|c: char| c.is_ascii_digit())
+        && region.contains('-')
+        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        problems.error(
+            "flakeRegion",
+            format!(
+                "\"{}\" is not an AWS region name; write one such as \"eu-west-1\", or remove it to use the default region",
+                shorten(&region, 40)
+            ),
+        );
+        return None;
+    }
+    Some(region)
+}
+
+fn parse_timeout(fields: &Fields, schedule: Option<&Schedule>, problems: &mut Problems) -> Option<Duration> {
+    match fields.number("flakeTimeout", problems) {
+        Some(seconds) if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS => Some(Duration::from_secs_f64(seconds)),
+        Some(seconds) => {
+            problems.error(
+                "flakeTimeout",
+                format!("{seconds} is out of range; use a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}"),
+            );
+            None
+        }
+        None if fields.raw("flakeTimeout").is_some() => None,
+        None => Some(schedule.and_then(Schedule::interval).map_or(DEFAULT_TIMEOUT, |interval| interval.min(DEFAULT_TIMEOUT))),
+    }
+}
+
+fn parse_environment(fields: &Fields, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
+    let Some(object) = fields.object("flakeEnvironment", problems) else {
+        return if fields.raw("flakeEnvironment").is_some() { None } else { Some(BTreeMap::new()) };
+    };
+    let env_fields = Fields::new(object, "flakeEnvironment.");
+    let mut environment = BTreeMap::new();
+    let mut ok = true;
+    for key in object.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            problems.error(env_fields.path(key), "is not a valid environment variable name (it must be non-empty, without = or NUL)");
+            ok = false;
+        }
+        match env_fields.text(key, problems) {
+            Some(value) if value.contains('\0') => {
+                problems.error(env_fields.path(key), "must not contain a NUL character");
+                ok = false;
+            }
+            Some(value) => {
+                environment.insert(key.clone(), value);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(environment)
+}
