@@ -299,3 +299,119 @@ fn diff(before: &BTreeMap<String, Arc<Flake>>, after: &BTreeMap<String, Arc<Flak
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flake_json(name: &str, command: &str) -> String {
+        format!(r#"{{"flakeName": "{name}", "flakeCronstring": "* * * * *", "flakeCommand": "{command}", "flakeMetricNamespace": "Test"}}"#)
+    }
+
+    fn catalog(dir: &Path) -> Catalog {
+        Catalog::new(dir.to_path_buf(), Loader::new(Tz::UTC, HostFacts::local()))
+    }
+
+    fn names(flakes: &[Arc<Flake>]) -> Vec<String> {
+        flakes.iter().map(|flake| flake.name.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn added_changed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), flake_json("a", "echo 1")).unwrap();
+        std::fs::write(dir.path().join("b.json"), flake_json("b", "echo 2")).unwrap();
+        let mut catalog = catalog(dir.path());
+        let changes = catalog.rescan(false).await;
+        assert_eq!(names(&changes.added), ["a", "b"]);
+
+        std::fs::write(dir.path().join("a.json"), flake_json("a", "echo 10")).unwrap();
+        std::fs::remove_file(dir.path().join("b.json")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/c.json"), flake_json("c", "echo 3")).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert_eq!(names(&changes.added), ["c"]);
+        assert_eq!(changes.changed.len(), 1);
+        assert_eq!(changes.changed[0].1.command, "echo 10");
+        assert_eq!(names(&changes.removed), ["b"]);
+
+        assert!(catalog.rescan(false).await.is_empty(), "nothing changed the second time");
+    }
+
+    #[tokio::test]
+    async fn a_broken_edit_keeps_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, flake_json("a", "echo 1")).unwrap();
+        let mut catalog = catalog(dir.path());
+        catalog.rescan(false).await;
+
+        std::fs::write(&path, r#"{"flakeName": "a", "#).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert!(changes.is_empty(), "the running version stays: {changes:?}");
+        assert_eq!(changes.broken.len(), 1);
+        assert_eq!(changes.broken[0].problems[0].field, "file");
+        assert_eq!(catalog.flakes()[0].command, "echo 1");
+        assert_eq!(catalog.broken_files(), std::slice::from_ref(&path));
+
+        std::fs::write(&path, flake_json("a", "echo 2")).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert_eq!(changes.changed.len(), 1, "fixed file takes over");
+        assert!(catalog.broken_files().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_never_displaces_the_flake_that_had_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("z.json"), flake_json("same", "echo old")).unwrap();
+        let mut catalog = catalog(dir.path());
+        catalog.rescan(false).await;
+
+        // Sorts first, but arrives second: it is the duplicate.
+        std::fs::write(dir.path().join("a.json"), flake_json("same", "echo new")).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(catalog.flakes()[0].command, "echo old");
+        let broken = &changes.broken[0];
+        assert!(broken.path.ends_with("a.json"));
+        assert!(broken.problems[0].message.contains("z.json already defines it"), "{:?}", broken.problems);
+
+        // Once the holder is gone, the unchanged newcomer is valid without being edited.
+        std::fs::remove_file(dir.path().join("z.json")).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert_eq!(changes.changed.len(), 1, "{changes:?}");
+        assert_eq!(catalog.flakes()[0].command, "echo new");
+        assert!(changes.broken.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_atomic_rename_by_an_editor_is_not_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, flake_json("a", "echo 1")).unwrap();
+        let mut catalog = catalog(dir.path());
+        catalog.rescan(false).await;
+
+        let temporary = dir.path().join(".a.json.swp");
+        std::fs::write(&temporary, flake_json("a", "echo 1")).unwrap();
+        std::fs::rename(&temporary, &path).unwrap();
+        assert!(catalog.rescan(false).await.is_empty());
+        assert!(catalog.rescan(true).await.is_empty(), "a forced re-read finds nothing new either");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_keeps_everything_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let flakes = dir.path().join("flakes");
+        std::fs::create_dir(&flakes).unwrap();
+        std::fs::write(flakes.join("a.json"), flake_json("a", "echo 1")).unwrap();
+        let mut catalog = catalog(&flakes);
+        catalog.rescan(false).await;
+
+        std::fs::rename(&flakes, dir.path().join("elsewhere")).unwrap();
+        let changes = catalog.rescan(false).await;
+        assert!(changes.is_empty());
+        assert!(catalog.dir_missing());
+        assert_eq!(names(&catalog.flakes()), ["a"]);
+    }
+}

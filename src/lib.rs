@@ -13,6 +13,13 @@
 pub mod catalog;
 pub mod cli;
 pub mod cloudwatch;
+pub mod creds;
+pub mod execution;
 pub mod flake;
+pub mod flakelog;
+pub mod metrics;
+pub mod output;
 pub mod placeholders;
+pub mod publish;
+pub mod runner;
 pub mod schedule;

@@ -4,6 +4,8 @@
 
 mod check;
 mod next;
+mod once;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,49 @@ pub struct GlobalOptions {
     /// tracing filter such as "info,specialsnowflake=debug".
     #[arg(long, global = true, env = "SNOWFLAKE_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
     pub log_level: String,
+
+    /// Directory of the per-flake log files (<flakeName>.log).
+    #[arg(long, global = true, env = "SNOWFLAKE_LOG_DIR", default_value = "./logs", value_name = "DIR")]
+    pub log_dir: PathBuf,
+
+    /// Rotated log files kept per flake (logs rotate daily).
+    #[arg(long, global = true, env = "SNOWFLAKE_LOG_KEEP", default_value_t = 7, value_name = "N")]
+    pub log_keep: usize,
+
+    /// Secrets handed to commands as environment variables (a JSON object of strings); optional.
+    #[arg(long, global = true, env = "SNOWFLAKE_CREDS", default_value = "./creds.json", value_name = "FILE")]
+    pub creds: PathBuf,
+
+    /// Working directory of commands whose flake sets no flakeWorkingDirectory.
+    #[arg(long, global = true, env = "SNOWFLAKE_WORKDIR", default_value = ".", value_name = "DIR")]
+    pub workdir: PathBuf,
+
+    /// Directory of the daemon's state: the spool and the names of the alarms it manages.
+    #[arg(long, global = true, env = "SNOWFLAKE_STATE_DIR", default_value = "./state", value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// Make no AWS call at all: print every PutMetricData batch and alarm change as a JSON line.
+    #[arg(long, global = true, env = "SNOWFLAKE_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Send a batch at the latest this long after its first datapoint (e.g. 1s, 500ms).
+    #[arg(long, global = true, env = "SNOWFLAKE_FLUSH_INTERVAL", default_value = "1s", value_name = "DURATION", value_parser = crate::schedule::parse_flag_duration)]
+    pub flush_interval: std::time::Duration,
+
+    /// PutMetricData requests per second, at most (all regions and namespaces together).
+    #[arg(long, global = true, env = "SNOWFLAKE_MAX_PUT_RATE", default_value_t = 50.0, value_name = "N", value_parser = positive_rate)]
+    pub max_put_rate: f64,
+
+    /// Commands running at the same time, at most; further due runs wait for a slot.
+    #[arg(long, global = true, env = "SNOWFLAKE_MAX_CONCURRENT_RUNS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_runs: u32,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number of requests per second")),
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,6 +122,18 @@ pub enum Command {
     },
     /// Print the JSON Schema of a flake file.
     Schema,
+    /// Run flakes now, ignoring their schedules, and publish their values.
+    ///
+    /// Runs every enabled flake whose file name contains PATTERN or whose flakeName equals it
+    /// (all if no PATTERN), prints each result, publishes, and exits 0 only if every run succeeded
+    /// and every value was delivered.
+    Once {
+        /// Part of a flake file name, or a flakeName.
+        pattern: Option<String>,
+        /// How long to keep trying to deliver the values before giving up.
+        #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::schedule::parse_flag_duration)]
+        publish_timeout: std::time::Duration,
+    },
 }
 
 /// Parses the command line and runs the command; the process exit code is the result.
@@ -97,6 +154,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { paths } => check::run(&paths, &cli.options).await,
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
+        Command::Once { pattern, publish_timeout } => once::run(pattern.as_deref(), publish_timeout, &cli.options).await,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
             ExitCode::SUCCESS

@@ -13,6 +13,7 @@ mod schema;
 mod units;
 mod validate;
 
+pub use fields::shorten;
 pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
 pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};

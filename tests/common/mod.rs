@@ -59,6 +59,60 @@ pub async fn sdk(endpoint: &str) -> specialsnowflake::cloudwatch::sdk::SdkCloudW
     specialsnowflake::cloudwatch::sdk::SdkCloudWatch::with_endpoint(endpoint).await
 }
 
+/// Writes a flake file `name.json` into `dir`.
+pub fn write_flake(dir: &Path, name: &str, flake: &serde_json::Value) -> PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(flake).unwrap()).unwrap();
+    path
+}
+
+/// A temporary working area with `flakes/`, `logs/` and `state/` for one `snowflake` invocation.
+pub struct Workspace {
+    pub root: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["flakes", "logs", "state"] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+        }
+        Workspace { root }
+    }
+
+    pub fn flakes(&self) -> PathBuf {
+        self.root.path().join("flakes")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.path().join("logs")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn add(&self, name: &str, flake: serde_json::Value) -> PathBuf {
+        write_flake(&self.flakes(), name, &flake)
+    }
+
+    /// `snowflake` with this workspace's directories.
+    pub fn snowflake(&self) -> Command {
+        let mut command = snowflake();
+        command
+            .current_dir(self.root.path())
+            .env("SNOWFLAKE_FLAKES", self.flakes())
+            .env("SNOWFLAKE_LOG_DIR", self.logs())
+            .env("SNOWFLAKE_STATE_DIR", self.state())
+            .env("SNOWFLAKE_CREDS", self.root.path().join("creds.json"));
+        command
+    }
+
+    pub fn log_of(&self, flake: &str) -> String {
+        std::fs::read_to_string(self.logs().join(format!("{flake}.log"))).unwrap_or_default()
+    }
+}
+
 /// A name no other test (or earlier run against the same LocalStack) uses.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -97,6 +151,14 @@ impl LocalStack {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests of `operation` (e.g. "PutMetricData") this instance has logged: a count
+    /// independent of SpecialSnowflake's own.
+    pub fn requests(&self, operation: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("instance/localstack.log")).unwrap_or_default();
+        let needle = format!("AWS cloudwatch.{operation} => ");
+        log.lines().filter(|line| line.contains(&needle)).count()
     }
 
     pub fn stop(&mut self) {

@@ -1,0 +1,37 @@
+# SpecialSnowflake: multi-stage build, small Debian runtime with the tools flake scripts use.
+# Credentials are never part of the image: pass them at run time (environment, a read-only
+# ~/.aws mount, an IAM role) and mount creds.json read-only at /app/creds.json if you use one.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin snowflake
+
+FROM debian:bookworm-slim
+# sh and bash, curl and jq for flake scripts, procps for pgrep, tini as PID 1 (reaps zombies,
+# forwards signals), CA certificates for HTTPS to AWS.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bash curl jq procps tini ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/snowflake snowflake \
+    && install -d -o snowflake -g snowflake /var/lib/snowflake /var/log/snowflake
+COPY --from=build /src/target/release/snowflake /usr/local/bin/snowflake
+WORKDIR /app
+COPY flakes ./flakes
+COPY res ./res
+ENV SNOWFLAKE_FLAKES=/app/flakes \
+    SNOWFLAKE_WORKDIR=/app \
+    SNOWFLAKE_CREDS=/app/creds.json \
+    SNOWFLAKE_STATE_DIR=/var/lib/snowflake \
+    SNOWFLAKE_LOG_DIR=/var/log/snowflake \
+    SNOWFLAKE_LISTEN=0.0.0.0:9731 \
+    SNOWFLAKE_TIMEZONE=UTC \
+    TZ=UTC
+VOLUME ["/var/lib/snowflake", "/var/log/snowflake"]
+USER snowflake
+EXPOSE 9731
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:9731/healthz || exit 1
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["snowflake", "run"]

@@ -1,0 +1,111 @@
+//! `snowflake once [PATTERN]`: run matching flakes now, print each result, publish, and say
+//! whether everything worked (the exit code).
+//!
+//! It publishes directly (an in-memory spool): a one-shot command must not touch the daemon's
+//! spool, and an operator watching it wants to know now whether the values arrived.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Semaphore, watch};
+
+use super::GlobalOptions;
+use super::setup;
+use crate::catalog::{discover, reject_duplicate_names};
+use crate::execution::{Prepared, RunContext, execute};
+use crate::flake::Flake;
+use crate::metrics::Metrics;
+use crate::publish::spawn_publisher;
+use crate::publish::spool::MemorySpool;
+
+pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> ExitCode {
+    match once(pattern, publish_timeout, options).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> Result<bool, String> {
+    let flakes = select_flakes(pattern, options).await?;
+    let (creds, logs) = setup::creds_and_logs(options)?;
+    let backend = setup::backend(options).await;
+    let default_region = backend.default_region();
+    let metrics = Arc::new(Metrics::new());
+    let (publisher, publisher_task) = spawn_publisher(
+        Arc::new(backend.clone()),
+        Box::new(MemorySpool::default()),
+        Vec::new(),
+        setup::publisher_config(options),
+        metrics.clone(),
+        logs.clone(),
+    );
+    let context =
+        Arc::new(RunContext { workdir: options.workdir.clone(), creds, logs, publisher: publisher.clone(), metrics: metrics.clone() });
+
+    // Never stopped early: `once` runs each command to its own end or timeout.
+    let (_keep_running, stop) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(options.max_concurrent_runs as usize));
+    let mut runs = tokio::task::JoinSet::new();
+    for flake in flakes {
+        let prepared = Prepared::new(flake, default_region.as_deref());
+        let (context, stop, slots) = (context.clone(), stop.clone(), slots.clone());
+        runs.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("semaphore is never closed");
+            let report = execute(&prepared, Utc::now(), &context, stop).await;
+            println!("{}", report.summary());
+            report
+        });
+    }
+    let mut all_ok = true;
+    let mut values = 0;
+    while let Some(joined) = runs.join_next().await {
+        let report = joined.map_err(|error| format!("a run panicked: {error}"))?;
+        all_ok &= report.verdict.is_ok();
+        values += usize::from(report.published);
+    }
+
+    let drained = publisher.drain(publish_timeout).await;
+    drop(context);
+    drop(publisher);
+    let _ = publisher_task.await;
+    let calls = metrics.put_calls("ok");
+    let verb = if options.dry_run { "printed (dry run)" } else { "published" };
+    println!("{verb}: {} of {values} value(s) in {calls} PutMetricData call(s)", drained.delivered);
+    if drained.rejected > 0 {
+        eprintln!("error: CloudWatch rejected {} value(s); see the flake logs in {}", drained.rejected, options.log_dir.display());
+    }
+    if drained.pending > 0 {
+        eprintln!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending);
+    }
+    Ok(all_ok && drained.rejected == 0 && drained.pending == 0)
+}
+
+/// Enabled valid flakes matching `pattern`; load problems are reported but do not stop the rest.
+async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result<Vec<Arc<Flake>>, String> {
+    let files = discover(std::slice::from_ref(&options.flakes))?;
+    let mut reports = setup::loader(options).load(&files).await;
+    reject_duplicate_names(&mut reports, |_, _| false);
+    for report in &reports {
+        for problem in &report.problems {
+            eprintln!("{}: {problem}", report.path.display());
+        }
+    }
+    let matches = |path: &PathBuf, flake: &Flake| match pattern {
+        None => true,
+        Some(pattern) => flake.name == pattern || path.file_name().is_some_and(|name| name.to_string_lossy().contains(pattern)),
+    };
+    let selected: Vec<Arc<Flake>> =
+        reports.iter().filter_map(|report| report.flake.clone().filter(|flake| flake.enabled && matches(&report.path, flake))).collect();
+    if selected.is_empty() {
+        let what = pattern.map_or(String::new(), |pattern| format!(" matching {pattern:?}"));
+        return Err(format!("no enabled, valid flake{what} in {}", options.flakes.display()));
+    }
+    Ok(selected)
+}

@@ -1,0 +1,34 @@
+//! Building the shared pieces commands need from the global flags: credentials, flake logs, the
+//! CloudWatch backend, the catalog loader.
+
+use std::sync::Arc;
+
+use super::GlobalOptions;
+use crate::catalog::Loader;
+use crate::cloudwatch::Backend;
+use crate::cloudwatch::dry_run::DryRun;
+use crate::cloudwatch::sdk::SdkCloudWatch;
+use crate::creds::{Creds, Redactor};
+use crate::flakelog::FlakeLogs;
+use crate::placeholders::HostFacts;
+use crate::publish::PublisherConfig;
+
+/// Credentials and the flake logs that redact them.
+pub fn creds_and_logs(options: &GlobalOptions) -> Result<(Creds, Arc<FlakeLogs>), String> {
+    let creds = Creds::load(&options.creds)?;
+    let logs = FlakeLogs::open(&options.log_dir, options.log_keep, Redactor::new(&creds))?;
+    Ok((creds, Arc::new(logs)))
+}
+
+/// The real CloudWatch, or the dry-run printer.
+pub async fn backend(options: &GlobalOptions) -> Backend {
+    if options.dry_run { Backend::DryRun(DryRun::stdout()) } else { Backend::Sdk(Arc::new(SdkCloudWatch::from_env().await)) }
+}
+
+pub fn loader(options: &GlobalOptions) -> Loader {
+    Loader::new(options.timezone, HostFacts::local())
+}
+
+pub fn publisher_config(options: &GlobalOptions) -> PublisherConfig {
+    PublisherConfig { flush_interval: options.flush_interval, max_put_rate: options.max_put_rate, ..PublisherConfig::default() }
+}

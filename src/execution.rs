@@ -1,0 +1,195 @@
+//! One firing of one flake: run its command, judge the outcome, write the flake's log line,
+//! publish the value. Shared by `snowflake once` and the daemon's scheduler.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::watch;
+
+use crate::creds::Creds;
+use crate::flake::{Flake, FlakeKind};
+use crate::flakelog::FlakeLogs;
+use crate::metrics::Metrics;
+use crate::output::parse_value;
+use crate::publish::{Datapoint, PublisherHandle, Series};
+use crate::runner::{CommandSpec, RunOutcome, Termination, run_command};
+
+/// Longest excerpt of stdout or stderr written to a flake's log for a failed run.
+const EXCERPT_CHARS: usize = 400;
+/// Most output lines of a job copied into its log per run.
+const JOB_OUTPUT_LINES: usize = 200;
+
+/// What every run needs besides its flake.
+pub struct RunContext {
+    /// Relative `flakeWorkingDirectory` values are relative to this (`--workdir`).
+    pub workdir: PathBuf,
+    pub creds: Creds,
+    pub logs: Arc<FlakeLogs>,
+    pub publisher: PublisherHandle,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A flake ready to run: the flake and the series its values go to (computed once per load).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub flake: Arc<Flake>,
+    /// `None` for a job that publishes nothing; `Err` if it should publish but cannot (no region).
+    pub series: Result<Option<Arc<Series>>, String>,
+}
+
+impl Prepared {
+    pub fn new(flake: Arc<Flake>, default_region: Option<&str>) -> Prepared {
+        let series = Series::of_flake(&flake, default_region);
+        Prepared { flake, series }
+    }
+}
+
+/// How a run went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A metric's value, or a job's (if its output was one number).
+    Ok { value: Option<f64> },
+    /// `result` is the metrics label: failed, rejected, timeout, stopped or error.
+    Failed { result: &'static str, reason: String },
+}
+
+impl Verdict {
+    pub fn result(&self) -> &'static str {
+        match self {
+            Verdict::Ok { .. } => "ok",
+            Verdict::Failed { result, .. } => result,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Verdict::Ok { .. })
+    }
+}
+
+/// The record of one run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub flake: String,
+    pub scheduled: DateTime<Utc>,
+    /// Command start minus scheduled time.
+    pub lateness: Duration,
+    pub duration: Duration,
+    pub verdict: Verdict,
+    /// The value went to the publisher.
+    pub published: bool,
+}
+
+impl RunReport {
+    /// `name: ok value=42 (12 ms)` or `name: failed: exit status 3`, for `snowflake once`.
+    pub fn summary(&self) -> String {
+        let millis = self.duration.as_millis();
+        match &self.verdict {
+            Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
+            Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
+            Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake),
+        }
+    }
+}
+
+/// Runs `prepared` for the firing at `scheduled`; `stop` ends the run early (daemon shutdown).
+pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &RunContext, stop: watch::Receiver<bool>) -> RunReport {
+    let flake = &prepared.flake;
+    let spec = command_spec(flake, scheduled, context);
+    let started = Utc::now();
+    let outcome = run_command(&spec, stop).await;
+    let lateness = (started - scheduled).to_std().unwrap_or_default();
+
+    let mut verdict = judge(flake, &outcome);
+    let mut published = false;
+    if let Verdict::Ok { value: Some(value) } = verdict {
+        match &prepared.series {
+            Ok(Some(series)) => {
+                let point = Datapoint { series: series.clone(), value, timestamp_ms: scheduled.timestamp_millis() };
+                published = context.publisher.publish(vec![point]).await;
+                if !published {
+                    verdict =
+                        Verdict::Failed { result: "error", reason: "the publisher has stopped; the value was not published".to_string() };
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => verdict = Verdict::Failed { result: "error", reason: reason.clone() },
+        }
+    }
+
+    let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
+    context.metrics.run(&flake.name, report.verdict.result());
+    context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
+    context.logs.append(&flake.name, &log_lines(flake, &report, &outcome, context));
+    report
+}
+
+/// The command with its environment in the contract's order: the daemon's own, then creds.json,
+/// then flakeEnvironment, then the two SNOWFLAKE_ variables.
+fn command_spec(flake: &Flake, scheduled: DateTime<Utc>, context: &RunContext) -> CommandSpec {
+    let mut environment = context.creds.variables.clone();
+    environment.extend(flake.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    environment.push(("SNOWFLAKE_FLAKE_NAME".to_string(), flake.name.clone()));
+    environment.push(("SNOWFLAKE_SCHEDULED_TIME".to_string(), scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    let working_directory = match &flake.working_directory {
+        Some(dir) => context.workdir.join(dir),
+        None => context.workdir.clone(),
+    };
+    CommandSpec { command: flake.command.clone(), working_directory, environment, timeout: flake.timeout }
+}
+
+/// Success and value by the flake's type; every failure says why.
+pub fn judge(flake: &Flake, outcome: &RunOutcome) -> Verdict {
+    let failed = |result, reason: String| Verdict::Failed { result, reason };
+    match &outcome.termination {
+        Termination::SpawnFailed(reason) => failed("error", reason.clone()),
+        Termination::TimedOut => failed("timeout", format!("timed out after {:?}; its process group was terminated", flake.timeout)),
+        Termination::Stopped => failed("stopped", "stopped because the daemon is shutting down".to_string()),
+        Termination::Signaled(signal) => failed("failed", format!("killed by signal {signal}")),
+        Termination::Exited(code) if *code != 0 => failed("failed", format!("exit status {code}")),
+        Termination::Exited(_) => match (flake.kind, parse_value(&outcome.stdout.bytes, outcome.stdout.truncated)) {
+            (_, Ok(value)) => Verdict::Ok { value: Some(value) },
+            (FlakeKind::Job, Err(_)) => Verdict::Ok { value: None },
+            (FlakeKind::Metric, Err(rejected)) => failed("rejected", rejected.0),
+        },
+    }
+}
+
+fn log_lines(flake: &Flake, report: &RunReport, outcome: &RunOutcome, context: &RunContext) -> Vec<String> {
+    let redactor = context.logs.redactor();
+    let mut line = format!(
+        "{} {} scheduled={} duration={}ms",
+        Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        report.verdict.result(),
+        report.scheduled.to_rfc3339_opts(SecondsFormat::Secs, true),
+        report.duration.as_millis()
+    );
+    match &report.verdict {
+        Verdict::Ok { value: Some(value) } => line.push_str(&format!(" value={value}")),
+        Verdict::Ok { value: None } => {}
+        Verdict::Failed { reason, .. } => {
+            line.push_str(&format!(" reason={:?}", redactor.redact(reason)));
+            for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+                if !captured.bytes.is_empty() {
+                    let excerpt = crate::flake::shorten(&redactor.redact(&captured.text()), EXCERPT_CHARS);
+                    line.push_str(&format!(" {name}={excerpt:?}"));
+                }
+            }
+        }
+    }
+    if outcome.stdout.truncated || outcome.stderr.truncated {
+        line.push_str(" output_truncated=true");
+    }
+    if outcome.lingered {
+        line.push_str(" note=\"processes it left behind held its output open until the timeout; they were terminated\"");
+    }
+    let mut lines = vec![line];
+    if flake.kind == FlakeKind::Job {
+        for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+            let text = captured.text();
+            lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {output}")));
+        }
+    }
+    lines
+}

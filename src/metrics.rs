@@ -1,0 +1,191 @@
+//! The daemon's own numbers, served at `GET /metrics` in the Prometheus/OpenMetrics text format.
+//!
+//! One [`Metrics`] is shared by every component; each updates its counters directly (they are
+//! atomics), and the HTTP handler encodes the registry on request.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub flake: String,
+    /// ok, failed, rejected, timeout, stopped, error
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlakeLabels {
+    pub flake: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok, throttled, unavailable, credentials, invalid
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// age, size
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// create, update, delete, tag, untag
+    pub action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// loaded, enabled, invalid
+    pub state: String,
+}
+
+/// Every result label a run can have, so a removed flake's series can all be dropped.
+pub const RUN_RESULTS: [&str; 6] = ["ok", "failed", "rejected", "timeout", "stopped", "error"];
+
+/// All of the daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<RunLabels, Counter>,
+    pub run_duration: Histogram,
+    pub lateness: Histogram,
+    pub skipped_overlaps: Family<FlakeLabels, Counter>,
+    pub datapoints_published: Counter,
+    pub datapoints_rejected: Counter,
+    pub put_metric_data_calls: Family<OutcomeLabels, Counter>,
+    pub spool_bytes: Gauge,
+    pub spool_datapoints: Gauge,
+    pub spool_dropped: Family<ReasonLabels, Counter>,
+    pub alarm_changes: Family<ActionLabels, Counter>,
+    pub flakes: Family<StateLabels, Gauge>,
+    pub clock_jumps: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("snowflake");
+        let metrics = Metrics {
+            runs: Family::default(),
+            // 1 ms to about a minute.
+            run_duration: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            // 1 ms to about 16 s.
+            lateness: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            skipped_overlaps: Family::default(),
+            datapoints_published: Counter::default(),
+            datapoints_rejected: Counter::default(),
+            put_metric_data_calls: Family::default(),
+            spool_bytes: Gauge::default(),
+            spool_datapoints: Gauge::default(),
+            spool_dropped: Family::default(),
+            alarm_changes: Family::default(),
+            flakes: Family::default(),
+            clock_jumps: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("runs", "Flake runs by flake and result", metrics.runs.clone());
+        registry.register("run_duration_seconds", "Run time of flake commands", metrics.run_duration.clone());
+        registry.register("run_lateness_seconds", "Command start minus scheduled fire time", metrics.lateness.clone());
+        registry.register("skipped_overlaps", "Firings skipped because the previous run was still going", metrics.skipped_overlaps.clone());
+        registry.register("datapoints_published", "Datapoints CloudWatch accepted", metrics.datapoints_published.clone());
+        registry.register(
+            "datapoints_rejected",
+            "Datapoints CloudWatch rejected as invalid (dropped, logged)",
+            metrics.datapoints_rejected.clone(),
+        );
+        registry.register("put_metric_data_calls", "PutMetricData requests by outcome", metrics.put_metric_data_calls.clone());
+        registry.register("spool_bytes", "Size of the durable spool on disk", metrics.spool_bytes.clone());
+        registry.register("spool_datapoints", "Datapoints waiting in the spool", metrics.spool_datapoints.clone());
+        registry.register(
+            "spool_dropped_datapoints",
+            "Datapoints dropped from the spool by age or size limit",
+            metrics.spool_dropped.clone(),
+        );
+        registry.register("alarm_changes", "Alarm writes by action", metrics.alarm_changes.clone());
+        registry.register("flakes", "Flakes by state", metrics.flakes.clone());
+        registry.register("clock_jumps", "Wall-clock jumps the scheduler re-planned around", metrics.clock_jumps.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    /// The registry in text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn run(&self, flake: &str, result: &str) {
+        self.runs.get_or_create(&RunLabels { flake: flake.to_string(), result: result.to_string() }).inc();
+    }
+
+    pub fn put_call(&self, outcome: &str) {
+        self.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
+    }
+
+    pub fn put_calls(&self, outcome: &str) -> u64 {
+        self.put_metric_data_calls.get(&OutcomeLabels { outcome: outcome.to_string() }).map_or(0, |counter| counter.get())
+    }
+
+    pub fn alarm_change(&self, action: &str) {
+        self.alarm_changes.get_or_create(&ActionLabels { action: action.to_string() }).inc();
+    }
+
+    pub fn alarm_changes_of(&self, action: &str) -> u64 {
+        self.alarm_changes.get(&ActionLabels { action: action.to_string() }).map_or(0, |counter| counter.get())
+    }
+
+    pub fn spool_drop(&self, reason: &str, count: u64) {
+        self.spool_dropped.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc_by(count);
+    }
+
+    pub fn spool_dropped_of(&self, reason: &str) -> u64 {
+        self.spool_dropped.get(&ReasonLabels { reason: reason.to_string() }).map_or(0, |counter| counter.get())
+    }
+
+    pub fn skipped_overlap(&self, flake: &str) {
+        self.skipped_overlaps.get_or_create(&FlakeLabels { flake: flake.to_string() }).inc();
+    }
+
+    pub fn set_flakes(&self, state: &str, count: usize) {
+        self.flakes.get_or_create(&StateLabels { state: state.to_string() }).set(count as i64);
+    }
+
+    /// Drops a removed flake's series so a churning flakes directory does not grow /metrics.
+    pub fn forget_flake(&self, flake: &str) {
+        for result in RUN_RESULTS {
+            self.runs.remove(&RunLabels { flake: flake.to_string(), result: result.to_string() });
+        }
+        self.skipped_overlaps.remove(&FlakeLabels { flake: flake.to_string() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels_and_forgets_flakes() {
+        let metrics = Metrics::new();
+        metrics.run("disk", "ok");
+        metrics.run("disk", "ok");
+        metrics.put_call("ok");
+        metrics.lateness.observe(0.004);
+        let text = metrics.encode();
+        assert!(text.contains("snowflake_runs_total{flake=\"disk\",result=\"ok\"} 2"), "{text}");
+        assert!(text.contains("snowflake_put_metric_data_calls_total{outcome=\"ok\"} 1"), "{text}");
+        assert!(text.contains("snowflake_run_lateness_seconds_count 1"), "{text}");
+        metrics.forget_flake("disk");
+        assert!(!metrics.encode().contains("flake=\"disk\""));
+    }
+}

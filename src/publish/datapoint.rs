@@ -1,0 +1,80 @@
+//! A value on its way to CloudWatch, and the series it belongs to.
+//!
+//! Everything that is the same for every run of a flake lives in a shared [`Series`], so a queued
+//! datapoint costs a pointer, a value and a timestamp: a long outage's backlog stays small in memory.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cloudwatch::Datum;
+use crate::flake::Flake;
+
+/// Where a flake's values go: region, namespace, metric, dimensions, unit, resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Series {
+    /// The flake whose log hears about rejected values.
+    pub flake: String,
+    pub region: String,
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub unit: String,
+    pub storage_resolution: i32,
+}
+
+impl Series {
+    /// The series of `flake`, if it publishes at all; `default_region` applies when the flake names
+    /// none. Errors when no region is known.
+    pub fn of_flake(flake: &Flake, default_region: Option<&str>) -> Result<Option<Arc<Series>>, String> {
+        let Some(metric) = &flake.metric else { return Ok(None) };
+        let region = flake.region.as_deref().or(default_region).ok_or_else(|| {
+            "no AWS region is configured: set AWS_REGION (or a profile's region), or flakeRegion in the flake".to_string()
+        })?;
+        Ok(Some(Arc::new(Series {
+            flake: flake.name.clone(),
+            region: region.to_string(),
+            namespace: metric.namespace.clone(),
+            metric_name: metric.metric_name.clone(),
+            dimensions: metric.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            unit: metric.unit.to_string(),
+            storage_resolution: metric.storage_resolution,
+        })))
+    }
+
+    /// PutMetricData calls are per region and namespace.
+    pub fn queue_key(&self) -> QueueKey {
+        (self.region.clone(), self.namespace.clone())
+    }
+}
+
+/// (region, namespace)
+pub type QueueKey = (String, String);
+
+/// One value at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datapoint {
+    pub series: Arc<Series>,
+    pub value: f64,
+    /// The scheduled fire time, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Datapoint {
+    pub fn datum(&self) -> Datum {
+        Datum {
+            metric_name: self.series.metric_name.clone(),
+            dimensions: self.series.dimensions.clone(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+            unit: self.series.unit.clone(),
+            storage_resolution: self.series.storage_resolution,
+        }
+    }
+
+    /// A generous estimate of this datum's share of a PutMetricData request, for the 1 MB limit.
+    pub fn estimated_bytes(&self) -> usize {
+        let dimensions: usize = self.series.dimensions.iter().map(|(name, value)| name.len() + value.len() + 32).sum();
+        self.series.metric_name.len() + self.series.unit.len() + dimensions + 96
+    }
+}

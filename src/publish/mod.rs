@@ -1,0 +1,11 @@
+//! Publishing datapoints to CloudWatch without losing any: batching per (region, namespace),
+//! pacing, retries with backoff, bisection of rejected batches, and the spool they wait in.
+
+mod datapoint;
+mod pace;
+mod publisher;
+mod send;
+pub mod spool;
+
+pub use datapoint::{Datapoint, QueueKey, Series};
+pub use publisher::{DrainReport, MAX_AGE, PublisherConfig, PublisherHandle, spawn_publisher};

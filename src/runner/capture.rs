@@ -1,0 +1,60 @@
+//! Draining a child's pipe: keep the first bytes, throw the rest away, never stop reading.
+//!
+//! A child blocks once a pipe buffer fills, so both pipes are read to the end even when what they
+//! carry is no longer kept. When the child closes the pipe, reading ends; nothing polls.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How much of each stream is kept.
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// The kept head of one output stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    /// More was written than was kept.
+    pub truncated: bool,
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Reads `reader` to its end, keeping at most `limit` bytes.
+pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> Captured {
+    let Some(mut reader) = reader else { return Captured::default() };
+    let mut captured = Captured::default();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                let room = limit.saturating_sub(captured.bytes.len());
+                captured.bytes.extend_from_slice(&buffer[..read.min(room)]);
+                if read > room {
+                    captured.truncated = true;
+                }
+            }
+        }
+    }
+    captured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keeps_the_head_and_reads_the_rest() {
+        let data = vec![b'x'; 100_000];
+        let captured = drain(Some(&data[..]), CAPTURE_LIMIT).await;
+        assert_eq!(captured.bytes.len(), CAPTURE_LIMIT);
+        assert!(captured.truncated);
+
+        let captured = drain(Some(&b"42\n"[..]), CAPTURE_LIMIT).await;
+        assert_eq!(captured.bytes, b"42\n");
+        assert!(!captured.truncated);
+    }
+}

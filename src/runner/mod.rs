@@ -1,0 +1,190 @@
+//! Running one command: `/bin/sh -c` in its own process group, stdin from `/dev/null`, both
+//! output streams drained, and the whole group ended at the timeout (SIGTERM, then SIGKILL).
+//!
+//! Knows nothing about flakes: `execution` builds the [`CommandSpec`] and judges the outcome.
+
+mod capture;
+
+pub use capture::{CAPTURE_LIMIT, Captured};
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use capture::drain;
+
+/// How long a process group gets between SIGTERM and SIGKILL after a timeout.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// The same, when the daemon is shutting down and has already waited `--shutdown-grace`.
+const STOP_KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub command: String,
+    pub working_directory: PathBuf,
+    /// Set on top of the daemon's own environment, in order (later wins).
+    pub environment: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Termination {
+    /// The shell exited with this status.
+    Exited(i32),
+    /// The shell was killed by this signal (not by us).
+    Signaled(i32),
+    /// It ran past its timeout; the process group was terminated.
+    TimedOut,
+    /// The daemon stopped it while shutting down.
+    Stopped,
+    /// It could not be started at all.
+    SpawnFailed(String),
+}
+
+/// Everything known about one finished run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub termination: Termination,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    /// From spawn to the end of output.
+    pub duration: Duration,
+    /// The shell exited, but processes it left behind kept its output open until they were
+    /// terminated at the timeout.
+    pub lingered: bool,
+}
+
+impl RunOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.termination == Termination::Exited(0)
+    }
+}
+
+/// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
+pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) -> RunOutcome {
+    let started = Instant::now();
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.working_directory)
+        .envs(spec.environment.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // If this future is dropped mid-run the shell must not outlive it.
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
+            return RunOutcome {
+                termination: Termination::SpawnFailed(reason),
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                duration: started.elapsed(),
+                lingered: false,
+            };
+        }
+    };
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let mut stdout = std::pin::pin!(drain(child.stdout.take(), CAPTURE_LIMIT));
+    let mut stderr = std::pin::pin!(drain(child.stderr.take(), CAPTURE_LIMIT));
+
+    let (mut out, mut err, mut status) = (None, None, None);
+    let deadline = tokio::time::sleep(spec.timeout);
+    tokio::pin!(deadline);
+    let mut ending: Option<Ending> = None;
+    let mut killed = false;
+
+    while out.is_none() || err.is_none() || status.is_none() {
+        tokio::select! {
+            captured = &mut stdout, if out.is_none() => out = Some(captured),
+            captured = &mut stderr, if err.is_none() => err = Some(captured),
+            exit = child.wait(), if status.is_none() => status = Some(exit),
+            _ = &mut deadline, if ending.is_none() => {
+                ending = Some(Ending::start(group, Termination::TimedOut, KILL_GRACE, status.is_some()));
+            }
+            changed = stop.changed(), if ending.is_none() => {
+                if changed.is_err() || *stop.borrow() {
+                    ending = Some(Ending::start(group, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
+                }
+            }
+            _ = sleep_until_kill(ending.as_ref().map(|ending| ending.kill_at)), if !killed => {
+                signal_group(group, Signal::SIGKILL);
+                killed = true;
+            }
+        }
+    }
+    // The shell is gone, but something it started may still run with its output redirected:
+    // once we end a group, no member survives.
+    if ending.is_some() && !killed {
+        finish_group(group).await;
+    }
+
+    let termination = match (&ending, status.expect("the loop ends with a status")) {
+        (_, Err(error)) => Termination::SpawnFailed(format!("waiting for the command failed: {error}")),
+        (Some(ending), Ok(_)) if !ending.shell_had_exited => ending.why.clone(),
+        (_, Ok(status)) => match status.code() {
+            Some(code) => Termination::Exited(code),
+            None => Termination::Signaled(std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+        },
+    };
+    RunOutcome {
+        termination,
+        stdout: out.unwrap_or_default(),
+        stderr: err.unwrap_or_default(),
+        duration: started.elapsed(),
+        lingered: ending.is_some_and(|ending| ending.shell_had_exited),
+    }
+}
+
+/// We are ending a run's process group: why, and when SIGKILL follows the SIGTERM.
+struct Ending {
+    why: Termination,
+    kill_at: tokio::time::Instant,
+    /// The shell had already exited; only processes it left behind were still holding its output.
+    shell_had_exited: bool,
+}
+
+impl Ending {
+    fn start(group: Option<Pid>, why: Termination, grace: Duration, shell_had_exited: bool) -> Ending {
+        signal_group(group, Signal::SIGTERM);
+        Ending { why, kill_at: tokio::time::Instant::now() + grace, shell_had_exited }
+    }
+}
+
+async fn sleep_until_kill(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        // ESRCH: the group is already empty, which is what we want.
+        let _ = killpg(group, signal);
+    }
+}
+
+/// After SIGTERM: waits for the group to empty, and SIGKILLs what is left after the grace.
+async fn finish_group(group: Option<Pid>) {
+    let Some(group) = group else { return };
+    let give_up = Instant::now() + KILL_GRACE;
+    while killpg(group, None).is_ok() {
+        if Instant::now() >= give_up {
+            let _ = killpg(group, Signal::SIGKILL);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
