@@ -167,3 +167,52 @@ async fn requests_are_paced_to_the_configured_rate() {
     // Six requests at five per second: the last starts a second after the first.
     assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
 }
+
+mod with_disk_spool {
+    use super::*;
+    use specialsnowflake::publish::spool::disk::DiskSpool;
+
+    fn open(state: &std::path::Path) -> (DiskSpool, Vec<(u64, Datapoint)>) {
+        let (spool, recovered) = DiskSpool::open(state, 1 << 24, chrono::Utc::now().timestamp_millis()).unwrap();
+        (spool, recovered.points)
+    }
+
+    #[tokio::test]
+    async fn an_abrupt_stop_during_an_outage_loses_nothing_and_duplicates_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let flake_logs = Arc::new(FlakeLogs::open(logs.path(), 7, Redactor::default()).unwrap());
+        let down = FakeCloudWatch::new();
+        down.set_down(Operation::PutMetricData, CallError::new(ErrorKind::Unavailable, None, "connection refused"));
+
+        let (spool, replay) = open(state.path());
+        assert!(replay.is_empty());
+        let (handle, task) = spawn_publisher(Arc::new(down.clone()), Box::new(spool), replay, fast(), Arc::new(Metrics::new()), flake_logs.clone());
+        let sent = points(1500, "us-east-1", "N");
+        for chunk in sent.chunks(100) {
+            handle.publish(chunk.to_vec()).await;
+        }
+        // Let everything reach the disk (50 ms commit window) and a few sends fail.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(down.calls(Operation::PutMetricData) >= 1);
+        // The moral equivalent of kill -9: the task is dropped mid-flight, no shutdown runs.
+        task.abort();
+        let _ = task.await;
+        drop(handle);
+
+        let (spool, replay) = open(state.path());
+        assert_eq!(replay.len(), 1500, "every accepted datapoint is in the spool");
+        let up = FakeCloudWatch::new();
+        let (handle, _task) = spawn_publisher(Arc::new(up.clone()), Box::new(spool), replay, fast(), Arc::new(Metrics::new()), flake_logs);
+        let report = handle.drain(Duration::from_secs(30)).await;
+        assert_eq!((report.delivered, report.pending), (1500, 0));
+        let mut values: Vec<f64> = up.data("us-east-1", "N").iter().map(|d| d.value).collect();
+        values.sort_by(f64::total_cmp);
+        assert_eq!(values, (0..1500).map(|i| i as f64).collect::<Vec<_>>(), "each value exactly once");
+        assert_eq!(up.data("us-east-1", "N")[0].timestamp_ms, sent[0].timestamp_ms, "original timestamps");
+        drop(handle);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, replay) = open(state.path());
+        assert!(replay.is_empty(), "delivered datapoints are acknowledged in the spool");
+    }
+}

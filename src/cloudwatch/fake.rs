@@ -32,6 +32,8 @@ struct State {
     /// Sizes of accepted PutMetricData requests, in order.
     put_sizes: Vec<usize>,
     failures: HashMap<Operation, VecDeque<CallError>>,
+    /// Every call of an operation fails with this until cleared: an outage.
+    down: HashMap<Operation, CallError>,
     datum_check: Option<DatumCheck>,
     page_size: usize,
 }
@@ -60,6 +62,15 @@ impl FakeCloudWatch {
     /// The next `count` calls of `operation` fail with `error`.
     pub fn fail_next(&self, operation: Operation, count: usize, error: CallError) {
         self.with(|state| state.failures.entry(operation).or_default().extend(std::iter::repeat_n(error, count)));
+    }
+
+    /// Every call of `operation` fails with `error` (an outage) until `set_up` is called.
+    pub fn set_down(&self, operation: Operation, error: CallError) {
+        self.with(|state| state.down.insert(operation, error));
+    }
+
+    pub fn set_up(&self, operation: Operation) {
+        self.with(|state| state.down.remove(&operation));
     }
 
     /// PutMetricData rejects a whole request (as CloudWatch does) if any datum fails `check`.
@@ -99,6 +110,17 @@ impl FakeCloudWatch {
         });
     }
 
+    /// Deletes alarms as someone outside SpecialSnowflake would (not counted as a call).
+    pub fn delete_alarms_now(&self, region: &str, names: &[&str]) {
+        self.with(|state| {
+            if let Some(alarms) = state.alarms.get_mut(region) {
+                for name in names {
+                    alarms.remove(*name);
+                }
+            }
+        });
+    }
+
     pub fn alarm(&self, region: &str, name: &str) -> Option<DescribedAlarm> {
         self.with(|state| state.alarms.get(region).and_then(|alarms| alarms.get(name)).map(|(alarm, _)| alarm.clone()))
     }
@@ -115,6 +137,9 @@ impl FakeCloudWatch {
     fn begin(&self, operation: Operation) -> Result<(), CallError> {
         self.with(|state| {
             *state.calls.entry(operation).or_default() += 1;
+            if let Some(error) = state.down.get(&operation) {
+                return Err(error.clone());
+            }
             match state.failures.get_mut(&operation).and_then(VecDeque::pop_front) {
                 Some(error) => Err(error),
                 None => Ok(()),

@@ -8,4 +8,5 @@ mod send;
 pub mod spool;
 
 pub use datapoint::{Datapoint, QueueKey, Series};
+pub use pace::Pace;
 pub use publisher::{DrainReport, MAX_AGE, PublisherConfig, PublisherHandle, spawn_publisher};

@@ -1,5 +1,9 @@
-//! Where datapoints wait until CloudWatch accepted them: the interface, and the in-memory spool
-//! used by `snowflake once` and `--dry-run` (which must not touch the daemon's state).
+//! Where datapoints wait until CloudWatch accepted them: the interface, the durable
+//! [`disk::DiskSpool`] of the daemon, and the in-memory spool used by `snowflake once` and
+//! `--dry-run` (which must not touch the daemon's state).
+
+pub mod disk;
+mod record;
 
 use std::io;
 use std::ops::Range;
