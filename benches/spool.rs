@@ -35,7 +35,9 @@ fn points(count: usize) -> Vec<Datapoint> {
         })
         .collect();
     let now = chrono::Utc::now().timestamp_millis();
-    (0..count).map(|i| Datapoint { series: series[i % series.len()].clone(), value: i as f64 * 0.5, timestamp_ms: now - i as i64 }).collect()
+    (0..count)
+        .map(|i| Datapoint { series: series[i % series.len()].clone(), value: i as f64 * 0.5, timestamp_ms: now - i as i64 })
+        .collect()
 }
 
 fn now_ms() -> i64 {

@@ -16,7 +16,8 @@ CACHE="${SNOWFLAKE_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/specialsn
 VENV="$CACHE/venv"
 # Pinned: localstack-core 4.13.1 is the last that runs on Python 3.11; the others are versions
 # known to work with it. croniter is the schedule reference (scripts/gen_cron_fixture.py), awscli a
-# second, independent client for checking what landed.
+# second, independent client for checking what landed, prometheus-client the reference parser of
+# /metrics.
 REQUIREMENTS=(
     'localstack-core[runtime]==4.13.1'
     'cbor2<6'
@@ -25,6 +26,7 @@ REQUIREMENTS=(
     'pyopenssl==24.2.1'
     'croniter==7.0.0'
     'awscli==1.44.24'
+    'prometheus-client==0.21.1'
 )
 
 die() { echo "localstack.sh: $*" >&2; exit 1; }

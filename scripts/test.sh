@@ -30,4 +30,4 @@ export AWS_ENDPOINT_URL="$SNOWFLAKE_TEST_ENDPOINT"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
 
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"

@@ -13,7 +13,7 @@ use crate::flake::{Flake, FlakeKind};
 use crate::flakelog::FlakeLogs;
 use crate::metrics::Metrics;
 use crate::output::parse_value;
-use crate::publish::{Datapoint, PublisherHandle, Series};
+use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
 use crate::runner::{CommandSpec, RunOutcome, Termination, run_command};
 
 /// Longest excerpt of stdout or stderr written to a flake's log for a failed run.
@@ -103,14 +103,19 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
 
     let mut verdict = judge(flake, &outcome);
     let mut published = false;
+    let mut durable = true;
     if let Verdict::Ok { value: Some(value) } = verdict {
         match &prepared.series {
             Ok(Some(series)) => {
                 let point = Datapoint { series: series.clone(), value, timestamp_ms: scheduled.timestamp_millis() };
-                published = context.publisher.publish(vec![point]).await;
-                if !published {
-                    verdict =
-                        Verdict::Failed { result: "error", reason: "the publisher has stopped; the value was not published".to_string() };
+                // Waits for the spool, so "ok" in the log means the value survives a crash.
+                match context.publisher.publish_durably(vec![point]).await {
+                    Accepted::Durably => published = true,
+                    Accepted::WithoutSpool => (published, durable) = (true, false),
+                    Accepted::No => {
+                        verdict =
+                            Verdict::Failed { result: "error", reason: "the publisher has stopped; the value was not taken".to_string() }
+                    }
                 }
             }
             Ok(None) => {}
@@ -121,7 +126,11 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
     context.metrics.run(&flake.name, report.verdict.result());
     context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
-    context.logs.append(&flake.name, &log_lines(flake, &report, &outcome, context));
+    let mut lines = log_lines(flake, &report, &outcome, context);
+    if !durable {
+        lines[0].push_str(" spool=\"unwritable: sent without a durable copy\"");
+    }
+    context.logs.append(&flake.name, &lines);
     report
 }
 

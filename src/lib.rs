@@ -10,10 +10,12 @@
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake.
 //! - [`cli`]: the command line; `main.rs` only hands over to it.
 
+pub mod alarms;
 pub mod catalog;
 pub mod cli;
 pub mod cloudwatch;
 pub mod creds;
+pub mod daemon;
 pub mod execution;
 pub mod flake;
 pub mod flakelog;

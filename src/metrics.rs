@@ -115,6 +115,19 @@ impl Metrics {
         registry.register("alarm_changes", "Alarm writes by action", metrics.alarm_changes.clone());
         registry.register("flakes", "Flakes by state", metrics.flakes.clone());
         registry.register("clock_jumps", "Wall-clock jumps the scheduler re-planned around", metrics.clock_jumps.clone());
+        // Known series start at zero, so dashboards and rate() see them before the first event.
+        for outcome in ["ok", "throttled", "unavailable", "credentials", "invalid"] {
+            let _ = metrics.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.to_string() });
+        }
+        for reason in ["age", "size"] {
+            let _ = metrics.spool_dropped.get_or_create(&ReasonLabels { reason: reason.to_string() });
+        }
+        for action in ["create", "update", "delete", "tag"] {
+            let _ = metrics.alarm_changes.get_or_create(&ActionLabels { action: action.to_string() });
+        }
+        for state in ["loaded", "enabled", "invalid"] {
+            let _ = metrics.flakes.get_or_create(&StateLabels { state: state.to_string() });
+        }
         Metrics { registry, ..metrics }
     }
 
@@ -157,8 +170,11 @@ impl Metrics {
         self.skipped_overlaps.get_or_create(&FlakeLabels { flake: flake.to_string() }).inc();
     }
 
-    pub fn set_flakes(&self, state: &str, count: usize) {
-        self.flakes.get_or_create(&StateLabels { state: state.to_string() }).set(count as i64);
+    /// Flakes loaded (running or not), enabled, and files that do not validate.
+    pub fn set_flakes(&self, loaded: usize, enabled: usize, invalid: usize) {
+        for (state, count) in [("loaded", loaded), ("enabled", enabled), ("invalid", invalid)] {
+            self.flakes.get_or_create(&StateLabels { state: state.to_string() }).set(count as i64);
+        }
     }
 
     /// Drops a removed flake's series so a churning flakes directory does not grow /metrics.

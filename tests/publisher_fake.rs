@@ -187,7 +187,8 @@ mod with_disk_spool {
 
         let (spool, replay) = open(state.path());
         assert!(replay.is_empty());
-        let (handle, task) = spawn_publisher(Arc::new(down.clone()), Box::new(spool), replay, fast(), Arc::new(Metrics::new()), flake_logs.clone());
+        let (handle, task) =
+            spawn_publisher(Arc::new(down.clone()), Box::new(spool), replay, fast(), Arc::new(Metrics::new()), flake_logs.clone());
         let sent = points(1500, "us-east-1", "N");
         for chunk in sent.chunks(100) {
             handle.publish(chunk.to_vec()).await;

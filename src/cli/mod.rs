@@ -5,7 +5,10 @@
 mod check;
 mod next;
 mod once;
+mod plan;
+mod run;
 mod setup;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +104,9 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: load the flakes, reconcile alarms, run flakes on schedule, publish; until
+    /// SIGTERM or SIGINT. SIGHUP re-reads every flake file.
+    Run(run::RunOptions),
     /// Validate flake files or directories; prints "path: field: message" per problem.
     ///
     /// Exits 0 when every file is valid (warnings allowed), 1 otherwise. Without PATH, checks the
@@ -122,11 +128,14 @@ pub enum Command {
     },
     /// Print the JSON Schema of a flake file.
     Schema,
+    /// Print the alarm changes a reconcile would make (create, update with the differing fields,
+    /// delete, unchanged count); changes nothing.
+    Plan,
     /// Run flakes now, ignoring their schedules, and publish their values.
     ///
     /// Runs every enabled flake whose file name contains PATTERN or whose flakeName equals it
-    /// (all if no PATTERN), prints each result, publishes, and exits 0 only if every run succeeded
-    /// and every value was delivered.
+    /// (all if no PATTERN), prints each result, publishes, reconciles those flakes' alarms, and
+    /// exits 0 only if every run succeeded, every value was delivered and every alarm change worked.
     Once {
         /// Part of a flake file name, or a flakeName.
         pattern: Option<String>,
@@ -139,7 +148,13 @@ pub enum Command {
 /// Parses the command line and runs the command; the process exit code is the result.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.options, std::io::stderr);
+    // The daemon's log goes to stdout, as a container expects; one-shot commands keep stdout
+    // for their output and log to stderr.
+    if matches!(cli.command, Command::Run(_)) {
+        init_logging(&cli.options, std::io::stdout);
+    } else {
+        init_logging(&cli.options, std::io::stderr);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -155,6 +170,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Check { paths } => check::run(&paths, &cli.options).await,
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
         Command::Once { pattern, publish_timeout } => once::run(pattern.as_deref(), publish_timeout, &cli.options).await,
+        Command::Plan => plan::run(&cli.options).await,
+        Command::Run(run_options) => run::run(&cli.options, &run_options).await,
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
             ExitCode::SUCCESS
@@ -171,7 +188,9 @@ where
         eprintln!("warning: --log-level {:?} is not a valid filter ({error}); using info", options.log_level);
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false);
+    // Colours only for a person at a terminal; log files and collectors get plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false).with_ansi(colours);
     let _ = match options.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -14,7 +14,9 @@ use tokio::sync::{Semaphore, watch};
 
 use super::GlobalOptions;
 use super::setup;
+use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
 use crate::catalog::{discover, reject_duplicate_names};
+use crate::cloudwatch::Backend;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::Flake;
 use crate::metrics::Metrics;
@@ -34,6 +36,7 @@ pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &Glo
 
 async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> Result<bool, String> {
     let flakes = select_flakes(pattern, options).await?;
+    let selected = flakes.clone();
     let (creds, logs) = setup::creds_and_logs(options)?;
     let backend = setup::backend(options).await;
     let default_region = backend.default_region();
@@ -84,7 +87,41 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     if drained.pending > 0 {
         eprintln!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending);
     }
-    Ok(all_ok && drained.rejected == 0 && drained.pending == 0)
+    let alarms_ok = reconcile_alarms(&selected, &backend, &metrics, options).await;
+    Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok)
+}
+
+/// Creates or corrects the alarms of the flakes that ran, and deletes the ones they dropped.
+async fn reconcile_alarms(flakes: &[Arc<Flake>], backend: &Backend, metrics: &Arc<Metrics>, options: &GlobalOptions) -> bool {
+    let (desired, skipped) = desired_alarms(flakes, backend.default_region().as_deref());
+    for skip in &skipped {
+        eprintln!("error: {}: alarm {}: {}", skip.flake, skip.alarm, skip.reason);
+    }
+    let names = flakes.iter().map(|flake| flake.name.clone()).collect();
+    let reconciler =
+        Reconciler::new(Arc::new(backend.clone()), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), metrics.clone());
+    match reconciler.reconcile(&desired, &Scope::Flakes(names)).await {
+        Ok(applied) => {
+            if !desired.is_empty() || applied.deleted > 0 {
+                println!(
+                    "alarms: {} created, {} updated, {} retagged, {} deleted, {} failed",
+                    applied.created,
+                    applied.updated,
+                    applied.tagged,
+                    applied.deleted,
+                    applied.failures.len()
+                );
+            }
+            for failure in &applied.failures {
+                eprintln!("error: alarm {failure}");
+            }
+            skipped.is_empty() && applied.failures.is_empty()
+        }
+        Err(reason) => {
+            eprintln!("error: alarms were not reconciled: {reason}");
+            false
+        }
+    }
 }
 
 /// Enabled valid flakes matching `pattern`; load problems are reported but do not stop the rest.

@@ -19,4 +19,4 @@ pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;
-pub use validate::{Context, parse_flake};
+pub use validate::{Context, namespace_problem, parse_flake};

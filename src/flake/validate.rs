@@ -206,9 +206,19 @@ fn parse_metric_target(
     })
 }
 
-/// CloudWatch namespaces: 1-255 printable ASCII, not starting with `:` or the reserved `AWS/`.
+/// Records a problem if `namespace` is not one CloudWatch accepts.
 fn check_namespace(namespace: &str, problems: &mut Problems) -> bool {
-    let reason = if namespace.is_empty() || namespace.len() > 255 {
+    let reason = namespace_problem(namespace);
+    if let Some(reason) = &reason {
+        problems.error("flakeMetricNamespace", reason.clone());
+    }
+    reason.is_none()
+}
+
+/// Why CloudWatch would not accept `namespace`: 1-255 printable ASCII, not starting with `:` or
+/// the reserved `AWS/`.
+pub fn namespace_problem(namespace: &str) -> Option<String> {
+    if namespace.is_empty() || namespace.len() > 255 {
         Some("must be 1-255 characters".to_string())
     } else if !namespace.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         Some("may hold only printable ASCII characters".to_string())
@@ -221,11 +231,7 @@ fn check_namespace(namespace: &str, problems: &mut Problems) -> bool {
         Some("must not start with \":\"".to_string())
     } else {
         None
-    };
-    if let Some(reason) = &reason {
-        problems.error("flakeMetricNamespace", reason.clone());
     }
-    reason.is_none()
 }
 
 fn parse_dimensions(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<BTreeMap<String, String>> {

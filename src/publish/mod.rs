@@ -9,4 +9,7 @@ pub mod spool;
 
 pub use datapoint::{Datapoint, QueueKey, Series};
 pub use pace::Pace;
-pub use publisher::{DrainReport, MAX_AGE, PublisherConfig, PublisherHandle, spawn_publisher};
+
+/// Spooled datapoints left by a previous run, with their sequence numbers, oldest first.
+pub type Replay = Vec<(u64, Datapoint)>;
+pub use publisher::{Accepted, DrainReport, MAX_AGE, PublisherConfig, PublisherHandle, spawn_publisher};

@@ -32,7 +32,8 @@ const MAX_REQUEST_BYTES: usize = 1_000_000;
 pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 const LIMIT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// With jitter, retries come at most 20 s apart: an outage ends, delivery resumes promptly.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How the publisher batches, paces and stops.
 #[derive(Debug, Clone)]
@@ -69,8 +70,12 @@ pub struct DrainReport {
 }
 
 enum Message {
-    Points(Vec<Datapoint>),
-    Drain { timeout: Duration, reply: oneshot::Sender<DrainReport> },
+    /// Datapoints, and who wants to hear once they are in the spool.
+    Points(Vec<Datapoint>, Option<oneshot::Sender<bool>>),
+    Drain {
+        timeout: Duration,
+        reply: oneshot::Sender<DrainReport>,
+    },
 }
 
 /// Hands datapoints to the publisher. Cheap to clone; the publisher stops when all are dropped.
@@ -82,7 +87,24 @@ pub struct PublisherHandle {
 impl PublisherHandle {
     /// Queues `points`; false if the publisher has stopped.
     pub async fn publish(&self, points: Vec<Datapoint>) -> bool {
-        points.is_empty() || self.tx.send(Message::Points(points)).await.is_ok()
+        points.is_empty() || self.tx.send(Message::Points(points, None)).await.is_ok()
+    }
+
+    /// Queues `points` and returns once they are in the spool (on disk, for the daemon), so a
+    /// caller that then reports success never reports a value a crash could still lose.
+    pub async fn publish_durably(&self, points: Vec<Datapoint>) -> Accepted {
+        if points.is_empty() {
+            return Accepted::Durably;
+        }
+        let (committed, on_disk) = oneshot::channel();
+        if self.tx.send(Message::Points(points, Some(committed))).await.is_err() {
+            return Accepted::No;
+        }
+        match on_disk.await {
+            Ok(true) => Accepted::Durably,
+            Ok(false) => Accepted::WithoutSpool,
+            Err(_) => Accepted::No,
+        }
     }
 
     /// Sends everything queued right away, and waits until all is delivered or `timeout` passes.
@@ -95,11 +117,22 @@ impl PublisherHandle {
     }
 }
 
+/// What became of datapoints handed to [`PublisherHandle::publish_durably`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// In the spool: they survive a crash.
+    Durably,
+    /// The spool could not store them; they are sent, but a crash before delivery loses them.
+    WithoutSpool,
+    /// The publisher has stopped; they were not taken.
+    No,
+}
+
 /// Starts the publisher. `replay` is what a previous run left in the spool, oldest first.
 pub fn spawn_publisher<C: CloudWatch>(
     cloudwatch: Arc<C>,
     spool: Box<dyn Spool>,
-    replay: Vec<(u64, Datapoint)>,
+    replay: super::Replay,
     config: PublisherConfig,
     metrics: Arc<Metrics>,
     logs: Arc<FlakeLogs>,
@@ -113,6 +146,7 @@ pub fn spawn_publisher<C: CloudWatch>(
         metrics,
         logs,
         unspooled: Vec::new(),
+        waiting_for_commit: Vec::new(),
         queues: HashMap::new(),
         in_flight: JoinSet::new(),
         drains: Vec::new(),
@@ -160,6 +194,8 @@ struct Publisher<C> {
     pace: Arc<Pace>,
     /// Accepted, not yet on disk, with arrival times.
     unspooled: Vec<(Datapoint, Instant)>,
+    /// Told when `unspooled` reaches the spool (true) or could not (false).
+    waiting_for_commit: Vec<oneshot::Sender<bool>>,
     queues: HashMap<QueueKey, Queue>,
     in_flight: JoinSet<Sent>,
     drains: Vec<(Instant, oneshot::Sender<DrainReport>)>,
@@ -174,9 +210,10 @@ impl<C: CloudWatch> Publisher<C> {
             let wake = self.next_wake(closed_at.is_some() || !self.drains.is_empty());
             tokio::select! {
                 message = rx.recv(), if closed_at.is_none() => match message {
-                    Some(Message::Points(points)) => {
+                    Some(Message::Points(points, committed)) => {
                         let now = Instant::now();
                         self.unspooled.extend(points.into_iter().map(|point| (point, now)));
+                        self.waiting_for_commit.extend(committed);
                     }
                     Some(Message::Drain { timeout, reply }) => self.drains.push((Instant::now() + timeout, reply)),
                     None => closed_at = Some(Instant::now()),
@@ -194,7 +231,7 @@ impl<C: CloudWatch> Publisher<C> {
             self.start_sends(urgent).await;
             self.answer_drains();
             if let Some(closed) = closed_at
-                && (self.is_idle() || Instant::now() >= closed + self.config.shutdown_timeout)
+                && (self.is_idle() || self.all_failing() || Instant::now() >= closed + self.config.shutdown_timeout)
             {
                 break;
             }
@@ -254,6 +291,9 @@ impl<C: CloudWatch> Publisher<C> {
         for (index, (point, arrived)) in batch.into_iter().enumerate() {
             let seq = first_seq.map(|first| first + index as u64);
             self.enqueue(Queued { seq, point, ready_at: arrived + self.config.flush_interval });
+        }
+        for committed in std::mem::take(&mut self.waiting_for_commit) {
+            let _ = committed.send(first_seq.is_some());
         }
         self.update_spool_gauges();
     }
@@ -445,6 +485,14 @@ impl<C: CloudWatch> Publisher<C> {
         for (_, reply) in due {
             let _ = reply.send(report);
         }
+    }
+
+    /// Nothing in flight, and every queue with data is backing off after failures: CloudWatch is
+    /// unreachable, so waiting longer at shutdown gains nothing (the data stays in the spool).
+    fn all_failing(&self) -> bool {
+        self.unspooled.is_empty()
+            && self.in_flight.is_empty()
+            && self.queues.values().filter(|queue| !queue.items.is_empty()).all(|queue| queue.backoff.is_some())
     }
 
     fn is_idle(&self) -> bool {

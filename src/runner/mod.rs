@@ -180,11 +180,28 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
 async fn finish_group(group: Option<Pid>) {
     let Some(group) = group else { return };
     let give_up = Instant::now() + KILL_GRACE;
-    while killpg(group, None).is_ok() {
+    while group_has_live_members(group) {
         if Instant::now() >= give_up {
             let _ = killpg(group, Signal::SIGKILL);
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// True while a process of `group` is alive. Zombies do not count: an orphan's zombie waits for
+/// whoever reaps orphans (an init, or nobody), and nothing we send it changes that.
+fn group_has_live_members(group: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc: ask the kernel, which also counts zombies (at worst we wait the grace out).
+        return killpg(group, None).is_ok();
+    };
+    entries.filter_map(Result::ok).filter(|entry| entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // Fields after the parenthesised command name: state, ppid, pgrp, ...
+        let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).and_then(|pgrp| pgrp.parse::<i32>().ok());
+        pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
+    })
 }

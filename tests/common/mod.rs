@@ -180,3 +180,109 @@ impl Drop for LocalStack {
         self.stop();
     }
 }
+
+/// A free loopback port (racy in theory, fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `snowflake run` daemon under test, with its output captured in the workspace.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub output: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `command` (a `snowflake` with its environment set) as `run` with extra arguments.
+    pub fn start(command: &mut Command, workspace: &Workspace, args: &[&str]) -> Daemon {
+        let port = free_port();
+        let output = workspace.root.path().join(format!("daemon-{port}.log"));
+        let log = std::fs::File::create(&output).unwrap();
+        let child = command
+            .env("SNOWFLAKE_LOG_LEVEL", "info")
+            .arg("run")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("daemon starts");
+        let daemon = Daemon { child, port, output };
+        daemon.wait_for(std::time::Duration::from_secs(30), "/healthz to answer", || {
+            daemon.get("/healthz").is_some_and(|(status, _)| status == 200)
+        });
+        daemon
+    }
+
+    /// `GET path` on the daemon's listener: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+        Some((status, body))
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// The value of a metric line starting with `prefix` (name and labels), if present.
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        self.metrics().lines().find(|line| line.starts_with(prefix)).and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Polls `condition` every 200 ms until it holds; fails the test with the daemon's log if not.
+    pub fn wait_for(&self, limit: std::time::Duration, what: &str, mut condition: impl FnMut() -> bool) {
+        let started = std::time::Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < limit, "waited {limit:?} for {what}; daemon log:\n{}", self.log());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status (failing after `limit`).
+    pub fn stop(mut self, limit: std::time::Duration) -> (std::process::ExitStatus, std::time::Duration) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("the daemon did not stop within {limit:?} of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python venv `scripts/test.sh` installed (LocalStack, croniter, prometheus-client).
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var("SNOWFLAKE_TEST_VENV")
+        .unwrap_or_else(|_| panic!("SNOWFLAKE_TEST_VENV is not set: run the suite with scripts/test.sh"));
+    Path::new(&venv).join("bin/python")
+}

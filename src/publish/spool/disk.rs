@@ -32,7 +32,7 @@ const MAX_SEGMENT: u64 = 8 * 1024 * 1024;
 /// What opening the spool found.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    pub points: Vec<(u64, Datapoint)>,
+    pub points: crate::publish::Replay,
     /// Segments that ended in a torn or corrupt record (normal after a crash mid-write).
     pub torn_segments: usize,
     pub dropped_by_age: u64,
@@ -67,14 +67,24 @@ impl DiskSpool {
     pub fn open(state_dir: &Path, max_bytes: u64, now_ms: i64) -> Result<(DiskSpool, Recovered), String> {
         let dir = state_dir.join("spool");
         std::fs::create_dir_all(&dir).map_err(|error| {
-            format!("state directory {}: cannot create {}: {error}; set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory", state_dir.display(), dir.display())
+            format!(
+                "state directory {}: cannot create {}: {error}; set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory",
+                state_dir.display(),
+                dir.display()
+            )
         })?;
         let lock_path = dir.join("LOCK");
         let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|error| {
-            format!("state directory {} is not writable ({error}); set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory", state_dir.display())
+            format!(
+                "state directory {} is not writable ({error}); set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory",
+                state_dir.display()
+            )
         })?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, error)| {
-            format!("state directory {} is in use by another snowflake daemon ({error}); give each daemon its own --state-dir", state_dir.display())
+            format!(
+                "state directory {} is in use by another snowflake daemon ({error}); give each daemon its own --state-dir",
+                state_dir.display()
+            )
         })?;
         let mut spool = DiskSpool {
             dir,
@@ -121,7 +131,7 @@ impl DiskSpool {
                 tracing::warn!(path = %path.display(), kept = records.len(), skipped_bytes = bytes.len() - MAGIC.len() - end, "spool segment ends in a torn record (a crash mid-write); the whole records before it are recovered");
             }
             let acked = read_acks(&self.segment_path(first_seq, "ack"));
-            let mut segment = Segment { first_seq, end_seq: first_seq, bytes: bytes.len() as u64, pending: 0, newest_ms: i64::MIN, };
+            let mut segment = Segment { first_seq, end_seq: first_seq, bytes: bytes.len() as u64, pending: 0, newest_ms: i64::MIN };
             let mut expired = Vec::new();
             for record in records {
                 segment.end_seq = segment.end_seq.max(record.seq + 1);
@@ -149,7 +159,10 @@ impl DiskSpool {
             }
         }
         if recovered.dropped_by_age > 0 {
-            tracing::warn!(count = recovered.dropped_by_age, "dropped spooled datapoints older than 14 days: CloudWatch no longer accepts them");
+            tracing::warn!(
+                count = recovered.dropped_by_age,
+                "dropped spooled datapoints older than 14 days: CloudWatch no longer accepts them"
+            );
         }
         recovered.points.sort_by_key(|(seq, _)| *seq);
         Ok(recovered)
@@ -187,8 +200,9 @@ impl DiskSpool {
     /// Deletes segments with nothing pending, except the one appends go to.
     fn remove_finished(&mut self) {
         let active_first = self.active.as_ref().and_then(|_| self.segments.last()).map(|segment| segment.first_seq);
-        let (finished, kept): (Vec<Segment>, Vec<Segment>) =
-            std::mem::take(&mut self.segments).into_iter().partition(|segment| segment.pending == 0 && Some(segment.first_seq) != active_first);
+        let (finished, kept): (Vec<Segment>, Vec<Segment>) = std::mem::take(&mut self.segments)
+            .into_iter()
+            .partition(|segment| segment.pending == 0 && Some(segment.first_seq) != active_first);
         self.segments = kept;
         for segment in finished {
             self.remove_segment_files(segment.first_seq);
@@ -345,7 +359,12 @@ mod tests {
         let first = spool.append(&points(0..60, NOW)).unwrap();
         spool.append(&points(60..120, NOW)).unwrap();
         spool.append(&points(120..180, NOW)).unwrap();
-        let segments = || std::fs::read_dir(dir.path().join("spool")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
+        let segments = || {
+            std::fs::read_dir(dir.path().join("spool"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .count()
+        };
         assert!(segments() >= 3, "{}", segments());
         spool.ack(&(first..first + 180).collect::<Vec<_>>()).unwrap();
         assert_eq!(segments(), 1, "only the segment appends go to remains");

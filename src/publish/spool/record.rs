@@ -61,7 +61,8 @@ pub fn decode_all(bytes: &[u8], series: &mut HashMap<Series, Arc<Series>>) -> (V
         }
         let Ok(stored) = serde_json::from_slice::<Stored>(payload) else { break };
         let shared = intern(series, stored.series.into_owned());
-        records.push(Decoded { seq: stored.seq, point: Datapoint { series: shared, value: stored.value, timestamp_ms: stored.timestamp_ms } });
+        records
+            .push(Decoded { seq: stored.seq, point: Datapoint { series: shared, value: stored.value, timestamp_ms: stored.timestamp_ms } });
         offset = start + length;
     }
     (records, offset)

@@ -1,0 +1,14 @@
+//! Alarms as code: the alarms flakes declare are created, corrected when they drift, and deleted
+//! when no flake declares them any more, but only if this host created them.
+
+mod compare;
+mod desired;
+mod managed;
+mod plan;
+mod reconcile;
+
+pub use compare::{FieldChange, differences, normalize};
+pub use desired::{DesiredAlarm, Skipped, desired_alarms};
+pub use managed::{Managed, ManagedFile, Record};
+pub use plan::{Delete, Plan, Scope, TagChange, Update};
+pub use reconcile::{Applied, PREFIX, ReconcileConfig, Reconciler};

@@ -1,0 +1,333 @@
+//! Making CloudWatch match the declared alarms: read what exists (DescribeAlarms by prefix, every
+//! page), plan, then write only what differs, paced below CloudWatch's quotas and retried when
+//! throttled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use super::desired::DesiredAlarm;
+use super::managed::{ManagedFile, Record};
+use super::plan::{Plan, Scope};
+use crate::cloudwatch::{CallError, CloudWatch, DescribedAlarm};
+use crate::metrics::Metrics;
+use crate::publish::Pace;
+
+/// Every alarm we create starts with this, so one DescribeAlarms prefix finds them all.
+pub const PREFIX: &str = "FL-";
+const DELETE_BATCH: usize = 100;
+const DESCRIBE_BATCH: usize = 100;
+
+/// Call rates and retries.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// DescribeAlarms per second per region (CloudWatch's quota: 9).
+    pub describe_rate: f64,
+    /// PutMetricAlarm, DeleteAlarms, TagResource, UntagResource per second per region and
+    /// operation (CloudWatch's quota: 3 for PutMetricAlarm and DeleteAlarms).
+    pub write_rate: f64,
+    /// Tries per call before giving up on it until the next reconcile.
+    pub attempts: usize,
+    pub backoff_min: std::time::Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig { describe_rate: 8.0, write_rate: 2.5, attempts: 6, backoff_min: std::time::Duration::from_millis(500) }
+    }
+}
+
+/// What a reconcile did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub created: usize,
+    pub updated: usize,
+    pub tagged: usize,
+    pub deleted: usize,
+    /// `alarm: reason` for every change that failed (it is tried again next time).
+    pub failures: Vec<String>,
+}
+
+impl Applied {
+    pub fn writes(&self) -> usize {
+        self.created + self.updated + self.tagged + self.deleted
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Class {
+    Describe,
+    PutAlarm,
+    Delete,
+    Tag,
+}
+
+/// Reconciles alarms through `C`, remembering ownership in the state directory.
+pub struct Reconciler<C> {
+    cloudwatch: Arc<C>,
+    managed: ManagedFile,
+    config: ReconcileConfig,
+    metrics: Arc<Metrics>,
+    paces: Mutex<HashMap<(String, Class), Arc<Pace>>>,
+}
+
+impl<C: CloudWatch> Reconciler<C> {
+    pub fn new(cloudwatch: Arc<C>, managed: ManagedFile, config: ReconcileConfig, metrics: Arc<Metrics>) -> Self {
+        Reconciler { cloudwatch, managed, config, metrics, paces: Mutex::new(HashMap::new()) }
+    }
+
+    /// Plans without changing anything (takes the lock only to read a consistent file).
+    pub async fn plan(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Plan, String> {
+        let _lock = self.managed.lock().await?;
+        let managed = self.managed.load();
+        let actual = self.actual(desired, &managed, scope).await?;
+        Ok(Plan::new(desired, &actual, &managed, scope))
+    }
+
+    /// Plans and applies.
+    pub async fn reconcile(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Applied, String> {
+        let _lock = self.managed.lock().await?;
+        let mut managed = self.managed.load();
+        let actual = self.actual(desired, &managed, scope).await?;
+        let plan = Plan::new(desired, &actual, &managed, scope);
+        for (region, name, reason) in &plan.kept {
+            tracing::info!(region, alarm = name, "not deleting an alarm no flake declares: {reason}");
+        }
+        let mut applied = Applied::default();
+
+        // Ownership first: an alarm created just before a crash must still be ours afterwards.
+        for alarm in desired {
+            let tags = managed.get(&alarm.region, &alarm.config.name).map(|record| record.tags.clone()).unwrap_or_default();
+            managed.insert(&alarm.region, &alarm.config.name, Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags });
+        }
+        for (region, name) in &plan.forgotten {
+            managed.remove(region, name);
+        }
+        self.managed.save(&managed)?;
+
+        for alarm in &plan.creates {
+            match self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await {
+                Ok(()) => {
+                    applied.created += 1;
+                    self.metrics.alarm_change("create");
+                    tracing::info!(region = alarm.region, alarm = alarm.config.name, flake = alarm.flake, "created alarm");
+                    if let Some(record) = managed.alarms.get_mut(&alarm.region).and_then(|alarms| alarms.get_mut(&alarm.config.name)) {
+                        record.tags.clear();
+                    }
+                }
+                Err(error) => self.failed(&mut applied, &alarm.config.name, "create", &error),
+            }
+        }
+        for update in &plan.updates {
+            let alarm = &update.alarm;
+            match self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await {
+                Ok(()) => {
+                    applied.updated += 1;
+                    self.metrics.alarm_change("update");
+                    let fields: Vec<&str> = update.changes.iter().map(|change| change.field).collect();
+                    tracing::info!(
+                        region = alarm.region,
+                        alarm = alarm.config.name,
+                        flake = alarm.flake,
+                        changed = fields.join(","),
+                        "corrected alarm"
+                    );
+                }
+                Err(error) => self.failed(&mut applied, &alarm.config.name, "update", &error),
+            }
+        }
+        self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
+        self.apply_deletes(&plan, &mut managed, &mut applied).await;
+
+        self.managed.save(&managed)?;
+        Ok(applied)
+    }
+
+    /// The actual alarms relevant to `scope`, by (region, name).
+    async fn actual(
+        &self,
+        desired: &[DesiredAlarm],
+        managed: &super::managed::Managed,
+        scope: &Scope,
+    ) -> Result<BTreeMap<(String, String), DescribedAlarm>, String> {
+        let mut actual = BTreeMap::new();
+        match scope {
+            Scope::All { .. } => {
+                let mut regions: Vec<&String> = desired.iter().map(|alarm| &alarm.region).chain(managed.regions()).collect();
+                regions.sort();
+                regions.dedup();
+                for region in regions {
+                    let mut token = None;
+                    loop {
+                        let page = self
+                            .call(region, Class::Describe, || self.cloudwatch.describe_alarms(region, PREFIX, token.clone()))
+                            .await
+                            .map_err(|error| format!("DescribeAlarms in {region} failed: {error}"))?;
+                        for alarm in page.alarms {
+                            actual.insert((region.clone(), alarm.name.clone()), alarm);
+                        }
+                        match page.next_token {
+                            Some(next) => token = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Scope::Flakes(flakes) => {
+                let mut names: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+                for alarm in desired {
+                    names.entry(&alarm.region).or_default().push(alarm.config.name.clone());
+                }
+                for (region, name, record) in managed.iter() {
+                    if flakes.contains(&record.flake) {
+                        names.entry(region).or_default().push(name.clone());
+                    }
+                }
+                for (region, mut names) in names {
+                    names.sort();
+                    names.dedup();
+                    for chunk in names.chunks(DESCRIBE_BATCH) {
+                        let found = self
+                            .call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk))
+                            .await
+                            .map_err(|error| format!("DescribeAlarms in {region} failed: {error}"))?;
+                        for alarm in found {
+                            actual.insert((region.clone(), alarm.name.clone()), alarm);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(actual)
+    }
+
+    async fn apply_tags(
+        &self,
+        plan: &Plan,
+        actual: &BTreeMap<(String, String), DescribedAlarm>,
+        managed: &mut super::managed::Managed,
+        applied: &mut Applied,
+    ) {
+        if plan.tag_changes.is_empty() {
+            return;
+        }
+        // New alarms have no ARN in `actual`; look them up by name.
+        let mut arns: HashMap<(String, String), String> =
+            actual.iter().filter_map(|(key, alarm)| alarm.arn.clone().map(|arn| (key.clone(), arn))).collect();
+        let mut missing: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+        for change in &plan.tag_changes {
+            if !arns.contains_key(&(change.region.clone(), change.name.clone())) {
+                missing.entry(&change.region).or_default().push(change.name.clone());
+            }
+        }
+        for (region, names) in missing {
+            for chunk in names.chunks(DESCRIBE_BATCH) {
+                match self.call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk)).await {
+                    Ok(found) => {
+                        arns.extend(found.into_iter().filter_map(|alarm| alarm.arn.map(|arn| ((region.clone(), alarm.name), arn))))
+                    }
+                    Err(error) => tracing::warn!(region, "cannot look up new alarms to tag them: {error}"),
+                }
+            }
+        }
+        for change in &plan.tag_changes {
+            let Some(arn) = arns.get(&(change.region.clone(), change.name.clone())) else {
+                applied.failures.push(format!("{}: tags: the alarm's ARN is unknown (was it created?)", change.name));
+                continue;
+            };
+            let mut ok = true;
+            if !change.set.is_empty()
+                && let Err(error) =
+                    self.call(&change.region, Class::Tag, || self.cloudwatch.tag_resource(&change.region, arn, &change.set)).await
+            {
+                self.failed(applied, &change.name, "tag", &error);
+                ok = false;
+            }
+            if ok
+                && !change.remove.is_empty()
+                && let Err(error) =
+                    self.call(&change.region, Class::Tag, || self.cloudwatch.untag_resource(&change.region, arn, &change.remove)).await
+            {
+                self.failed(applied, &change.name, "untag", &error);
+                ok = false;
+            }
+            if ok {
+                applied.tagged += 1;
+                self.metrics.alarm_change("tag");
+                if let Some(record) = managed.alarms.get_mut(&change.region).and_then(|alarms| alarms.get_mut(&change.name)) {
+                    record.tags.extend(change.set.clone());
+                    for key in &change.remove {
+                        record.tags.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply_deletes(&self, plan: &Plan, managed: &mut super::managed::Managed, applied: &mut Applied) {
+        let mut by_region: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+        for delete in &plan.deletes {
+            by_region.entry(&delete.region).or_default().push(delete.name.clone());
+        }
+        for (region, names) in by_region {
+            for chunk in names.chunks(DELETE_BATCH) {
+                match self.call(region, Class::Delete, || self.cloudwatch.delete_alarms(region, chunk)).await {
+                    Ok(()) => {
+                        applied.deleted += chunk.len();
+                        for name in chunk {
+                            self.metrics.alarm_change("delete");
+                            managed.remove(region, name);
+                            tracing::info!(region, alarm = name, "deleted alarm no flake declares any more");
+                        }
+                    }
+                    Err(error) => {
+                        for name in chunk {
+                            self.failed(applied, name, "delete", &error);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn failed(&self, applied: &mut Applied, alarm: &str, action: &str, error: &CallError) {
+        tracing::error!(alarm, action, "alarm change failed (tried again at the next reconcile): {error}");
+        applied.failures.push(format!("{alarm}: {action}: {error}"));
+    }
+
+    fn pace(&self, region: &str, class: Class) -> Arc<Pace> {
+        let rate = if class == Class::Describe { self.config.describe_rate } else { self.config.write_rate };
+        let mut paces = self.paces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        paces.entry((region.to_string(), class)).or_insert_with(|| Arc::new(Pace::per_second(rate))).clone()
+    }
+
+    /// One call, paced, retried with backoff while it fails retryably.
+    async fn call<T, F, Fut>(&self, region: &str, class: Class, operation: F) -> Result<T, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let pace = self.pace(region, class);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.config.backoff_min)
+            .with_jitter()
+            .with_max_times(self.config.attempts.saturating_sub(1))
+            .build();
+        loop {
+            pace.wait().await;
+            match operation().await {
+                Ok(value) => return Ok(value),
+                Err(error) if error.is_retryable() => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(region, ?class, ?delay, "CloudWatch call failed, retrying: {error}");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(error),
+                },
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! When alarms are reconciled: at start, soon after flake files change, and every
+//! `--reconcile-interval` (with ±10% jitter, so a fleet of hosts does not call at once) to
+//! correct drift made outside the daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::reload::Snapshot;
+use super::shutdown::Shutdown;
+use crate::alarms::{Reconciler, Scope, desired_alarms};
+use crate::cloudwatch::CloudWatch;
+
+/// Changes often come in bursts (a deploy writes many files); reconcile once they settle.
+const SETTLE: Duration = Duration::from_secs(1);
+
+pub async fn run<C: CloudWatch>(
+    reconciler: Reconciler<C>,
+    snapshot: watch::Receiver<Snapshot>,
+    changed: Arc<Notify>,
+    interval: Duration,
+    default_region: Option<String>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let current = snapshot.borrow().clone();
+        reconcile(&reconciler, &current, default_region.as_deref()).await;
+        let wait = interval.mul_f64(0.9 + fastrand::f64() * 0.2);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = changed.notified() => tokio::time::sleep(SETTLE).await,
+            _ = shutdown.recv() => return,
+        }
+    }
+}
+
+async fn reconcile<C: CloudWatch>(reconciler: &Reconciler<C>, snapshot: &Snapshot, default_region: Option<&str>) {
+    let (desired, skipped) = desired_alarms(&snapshot.flakes, default_region);
+    for skip in &skipped {
+        tracing::error!(flake = skip.flake, alarm = skip.alarm, "alarm skipped: {}", skip.reason);
+    }
+    let scope =
+        Scope::All { deletes_allowed: !snapshot.dir_missing && !snapshot.flakes.is_empty(), broken_files: snapshot.broken_files.clone() };
+    match reconciler.reconcile(&desired, &scope).await {
+        Ok(applied) if applied.writes() > 0 || !applied.failures.is_empty() => tracing::info!(
+            created = applied.created,
+            updated = applied.updated,
+            retagged = applied.tagged,
+            deleted = applied.deleted,
+            failed = applied.failures.len(),
+            "alarms reconciled"
+        ),
+        Ok(_) => tracing::debug!(alarms = desired.len(), "alarms reconciled: nothing to change"),
+        Err(reason) => tracing::error!("alarm reconcile failed, trying again later: {reason}"),
+    }
+}

@@ -1,0 +1,161 @@
+//! Hot reload: the flakes directory is watched (inotify, debounced) and also rescanned every few
+//! seconds in case watching is unavailable (some network and container file systems deliver no
+//! events); SIGHUP forces a full re-read. Each rescan's changes go to the scheduler, and a
+//! snapshot of the catalog goes to the alarm reconciler.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::shutdown::Shutdown;
+use crate::catalog::{Catalog, Changes, FileReport};
+use crate::flake::{Flake, Problem};
+use crate::metrics::Metrics;
+
+/// Editors write a file in several steps; wait for them to settle before reading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// What the alarm reconciler needs to know about the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub flakes: Vec<Arc<Flake>>,
+    pub broken_files: Vec<PathBuf>,
+    pub dir_missing: bool,
+}
+
+impl Snapshot {
+    pub fn of(catalog: &Catalog) -> Snapshot {
+        Snapshot { flakes: catalog.flakes(), broken_files: catalog.broken_files(), dir_missing: catalog.dir_missing() }
+    }
+
+    pub fn count_into(&self, metrics: &Metrics) {
+        let enabled = self.flakes.iter().filter(|flake| flake.enabled).count();
+        metrics.set_flakes(self.flakes.len(), enabled, self.broken_files.len());
+    }
+}
+
+/// Logs each file's problems once, and again only when they change.
+#[derive(Default)]
+pub struct ProblemReporter {
+    reported: HashMap<PathBuf, Vec<Problem>>,
+}
+
+impl ProblemReporter {
+    pub fn report(&mut self, catalog: &Catalog, broken: &[FileReport]) {
+        let mut current: HashMap<PathBuf, Vec<Problem>> = HashMap::new();
+        for report in catalog.reports().filter(|report| !report.problems.is_empty()) {
+            current.insert(report.path.clone(), report.problems.clone());
+        }
+        for (path, problems) in &current {
+            if self.reported.get(path) == Some(problems) {
+                continue;
+            }
+            let keeps_running =
+                broken.iter().any(|report| &report.path == path) && catalog.flakes().iter().any(|flake| &flake.source == path);
+            for problem in problems {
+                let file = path.display();
+                if problem.is_error() && keeps_running {
+                    tracing::error!("{file}: {problem} (its last good version keeps running)");
+                } else if problem.is_error() {
+                    tracing::error!("{file}: {problem}");
+                } else {
+                    tracing::warn!("{file}: {problem}");
+                }
+            }
+        }
+        self.reported = current;
+    }
+}
+
+pub struct Reloader {
+    pub catalog: Catalog,
+    pub reporter: ProblemReporter,
+    pub changes: mpsc::Sender<Changes>,
+    pub snapshot: watch::Sender<Snapshot>,
+    pub reconcile: Arc<Notify>,
+    pub rescan_every: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let (events_tx, mut events) = mpsc::channel::<()>(1);
+        let mut watcher = self.watch(events_tx.clone());
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        let mut rescans = tokio::time::interval(self.rescan_every);
+        rescans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rescans.tick().await;
+        loop {
+            let force = tokio::select! {
+                Some(()) = events.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while events.try_recv().is_ok() {}
+                    false
+                }
+                _ = rescans.tick() => {
+                    if watcher.is_none() {
+                        watcher = self.watch(events_tx.clone());
+                    }
+                    false
+                }
+                Some(()) = recv_hangup(&mut hangup) => {
+                    tracing::info!("SIGHUP: re-reading every flake file");
+                    true
+                }
+                _ = shutdown.recv() => return,
+            };
+            self.rescan(force).await;
+        }
+    }
+
+    async fn rescan(&mut self, force: bool) {
+        let changes = self.catalog.rescan(force).await;
+        self.reporter.report(&self.catalog, &changes.broken);
+        let changed = !changes.is_empty();
+        if changed && self.changes.send(changes).await.is_err() {
+            return;
+        }
+        let snapshot = Snapshot::of(&self.catalog);
+        let broken_changed =
+            self.snapshot.borrow().broken_files != snapshot.broken_files || self.snapshot.borrow().dir_missing != snapshot.dir_missing;
+        if changed || broken_changed {
+            snapshot.count_into(&self.metrics);
+            self.snapshot.send_replace(snapshot);
+        }
+        if changed {
+            self.reconcile.notify_one();
+        }
+    }
+
+    /// Starts watching the flakes directory; `None` (with a warning) if it cannot.
+    fn watch(&self, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|event| !event.kind.is_access()) {
+                let _ = events.try_send(());
+            }
+        };
+        let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
+            watcher.watch(self.catalog.dir(), RecursiveMode::Recursive)?;
+            Ok(watcher)
+        });
+        match watched {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(dir = %self.catalog.dir().display(), every = ?self.rescan_every, "cannot watch the flakes directory ({error}); changes are picked up by rescans instead");
+                None
+            }
+        }
+    }
+}
+
+async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangup {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,229 @@
+//! Alarm reconciliation against the in-memory CloudWatch: paging, batching, normalisation,
+//! retries, tags, ownership and the rules that keep it from deleting what it must not.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use specialsnowflake::alarms::{DesiredAlarm, ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
+use specialsnowflake::cloudwatch::fake::{FakeCloudWatch, Operation};
+use specialsnowflake::cloudwatch::{CallError, DescribedAlarm, ErrorKind};
+use specialsnowflake::flake::{Context, Flake, parse_flake};
+use specialsnowflake::metrics::Metrics;
+use specialsnowflake::placeholders::HostFacts;
+
+const REGION: &str = "us-east-1";
+
+fn flake(path: &str, value: serde_json::Value) -> Arc<Flake> {
+    let facts = HostFacts::local();
+    let context = Context { default_zone: chrono_tz::Tz::UTC, facts: &facts };
+    let (flake, problems) = parse_flake(Path::new(path), &value.to_string(), &context);
+    Arc::new(flake.unwrap_or_else(|| panic!("{problems:?}")))
+}
+
+/// A flake with `count` alarms named a0, a1, ... with threshold `threshold`.
+fn flake_with_alarms(name: &str, count: usize, threshold: f64) -> Arc<Flake> {
+    let alarms: Vec<serde_json::Value> =
+        (0..count).map(|i| json!({"alarmName": format!("a{i}"), "alarmThreshold": threshold, "alarmOperator": ">"})).collect();
+    flake(
+        &format!("flakes/{name}.json"),
+        json!({"flakeName": name, "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "N", "flakeAlarms": alarms}),
+    )
+}
+
+struct Harness {
+    fake: FakeCloudWatch,
+    reconciler: Reconciler<FakeCloudWatch>,
+    _state: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let fake = FakeCloudWatch::new();
+    let state = tempfile::tempdir().unwrap();
+    let config = ReconcileConfig { describe_rate: 10_000.0, write_rate: 10_000.0, attempts: 6, backoff_min: Duration::from_millis(5) };
+    let reconciler = Reconciler::new(Arc::new(fake.clone()), ManagedFile::new(state.path()), config, Arc::new(Metrics::new()));
+    Harness { fake, reconciler, _state: state }
+}
+
+fn all() -> Scope {
+    Scope::All { deletes_allowed: true, broken_files: Vec::new() }
+}
+
+fn desired(flakes: &[Arc<Flake>]) -> Vec<DesiredAlarm> {
+    let (desired, skipped) = desired_alarms(flakes, Some(REGION));
+    assert!(skipped.is_empty(), "{skipped:?}");
+    desired
+}
+
+fn writes(fake: &FakeCloudWatch) -> usize {
+    [Operation::PutMetricAlarm, Operation::DeleteAlarms, Operation::TagResource, Operation::UntagResource]
+        .iter()
+        .map(|op| fake.calls(*op))
+        .sum()
+}
+
+#[tokio::test]
+async fn creates_then_a_second_reconcile_writes_nothing() {
+    let h = harness();
+    let wanted = desired(&[flake_with_alarms("disk", 3, 90.0)]);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!(applied.created, 3);
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-disk-a0", "FL-disk-a1", "FL-disk-a2"]);
+    let before = writes(&h.fake);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!(applied.writes(), 0);
+    assert_eq!(writes(&h.fake), before, "an unchanged alarm never causes a write");
+}
+
+#[tokio::test]
+async fn describe_follows_every_page() {
+    let h = harness();
+    h.fake.set_page_size(100);
+    for i in 0..250 {
+        h.fake.insert_alarm(REGION, DescribedAlarm { name: format!("FL-other-{i:03}"), ..DescribedAlarm::default() });
+    }
+    let plan = h.reconciler.plan(&desired(&[flake_with_alarms("disk", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(plan.unmanaged.len(), 250, "every page was read");
+    assert_eq!(h.fake.calls(Operation::DescribeAlarms), 3);
+    assert_eq!(plan.creates.len(), 1);
+}
+
+#[tokio::test]
+async fn one_hundred_fifty_deletions_take_two_calls() {
+    let h = harness();
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("many", 150, 1.0)]), &all()).await.unwrap();
+    assert_eq!(h.fake.alarm_names(REGION).len(), 150);
+    let keep = flake_with_alarms("other", 1, 1.0);
+    let applied = h.reconciler.reconcile(&desired(&[keep]), &all()).await.unwrap();
+    assert_eq!(applied.deleted, 150);
+    assert_eq!(h.fake.calls(Operation::DeleteAlarms), 2);
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-other-a0"]);
+}
+
+#[tokio::test]
+async fn a_changed_threshold_updates_only_that_alarm() {
+    let h = harness();
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0), flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    let puts = h.fake.calls(Operation::PutMetricAlarm);
+    let plan = h.reconciler.plan(&desired(&[flake_with_alarms("a", 1, 5.0), flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(plan.updates.len(), 1);
+    assert_eq!(
+        plan.updates[0].changes.iter().map(|c| (c.field, c.old.as_str(), c.new.as_str())).collect::<Vec<_>>(),
+        [("threshold", "1", "5")]
+    );
+    let applied =
+        h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 5.0), flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.created), (1, 0));
+    assert_eq!(h.fake.calls(Operation::PutMetricAlarm), puts + 1);
+    assert_eq!(h.fake.alarm(REGION, "FL-a-a0").unwrap().threshold, Some(5.0));
+}
+
+#[tokio::test]
+async fn drift_is_corrected_and_a_deleted_alarm_recreated() {
+    let h = harness();
+    let wanted = desired(&[flake_with_alarms("a", 2, 1.0)]);
+    h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    let mut edited = h.fake.alarm(REGION, "FL-a-a0").unwrap();
+    edited.threshold = Some(99.0);
+    edited.treat_missing_data = Some("breaching".into());
+    h.fake.insert_alarm(REGION, edited);
+    h.fake.delete_alarms_now(REGION, &["FL-a-a1"]);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.created), (1, 1));
+    assert_eq!(h.fake.alarm(REGION, "FL-a-a0").unwrap().threshold, Some(1.0));
+    assert!(h.fake.alarm(REGION, "FL-a-a1").is_some());
+}
+
+#[tokio::test]
+async fn cloudwatch_defaults_left_out_are_not_drift() {
+    let h = harness();
+    let wanted = desired(&[flake_with_alarms("a", 1, 1.0)]);
+    h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    // As CloudWatch would describe it: defaults omitted, dimensions and actions reordered.
+    let mut sparse = h.fake.alarm(REGION, "FL-a-a0").unwrap();
+    sparse.treat_missing_data = None;
+    sparse.datapoints_to_alarm = None;
+    sparse.actions_enabled = None;
+    sparse.description = None;
+    h.fake.insert_alarm(REGION, sparse);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!(applied.writes(), 0);
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let h = harness();
+    let throttled = CallError::new(ErrorKind::Throttling, Some("Throttling"), "Rate exceeded");
+    h.fake.fail_next(Operation::DescribeAlarms, 2, throttled.clone());
+    h.fake.fail_next(Operation::PutMetricAlarm, 3, throttled);
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(applied.created, 1);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    assert_eq!(h.fake.calls(Operation::PutMetricAlarm), 4);
+}
+
+#[tokio::test]
+async fn an_invalid_alarm_fails_alone() {
+    let h = harness();
+    h.fake.fail_next(Operation::PutMetricAlarm, 1, CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "bad"));
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 2, 1.0)]), &all()).await.unwrap();
+    assert_eq!(applied.created, 1);
+    assert_eq!(applied.failures.len(), 1);
+    assert!(applied.failures[0].contains("FL-a-a0: create: InvalidParameterValue: bad"), "{:?}", applied.failures);
+}
+
+#[tokio::test]
+async fn alarms_it_never_created_are_never_deleted() {
+    let h = harness();
+    h.fake.insert_alarm(REGION, DescribedAlarm { name: "FL-someone-else".into(), ..DescribedAlarm::default() });
+    let plan = h.reconciler.plan(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(plan.unmanaged, [(REGION.to_string(), "FL-someone-else".to_string())]);
+    assert!(plan.render().contains("? unmanaged FL-someone-else (us-east-1): this host did not create it"));
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert!(h.fake.alarm(REGION, "FL-someone-else").is_some());
+    assert_eq!(h.fake.calls(Operation::DeleteAlarms), 0);
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_when_the_directory_is_missing_or_a_file_is_broken() {
+    let h = harness();
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0), flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    let missing_dir = Scope::All { deletes_allowed: false, broken_files: Vec::new() };
+    let applied = h.reconciler.reconcile(&[], &missing_dir).await.unwrap();
+    assert_eq!(applied.deleted, 0);
+    let broken = Scope::All { deletes_allowed: true, broken_files: vec![PathBuf::from("flakes/a.json")] };
+    let plan = h.reconciler.plan(&desired(&[flake_with_alarms("other", 1, 1.0)]), &broken).await.unwrap();
+    assert_eq!(plan.deletes.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["FL-b-a0"]);
+    assert!(plan.kept.iter().any(|(_, name, reason)| name == "FL-a-a0" && reason.contains("does not validate")));
+}
+
+#[tokio::test]
+async fn tags_are_applied_on_create_and_changed_only_when_declared_tags_change() {
+    let h = harness();
+    let tagged = |tags: serde_json::Value| {
+        flake(
+            "flakes/t.json",
+            json!({"flakeName": "t", "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "N",
+            "flakeAlarms": [{"alarmName": "x", "alarmThreshold": 1, "alarmOperator": ">", "alarmTags": tags}]}),
+        )
+    };
+    h.reconciler.reconcile(&desired(&[tagged(json!({"team": "a", "tier": "1"}))]), &all()).await.unwrap();
+    assert_eq!(h.fake.tags(REGION, "FL-t-x").into_iter().collect::<Vec<_>>(), [("team".into(), "a".into()), ("tier".into(), "1".into())]);
+    h.reconciler.reconcile(&desired(&[tagged(json!({"team": "a", "tier": "1"}))]), &all()).await.unwrap();
+    assert_eq!(h.fake.calls(Operation::TagResource), 1, "unchanged tags are not written again");
+    h.reconciler.reconcile(&desired(&[tagged(json!({"team": "b"}))]), &all()).await.unwrap();
+    assert_eq!(h.fake.tags(REGION, "FL-t-x").into_iter().collect::<Vec<_>>(), [("team".into(), "b".into())]);
+    assert_eq!((h.fake.calls(Operation::TagResource), h.fake.calls(Operation::UntagResource)), (2, 1));
+}
+
+#[tokio::test]
+async fn once_scope_touches_only_its_flakes() {
+    let h = harness();
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 2, 1.0), flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    let only_a = Scope::Flakes(BTreeSet::from(["a".to_string()]));
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &only_a).await.unwrap();
+    assert_eq!(applied.deleted, 1, "a's dropped alarm is deleted");
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-a-a0", "FL-b-a0"], "b is out of scope");
+}
