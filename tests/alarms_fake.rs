@@ -227,3 +227,42 @@ async fn once_scope_touches_only_its_flakes() {
     assert_eq!(applied.deleted, 1, "a's dropped alarm is deleted");
     assert_eq!(h.fake.alarm_names(REGION), ["FL-a-a0", "FL-b-a0"], "b is out of scope");
 }
+
+#[tokio::test]
+async fn an_alarm_made_elsewhere_under_a_declared_name_is_corrected_but_never_deleted() {
+    let h = harness();
+    // Another host (or a person) made the alarm a flake here also declares.
+    h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    let made_elsewhere = h.fake.alarm(REGION, "FL-a-a0").unwrap();
+    let other = harness();
+    other.fake.insert_alarm(REGION, DescribedAlarm { threshold: Some(42.0), ..made_elsewhere });
+    let applied = other.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.created), (1, 0), "drift is corrected");
+    assert_eq!(other.fake.alarm(REGION, "FL-a-a0").unwrap().threshold, Some(1.0));
+    // The flake goes away here: the alarm was never this host's, so it stays.
+    let applied = other.reconciler.reconcile(&desired(&[flake_with_alarms("b", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(applied.deleted, 0);
+    assert!(other.fake.alarm(REGION, "FL-a-a0").is_some());
+}
+
+#[tokio::test]
+async fn a_region_that_cannot_be_read_changes_nothing_there_and_the_others_go_on() {
+    let h = harness();
+    let regional = |name: &str, region: &str| {
+        flake(
+            &format!("flakes/{name}.json"),
+            json!({"flakeName": name, "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "N",
+            "flakeRegion": region, "flakeAlarms": [{"alarmName": "x", "alarmThreshold": 1, "alarmOperator": ">"}]}),
+        )
+    };
+    h.reconciler.reconcile(&desired(&[regional("west", "eu-west-1"), regional("east", REGION)]), &all()).await.unwrap();
+    h.fake.break_region("eu-west-1", CallError::new(ErrorKind::Unavailable, None, "no route to eu-west-1"));
+    // The west flake is gone from the files, and a new one appears in the east.
+    let applied = h.reconciler.reconcile(&desired(&[regional("east", REGION), regional("new", REGION)]), &all()).await.unwrap();
+    assert_eq!(applied.created, 1, "the readable region is reconciled: {applied:?}");
+    assert_eq!(applied.deleted, 0, "nothing is deleted where the state is unknown");
+    assert!(applied.failures.iter().any(|failure| failure.contains("eu-west-1") && failure.contains("no route")), "{:?}", applied.failures);
+    assert_eq!(h.fake.alarm_names("eu-west-1"), ["FL-west-x"]);
+    let plan = h.reconciler.plan(&desired(&[regional("east", REGION)]), &all()).await.unwrap();
+    assert!(plan.render().contains("! region eu-west-1 could not be read"), "{}", plan.render());
+}

@@ -240,3 +240,21 @@ fn a_second_daemon_on_the_same_state_dir_refuses_to_start() {
     );
     first.stop(Duration::from_secs(30));
 }
+
+#[test]
+fn runs_waiting_for_a_slot_do_not_start_once_stopping() {
+    let workspace = Workspace::new();
+    for name in ["first", "second"] {
+        let marker = workspace.root.path().join(format!("{name}-started"));
+        workspace.add(
+            name,
+            json!({"flakeName": name, "flakeCronstring": "@reboot", "flakeCommand": format!("touch {}; sleep 3; echo 1", marker.display()), "flakeMetricNamespace": "Q"}),
+        );
+    }
+    let daemon = Daemon::start(workspace.snowflake().args(["--dry-run", "--max-concurrent-runs", "1"]), &workspace, &[]);
+    let started = |name: &str| workspace.root.path().join(format!("{name}-started")).exists();
+    daemon.wait_for(Duration::from_secs(10), "one run to start", || started("first") || started("second"));
+    let (status, _) = daemon.stop(Duration::from_secs(30));
+    assert!(status.success());
+    assert!(started("first") != started("second"), "exactly one run started: the queued one must not start after SIGTERM");
+}

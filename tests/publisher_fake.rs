@@ -217,3 +217,13 @@ mod with_disk_spool {
         assert!(replay.is_empty(), "delivered datapoints are acknowledged in the spool");
     }
 }
+
+#[tokio::test]
+async fn a_send_task_that_panics_does_not_wedge_its_queue() {
+    let h = harness(fast());
+    h.fake.panic_next_puts(1);
+    h.handle.publish(points(5, "us-east-1", "N")).await;
+    let report = h.handle.drain(Duration::from_secs(40)).await;
+    assert_eq!((report.delivered, report.pending), (5, 0), "the batch is retried after the failed task");
+    assert_eq!(h.fake.data("us-east-1", "N").len(), 5);
+}

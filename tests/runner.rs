@@ -123,3 +123,14 @@ async fn stopping_ends_the_run_early() {
     assert_eq!(outcome.termination, Termination::Stopped);
     assert!(outcome.duration < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_process_that_escaped_the_group_cannot_hang_the_run() {
+    // `setsid` puts the sleeper in a session of its own, out of reach of the group's signals,
+    // while it keeps the command's stdout open.
+    let outcome = run_command(&spec("setsid sleep 987654 & echo 5; sleep 1000", Duration::from_secs(1)), never_stop()).await;
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 987654"]).status();
+    assert_eq!(outcome.termination, Termination::TimedOut);
+    assert!(outcome.duration < Duration::from_secs(15), "the run was abandoned after SIGKILL, not waited on: {:?}", outcome.duration);
+    assert_eq!(outcome.stdout.text(), "5\n", "what was read before is kept");
+}

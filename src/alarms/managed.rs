@@ -99,17 +99,17 @@ impl ManagedFile {
 
     /// The managed alarms; an absent file means none. A file that cannot be understood is moved
     /// aside (never trusted, never silently overwritten) and counts as none, which only means
-    /// its alarms will not be deleted.
-    pub fn load(&self) -> Managed {
+    /// its alarms will not be deleted. A file that cannot be read at all is an error: carrying
+    /// on would overwrite it.
+    pub fn load(&self) -> Result<Managed, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Managed { version: FORMAT_VERSION, ..Managed::default() },
-            Err(error) => {
-                tracing::error!(path = %self.path.display(), "cannot read the managed-alarm list, so no alarm will be deleted this time: {error}");
-                return Managed { version: FORMAT_VERSION, ..Managed::default() };
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Managed { version: FORMAT_VERSION, ..Managed::default() });
             }
+            Err(error) => return Err(format!("{}: cannot be read ({error}); alarms are not reconciled until it can", self.path.display())),
         };
-        match serde_json::from_str::<Managed>(&text) {
+        Ok(match serde_json::from_str::<Managed>(&text) {
             Ok(managed) if managed.version == FORMAT_VERSION => managed,
             outcome => {
                 let aside = self.path.with_extension(format!("json.unreadable-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
@@ -121,7 +121,7 @@ impl ManagedFile {
                 tracing::error!(path = %self.path.display(), moved_to = %aside.display(), "the managed-alarm list cannot be understood ({reason}); the alarms it listed are no longer deleted automatically");
                 Managed { version: FORMAT_VERSION, ..Managed::default() }
             }
-        }
+        })
     }
 
     /// Replaces the file atomically.
@@ -145,18 +145,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = ManagedFile::new(dir.path());
         let _lock = file.lock().await.unwrap();
-        let mut managed = file.load();
+        let mut managed = file.load().unwrap();
         assert!(managed.alarms.is_empty());
         managed.insert("us-east-1", "FL-a-b", Record { flake: "a".into(), file: "flakes/a.json".into(), tags: BTreeMap::new() });
         file.save(&managed).unwrap();
-        assert_eq!(file.load(), managed);
+        assert_eq!(file.load().unwrap(), managed);
 
         std::fs::write(dir.path().join("alarms.json"), "{ not json").unwrap();
-        assert!(file.load().alarms.is_empty());
+        assert!(file.load().unwrap().alarms.is_empty());
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("unreadable"))
             .count();
         assert_eq!(aside, 1, "the unreadable file is kept for a human");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_an_error_not_an_empty_list() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("alarms.json")).unwrap();
+        let error = ManagedFile::new(dir.path()).load().unwrap_err();
+        assert!(error.contains("alarms.json") && error.contains("not reconciled"), "{error}");
     }
 }

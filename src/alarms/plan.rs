@@ -57,6 +57,8 @@ pub struct Plan {
     pub forgotten: Vec<(String, String)>,
     /// Every desired alarm, for bookkeeping after apply.
     pub desired: Vec<DesiredAlarm>,
+    /// Regions whose alarms could not be read, with the reason: nothing is changed there.
+    pub unreadable: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -161,6 +163,9 @@ impl Plan {
         }
         for (region, name) in &self.unmanaged {
             let _ = writeln!(out, "? unmanaged {name} ({region}): this host did not create it, so it is left alone");
+        }
+        for (region, reason) in &self.unreadable {
+            let _ = writeln!(out, "! region {region} could not be read, nothing there is planned: {reason}");
         }
         let _ = writeln!(
             out,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::desired::DesiredAlarm;
-use super::managed::{ManagedFile, Record};
+use super::managed::{Managed, ManagedFile, Record};
 use super::plan::{Plan, Scope};
 use crate::cloudwatch::{CallError, CloudWatch, DescribedAlarm};
 use crate::metrics::Metrics;
@@ -81,26 +81,58 @@ impl<C: CloudWatch> Reconciler<C> {
     /// Plans without changing anything (takes the lock only to read a consistent file).
     pub async fn plan(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Plan, String> {
         let _lock = self.managed.lock().await?;
-        let managed = self.managed.load();
-        let actual = self.actual(desired, &managed, scope).await?;
-        Ok(Plan::new(desired, &actual, &managed, scope))
+        let managed = self.managed.load()?;
+        self.plan_with(desired, &managed, scope).await.map(|(plan, _)| plan)
+    }
+
+    /// Reads the actual alarms and plans, leaving out regions that could not be read: nothing
+    /// is created, changed or deleted where the actual state is unknown.
+    async fn plan_with(
+        &self,
+        desired: &[DesiredAlarm],
+        managed: &Managed,
+        scope: &Scope,
+    ) -> Result<(Plan, BTreeMap<(String, String), DescribedAlarm>), String> {
+        let (actual, unreadable) = self.actual(desired, managed, scope).await;
+        let regions = desired.iter().map(|alarm| &alarm.region).chain(managed.regions()).collect::<std::collections::BTreeSet<_>>();
+        if !regions.is_empty() && unreadable.len() == regions.len() {
+            let reasons: Vec<String> = unreadable.iter().map(|(region, reason)| format!("{region}: {reason}")).collect();
+            return Err(format!("DescribeAlarms failed in every region ({})", reasons.join("; ")));
+        }
+        let readable = |region: &String| !unreadable.contains_key(region);
+        let desired: Vec<DesiredAlarm> = desired.iter().filter(|alarm| readable(&alarm.region)).cloned().collect();
+        let mut managed = managed.clone();
+        managed.alarms.retain(|region, _| readable(region));
+        let mut plan = Plan::new(&desired, &actual, &managed, scope);
+        plan.unreadable = unreadable.into_iter().collect();
+        Ok((plan, actual))
     }
 
     /// Plans and applies.
     pub async fn reconcile(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Applied, String> {
         let _lock = self.managed.lock().await?;
-        let mut managed = self.managed.load();
-        let actual = self.actual(desired, &managed, scope).await?;
-        let plan = Plan::new(desired, &actual, &managed, scope);
+        let mut managed = self.managed.load()?;
+        let (plan, actual) = self.plan_with(desired, &managed, scope).await?;
+        let mut applied = Applied::default();
+        for (region, reason) in &plan.unreadable {
+            tracing::error!(region, "alarms in this region are left as they are: DescribeAlarms failed: {reason}");
+            applied.failures.push(format!("{region}: DescribeAlarms failed: {reason}"));
+        }
         for (region, name, reason) in &plan.kept {
             tracing::info!(region, alarm = name, "not deleting an alarm no flake declares: {reason}");
         }
-        let mut applied = Applied::default();
 
-        // Ownership first: an alarm created just before a crash must still be ours afterwards.
-        for alarm in desired {
+        // Ownership first, and only of what we create: an alarm created just before a crash must
+        // still be ours afterwards, and one made elsewhere must never become ours to delete.
+        for alarm in &plan.creates {
             let tags = managed.get(&alarm.region, &alarm.config.name).map(|record| record.tags.clone()).unwrap_or_default();
             managed.insert(&alarm.region, &alarm.config.name, Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags });
+        }
+        for alarm in desired {
+            if let Some(record) = managed.alarms.get_mut(&alarm.region).and_then(|alarms| alarms.get_mut(&alarm.config.name)) {
+                record.flake.clone_from(&alarm.flake);
+                record.file.clone_from(&alarm.file);
+            }
         }
         for (region, name) in &plan.forgotten {
             managed.remove(region, name);
@@ -145,32 +177,26 @@ impl<C: CloudWatch> Reconciler<C> {
         Ok(applied)
     }
 
-    /// The actual alarms relevant to `scope`, by (region, name).
+    /// The actual alarms relevant to `scope`, by (region, name), and the regions that could not
+    /// be read, with the reason.
     async fn actual(
         &self,
         desired: &[DesiredAlarm],
-        managed: &super::managed::Managed,
+        managed: &Managed,
         scope: &Scope,
-    ) -> Result<BTreeMap<(String, String), DescribedAlarm>, String> {
+    ) -> (BTreeMap<(String, String), DescribedAlarm>, BTreeMap<String, String>) {
         let mut actual = BTreeMap::new();
+        let mut unreadable = BTreeMap::new();
         match scope {
             Scope::All { .. } => {
                 let mut regions: Vec<&String> = desired.iter().map(|alarm| &alarm.region).chain(managed.regions()).collect();
                 regions.sort();
                 regions.dedup();
                 for region in regions {
-                    let mut token = None;
-                    loop {
-                        let page = self
-                            .call(region, Class::Describe, || self.cloudwatch.describe_alarms(region, PREFIX, token.clone()))
-                            .await
-                            .map_err(|error| format!("DescribeAlarms in {region} failed: {error}"))?;
-                        for alarm in page.alarms {
-                            actual.insert((region.clone(), alarm.name.clone()), alarm);
-                        }
-                        match page.next_token {
-                            Some(next) => token = Some(next),
-                            None => break,
+                    match self.describe_prefix(region).await {
+                        Ok(alarms) => actual.extend(alarms.into_iter().map(|alarm| ((region.clone(), alarm.name.clone()), alarm))),
+                        Err(error) => {
+                            unreadable.insert(region.clone(), error.to_string());
                         }
                     }
                 }
@@ -189,18 +215,32 @@ impl<C: CloudWatch> Reconciler<C> {
                     names.sort();
                     names.dedup();
                     for chunk in names.chunks(DESCRIBE_BATCH) {
-                        let found = self
-                            .call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk))
-                            .await
-                            .map_err(|error| format!("DescribeAlarms in {region} failed: {error}"))?;
-                        for alarm in found {
-                            actual.insert((region.clone(), alarm.name.clone()), alarm);
+                        match self.call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk)).await {
+                            Ok(found) => actual.extend(found.into_iter().map(|alarm| ((region.clone(), alarm.name.clone()), alarm))),
+                            Err(error) => {
+                                unreadable.insert(region.clone(), error.to_string());
+                                break;
+                            }
                         }
                     }
                 }
             }
         }
-        Ok(actual)
+        (actual, unreadable)
+    }
+
+    /// Every metric alarm of `region` with our prefix, following every page.
+    async fn describe_prefix(&self, region: &str) -> Result<Vec<DescribedAlarm>, CallError> {
+        let mut alarms = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call(region, Class::Describe, || self.cloudwatch.describe_alarms(region, PREFIX, token.clone())).await?;
+            alarms.extend(page.alarms);
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(alarms),
+            }
+        }
     }
 
     async fn apply_tags(
@@ -266,7 +306,7 @@ impl<C: CloudWatch> Reconciler<C> {
         }
     }
 
-    async fn apply_deletes(&self, plan: &Plan, managed: &mut super::managed::Managed, applied: &mut Applied) {
+    async fn apply_deletes(&self, plan: &Plan, managed: &mut Managed, applied: &mut Applied) {
         let mut by_region: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         for delete in &plan.deletes {
             by_region.entry(&delete.region).or_default().push(delete.name.clone());

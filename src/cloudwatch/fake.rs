@@ -34,6 +34,8 @@ struct State {
     failures: HashMap<Operation, VecDeque<CallError>>,
     /// Every call of an operation fails with this until cleared: an outage.
     down: HashMap<Operation, CallError>,
+    /// Every call in a region fails with this: a region that cannot be reached.
+    broken_regions: HashMap<String, CallError>,
     datum_check: Option<DatumCheck>,
     page_size: usize,
 }
@@ -42,11 +44,13 @@ struct State {
 #[derive(Clone)]
 pub struct FakeCloudWatch {
     state: Arc<Mutex<State>>,
+    /// PutMetricData calls that panic (a bug in a caller's task, simulated).
+    panics: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for FakeCloudWatch {
     fn default() -> Self {
-        FakeCloudWatch { state: Arc::new(Mutex::new(State { page_size: 100, ..State::default() })) }
+        FakeCloudWatch { state: Arc::new(Mutex::new(State { page_size: 100, ..State::default() })), panics: Arc::default() }
     }
 }
 
@@ -69,8 +73,18 @@ impl FakeCloudWatch {
         self.with(|state| state.down.insert(operation, error));
     }
 
+    /// Every call in `region` fails with `error` (a mistyped or unreachable region).
+    pub fn break_region(&self, region: &str, error: CallError) {
+        self.with(|state| state.broken_regions.insert(region.to_string(), error));
+    }
+
     pub fn set_up(&self, operation: Operation) {
         self.with(|state| state.down.remove(&operation));
+    }
+
+    /// The next `count` PutMetricData calls panic, outside any lock.
+    pub fn panic_next_puts(&self, count: usize) {
+        self.panics.store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// PutMetricData rejects a whole request (as CloudWatch does) if any datum fails `check`.
@@ -134,9 +148,12 @@ impl FakeCloudWatch {
     }
 
     /// Counts the call and returns the injected failure for it, if one is queued.
-    fn begin(&self, operation: Operation) -> Result<(), CallError> {
+    fn begin(&self, operation: Operation, region: &str) -> Result<(), CallError> {
         self.with(|state| {
             *state.calls.entry(operation).or_default() += 1;
+            if let Some(error) = state.broken_regions.get(region) {
+                return Err(error.clone());
+            }
             if let Some(error) = state.down.get(&operation) {
                 return Err(error.clone());
             }
@@ -185,7 +202,12 @@ fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
 
 impl CloudWatch for FakeCloudWatch {
     async fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> Result<(), CallError> {
-        self.begin(Operation::PutMetricData)?;
+        let panics = &self.panics;
+        if panics.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1)).is_ok()
+        {
+            panic!("the fake was told to panic");
+        }
+        self.begin(Operation::PutMetricData, region)?;
         self.with(|state| {
             if data.len() > 1000 {
                 return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 1000 datums per request"));
@@ -202,7 +224,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
-        self.begin(Operation::DescribeAlarms)?;
+        self.begin(Operation::DescribeAlarms, region)?;
         self.with(|state| {
             let start: usize = next_token.as_deref().map_or(0, |token| token.parse().unwrap_or(0));
             let matching: Vec<DescribedAlarm> = state
@@ -217,7 +239,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
-        self.begin(Operation::DescribeAlarms)?;
+        self.begin(Operation::DescribeAlarms, region)?;
         Ok(self.with(|state| {
             let alarms = state.alarms.get(region);
             names.iter().filter_map(|name| alarms.and_then(|alarms| alarms.get(name)).map(|(alarm, _)| alarm.clone())).collect()
@@ -225,7 +247,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
-        self.begin(Operation::PutMetricAlarm)?;
+        self.begin(Operation::PutMetricAlarm, region)?;
         self.with(|state| {
             let alarms = state.alarms.entry(region.to_string()).or_default();
             let tags = alarms.remove(&alarm.name).map(|(_, tags)| tags).unwrap_or_default();
@@ -235,7 +257,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn delete_alarms(&self, region: &str, names: &[String]) -> Result<(), CallError> {
-        self.begin(Operation::DeleteAlarms)?;
+        self.begin(Operation::DeleteAlarms, region)?;
         if names.len() > 100 {
             return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 100 alarm names per call"));
         }
@@ -250,7 +272,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), CallError> {
-        self.begin(Operation::TagResource)?;
+        self.begin(Operation::TagResource, region)?;
         self.with(|state| {
             let entry =
                 state.alarms.get_mut(region).and_then(|alarms| alarms.values_mut().find(|(alarm, _)| alarm.arn.as_deref() == Some(arn)));
@@ -265,7 +287,7 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> Result<(), CallError> {
-        self.begin(Operation::UntagResource)?;
+        self.begin(Operation::UntagResource, region)?;
         self.with(|state| {
             if let Some((_, existing)) =
                 state.alarms.get_mut(region).and_then(|alarms| alarms.values_mut().find(|(alarm, _)| alarm.arn.as_deref() == Some(arn)))

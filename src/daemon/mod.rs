@@ -35,6 +35,9 @@ use health::Health;
 use reload::{ProblemReporter, Reloader, Snapshot};
 use scheduler::Scheduler;
 
+/// How long stopped runs may take to end: the runner's SIGKILL grace and abandon delay, with room.
+const RUNS_END_WITHIN: Duration = Duration::from_secs(15);
+
 /// Everything the daemon is configured with (the command line, resolved).
 pub struct DaemonConfig {
     pub flakes_dir: std::path::PathBuf,
@@ -145,7 +148,13 @@ pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backe
     if !finished_in_grace {
         tracing::warn!(running = runs.len(), "terminating the process groups of commands still running");
         stop_running.trigger();
-        while runs.join_next().await.is_some() {}
+        // Runs end within a few seconds of being stopped (SIGTERM, SIGKILL, then they stop
+        // reading); this bound only guards against the unforeseen.
+        let ended = tokio::time::timeout(RUNS_END_WITHIN, async { while runs.join_next().await.is_some() {} }).await;
+        if ended.is_err() {
+            tracing::error!(running = runs.len(), "runs did not end after being stopped; abandoning them");
+            runs.shutdown().await;
+        }
     }
     for task in [Some(reload_task), Some(reconcile_task), http_task, heartbeat_task].into_iter().flatten() {
         task.abort();

@@ -2,9 +2,12 @@
 //!
 //! Each next time is computed from the previous *scheduled* time, never from "now", so firings
 //! never drift; runs are separate tasks, so a slow run never delays the loop. A flake whose
-//! previous run is still going skips that firing (counted and logged). A wall-clock jump (the
-//! wall clock and the monotonic clock disagree) re-plans every flake from the new time instead
-//! of firing a burst of catch-up runs.
+//! previous run is still going skips that firing (counted and logged).
+//!
+//! Wall-clock jumps (the wall clock and the monotonic clock disagree) are handled as cronie
+//! does: forward, firings up to a minute late still run and older ones are skipped (one warning
+//! per flake, no burst of catch-up runs); backward by less than three hours, nothing that already
+//! ran runs again; backward further, every flake is planned afresh from the new time.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,13 +31,23 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const CLOCK_JUMP: Duration = Duration::from_secs(5);
 /// A firing found due later than this (the loop could not run) is skipped, not run late.
 const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// A backward jump shorter than this never repeats a firing (cronie's rule); a longer one
+/// re-plans from the new time, so the daemon is not silent for hours.
+const BACKWARD_NO_REPEAT: chrono::TimeDelta = chrono::TimeDelta::hours(3);
 
 struct Entry {
     prepared: Prepared,
     /// Heap items carrying an older generation belong to a replaced version and are ignored.
     generation: u64,
-    /// True while a run of this flake is going; shared across versions of the flake.
+}
+
+/// What outlives a version of a flake, and its removal while a run is still going.
+#[derive(Default)]
+struct History {
+    /// True while a run of this flake is going.
     running: Arc<AtomicBool>,
+    /// The scheduled time of its last firing.
+    last_fired: Option<DateTime<Utc>>,
 }
 
 /// Resets a flake's running flag when its run ends, however it ends.
@@ -48,6 +61,7 @@ impl Drop for RunningGuard {
 
 pub struct Scheduler {
     entries: HashMap<String, Entry>,
+    history: HashMap<String, History>,
     heap: BinaryHeap<Reverse<(DateTime<Utc>, String, u64)>>,
     next_generation: u64,
     context: Arc<RunContext>,
@@ -55,6 +69,8 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     runs: JoinSet<()>,
     stop_runs: watch::Receiver<bool>,
+    /// Set once shutdown begins: runs still waiting for a slot then do not start.
+    stopping: Arc<AtomicBool>,
     health: Arc<Health>,
 }
 
@@ -68,6 +84,7 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             entries: HashMap::new(),
+            history: HashMap::new(),
             heap: BinaryHeap::new(),
             next_generation: 0,
             context,
@@ -75,6 +92,7 @@ impl Scheduler {
             slots: Arc::new(Semaphore::new(max_concurrent_runs)),
             runs: JoinSet::new(),
             stop_runs,
+            stopping: Arc::new(AtomicBool::new(false)),
             health,
         }
     }
@@ -83,6 +101,10 @@ impl Scheduler {
     pub fn apply(&mut self, changes: Changes, now: DateTime<Utc>) {
         for flake in changes.removed {
             self.entries.remove(&flake.name);
+            // A run still going keeps its flag, so re-adding the flake cannot overlap it.
+            if self.history.get(&flake.name).is_some_and(|history| !history.running.load(Ordering::Acquire)) {
+                self.history.remove(&flake.name);
+            }
             self.context.metrics.forget_flake(&flake.name);
             tracing::info!(flake = flake.name, "flake removed");
         }
@@ -102,8 +124,8 @@ impl Scheduler {
         }
         self.next_generation += 1;
         let generation = self.next_generation;
-        let running = self.entries.get(&flake.name).map(|entry| entry.running.clone()).unwrap_or_default();
-        self.entries.insert(flake.name.clone(), Entry { prepared, generation, running });
+        self.history.entry(flake.name.clone()).or_default();
+        self.entries.insert(flake.name.clone(), Entry { prepared, generation });
         if !flake.enabled {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
             return;
@@ -132,16 +154,14 @@ impl Scheduler {
         loop {
             let now = Utc::now();
             let monotonic = tokio::time::Instant::now();
-            let wall_elapsed = (now - last_wall).to_std().unwrap_or_default();
-            let monotonic_elapsed = monotonic - last_monotonic;
-            if now < last_wall || wall_elapsed.abs_diff(monotonic_elapsed) > CLOCK_JUMP {
-                let jump = (now - last_wall) - chrono::TimeDelta::from_std(monotonic_elapsed).unwrap_or_default();
-                tracing::warn!(
-                    jump_seconds = jump.num_milliseconds() as f64 / 1000.0,
-                    "the wall clock jumped; re-planning every flake from the new time"
-                );
+            let monotonic_elapsed = chrono::TimeDelta::from_std(monotonic - last_monotonic).unwrap_or_default();
+            let jump = (now - last_wall) - monotonic_elapsed;
+            if jump.abs() > chrono::TimeDelta::from_std(CLOCK_JUMP).unwrap_or_default() {
+                tracing::warn!(jump_seconds = jump.num_milliseconds() as f64 / 1000.0, "the wall clock jumped");
                 self.context.metrics.clock_jumps.inc();
-                self.replan(now);
+                if jump < chrono::TimeDelta::zero() {
+                    self.replan_after_backward_jump(now, -jump);
+                }
             }
             (last_wall, last_monotonic) = (now, monotonic);
 
@@ -153,12 +173,18 @@ impl Scheduler {
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 received = changes.recv() => match received {
-                    Some(received) => self.apply(received, Utc::now()),
+                    Some(received) => {
+                        // What fell due while we waited runs by the old plan before the new one.
+                        let now = Utc::now();
+                        self.fire_due(now);
+                        self.apply(received, now);
+                    }
                     None => break,
                 },
                 _ = shutdown.recv() => break,
             }
         }
+        self.stopping.store(true, Ordering::Release);
         self.runs
     }
 
@@ -168,12 +194,15 @@ impl Scheduler {
         {
             let Reverse((at, name, generation)) = self.heap.pop().expect("peeked");
             let Some(entry) = self.entries.get(&name).filter(|entry| entry.generation == generation) else { continue };
-            let next = entry.prepared.flake.schedule.next_after(at);
-            if now - at > CATCH_UP {
-                tracing::warn!(flake = name, scheduled = %at.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: found due more than a minute late");
+            let schedule = &entry.prepared.flake.schedule;
+            let next = if now - at > CATCH_UP {
+                tracing::warn!(flake = name, scheduled = %at.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: found due more than a minute late; planning from now");
+                schedule.next_after(now)
             } else {
+                let next = schedule.next_after(at);
                 self.fire(&name, at);
-            }
+                next
+            };
             if let Some(next) = next {
                 self.heap.push(Reverse((next, name, generation)));
             }
@@ -183,7 +212,9 @@ impl Scheduler {
     /// Starts one run of `name` for the firing at `scheduled`, unless one is still going.
     fn fire(&mut self, name: &str, scheduled: DateTime<Utc>) {
         let Some(entry) = self.entries.get(name) else { return };
-        if entry.running.swap(true, Ordering::AcqRel) {
+        let history = self.history.entry(name.to_string()).or_default();
+        history.last_fired = Some(scheduled);
+        if history.running.swap(true, Ordering::AcqRel) {
             self.context.metrics.skipped_overlap(name);
             let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
             let line = format!(
@@ -193,27 +224,66 @@ impl Scheduler {
             self.context.logs.append(name, &[line]);
             return;
         }
-        let guard = RunningGuard(entry.running.clone());
+        let guard = RunningGuard(history.running.clone());
         let prepared = entry.prepared.clone();
-        let (context, slots, stop) = (self.context.clone(), self.slots.clone(), self.stop_runs.clone());
+        let (context, slots, stop, stopping) = (self.context.clone(), self.slots.clone(), self.stop_runs.clone(), self.stopping.clone());
         self.runs.spawn(async move {
             let _guard = guard;
             let Ok(_slot) = slots.acquire_owned().await else { return };
+            if stopping.load(Ordering::Acquire) {
+                return;
+            }
             let report = execute(&prepared, scheduled, &context, stop).await;
             context.metrics.lateness.observe(report.lateness.as_secs_f64());
         });
     }
 
-    /// Every flake's next firing from `now`, dropping the old plan.
-    fn replan(&mut self, now: DateTime<Utc>) {
+    /// After the wall clock went back by `by`: plan each flake from the later of `now` and its
+    /// last firing, so nothing runs twice; after a very long jump, from `now` for all.
+    fn replan_after_backward_jump(&mut self, now: DateTime<Utc>, by: chrono::TimeDelta) {
         self.heap.clear();
         for (name, entry) in &self.entries {
             let flake = &entry.prepared.flake;
+            let last_fired = self.history.get(name).and_then(|history| history.last_fired);
+            let from = plan_base(now, last_fired, by);
             if flake.enabled
-                && let Some(next) = flake.schedule.next_after(now)
+                && let Some(next) = flake.schedule.next_after(from)
             {
                 self.heap.push(Reverse((next, name.clone(), entry.generation)));
             }
         }
+    }
+}
+
+/// Where planning resumes after the clock went back by `by`.
+fn plan_base(now: DateTime<Utc>, last_fired: Option<DateTime<Utc>>, by: chrono::TimeDelta) -> DateTime<Utc> {
+    match last_fired {
+        Some(last) if by < BACKWARD_NO_REPEAT => last.max(now),
+        _ => now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_short_backward_jump_never_repeats_a_firing() {
+        let fired = at("2026-01-01T12:00:00Z");
+        let now = at("2026-01-01T11:59:59.999Z");
+        assert_eq!(plan_base(now, Some(fired), chrono::TimeDelta::milliseconds(5)), fired);
+        assert_eq!(plan_base(at("2026-01-01T11:00:00Z"), Some(fired), chrono::TimeDelta::hours(1)), fired);
+    }
+
+    #[test]
+    fn a_long_backward_jump_plans_from_the_new_time() {
+        let fired = at("2026-01-01T12:00:00Z");
+        let now = at("2026-01-01T06:00:00Z");
+        assert_eq!(plan_base(now, Some(fired), chrono::TimeDelta::hours(6)), now);
+        assert_eq!(plan_base(now, None, chrono::TimeDelta::seconds(10)), now);
     }
 }

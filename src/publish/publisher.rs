@@ -149,9 +149,11 @@ pub fn spawn_publisher<C: CloudWatch>(
         waiting_for_commit: Vec::new(),
         queues: HashMap::new(),
         in_flight: JoinSet::new(),
+        in_flight_keys: HashMap::new(),
         drains: Vec::new(),
         totals: DrainReport::default(),
         next_limit_check: Instant::now(),
+        closed_at: None,
     };
     let now = Instant::now();
     for (seq, point) in replay {
@@ -198,39 +200,44 @@ struct Publisher<C> {
     waiting_for_commit: Vec<oneshot::Sender<bool>>,
     queues: HashMap<QueueKey, Queue>,
     in_flight: JoinSet<Sent>,
+    /// Which queue each send task serves, so a task that fails outright frees its queue.
+    in_flight_keys: HashMap<tokio::task::Id, QueueKey>,
     drains: Vec<(Instant, oneshot::Sender<DrainReport>)>,
     totals: DrainReport,
     next_limit_check: Instant,
+    /// When the last handle was dropped; the publisher gives up sending `shutdown_timeout` later.
+    closed_at: Option<Instant>,
 }
 
 impl<C: CloudWatch> Publisher<C> {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) -> DrainReport {
-        let mut closed_at: Option<Instant> = None;
         loop {
-            let wake = self.next_wake(closed_at.is_some() || !self.drains.is_empty());
+            let wake = self.next_wake(self.closed_at.is_some() || !self.drains.is_empty());
             tokio::select! {
-                message = rx.recv(), if closed_at.is_none() => match message {
+                message = rx.recv(), if self.closed_at.is_none() => match message {
                     Some(Message::Points(points, committed)) => {
                         let now = Instant::now();
                         self.unspooled.extend(points.into_iter().map(|point| (point, now)));
                         self.waiting_for_commit.extend(committed);
                     }
                     Some(Message::Drain { timeout, reply }) => self.drains.push((Instant::now() + timeout, reply)),
-                    None => closed_at = Some(Instant::now()),
+                    None => self.closed_at = Some(Instant::now()),
                 },
-                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    if let Ok(sent) = joined {
+                Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => match joined {
+                    Ok((id, sent)) => {
+                        self.in_flight_keys.remove(&id);
                         self.finish(sent).await;
                     }
-                }
+                    Err(error) => self.lost(error),
+                },
                 _ = sleep_until(wake) => {}
             }
-            let urgent = closed_at.is_some() || !self.drains.is_empty();
+            let urgent = self.closed_at.is_some() || !self.drains.is_empty();
             self.commit(urgent).await;
             self.check_limits().await;
             self.start_sends(urgent).await;
             self.answer_drains();
-            if let Some(closed) = closed_at
+            if let Some(closed) = self.closed_at
                 && (self.is_idle() || self.all_failing() || Instant::now() >= closed + self.config.shutdown_timeout)
             {
                 break;
@@ -242,6 +249,15 @@ impl<C: CloudWatch> Publisher<C> {
             tracing::info!(pending = report.pending, "publisher stopped; undelivered datapoints stay in the spool for the next start");
         }
         report
+    }
+
+    /// A send task panicked or was cancelled: its batch stays queued, and its queue backs off.
+    fn lost(&mut self, error: tokio::task::JoinError) {
+        tracing::error!("a PutMetricData task failed: {error}; its datapoints stay queued");
+        if let Some(queue) = self.in_flight_keys.remove(&error.id()).and_then(|key| self.queues.get_mut(&key)) {
+            queue.sending = false;
+            queue.retry_at = Some(Instant::now() + BACKOFF_MAX);
+        }
     }
 
     /// The next moment something becomes due; `None` if nothing will without new input.
@@ -262,6 +278,9 @@ impl<C: CloudWatch> Publisher<C> {
         }
         for (deadline, _) in &self.drains {
             consider(*deadline);
+        }
+        if let Some(closed) = self.closed_at {
+            consider(closed + self.config.shutdown_timeout);
         }
         wake
     }
@@ -295,6 +314,8 @@ impl<C: CloudWatch> Publisher<C> {
         for committed in std::mem::take(&mut self.waiting_for_commit) {
             let _ = committed.send(first_seq.is_some());
         }
+        // The size bound is checked right after the spool grew.
+        self.next_limit_check = Instant::now();
         self.update_spool_gauges();
     }
 
@@ -302,7 +323,7 @@ impl<C: CloudWatch> Publisher<C> {
         self.queues.entry(queued.point.series.queue_key()).or_default().items.push_back(queued);
     }
 
-    /// Applies the spool's age and size limits right after appends and once a minute.
+    /// Applies the spool's age and size limits after every commit, and once a minute.
     async fn check_limits(&mut self) {
         let now = Instant::now();
         if now < self.next_limit_check {
@@ -374,11 +395,12 @@ impl<C: CloudWatch> Publisher<C> {
                 data.push(item.point.datum());
             }
             queue.sending = true;
-            let (cloudwatch, pace, metrics, key) = (self.cloudwatch.clone(), self.pace.clone(), self.metrics.clone(), key.clone());
-            self.in_flight.spawn(async move {
-                let outcome = send_isolating(cloudwatch.as_ref(), &pace, &metrics, &key.0, &key.1, &data).await;
-                Sent { key, count: data.len(), outcome }
+            let (cloudwatch, pace, metrics, task_key) = (self.cloudwatch.clone(), self.pace.clone(), self.metrics.clone(), key.clone());
+            let task = self.in_flight.spawn(async move {
+                let outcome = send_isolating(cloudwatch.as_ref(), &pace, &metrics, &task_key.0, &task_key.1, &data).await;
+                Sent { key: task_key, count: data.len(), outcome }
             });
+            self.in_flight_keys.insert(task.id(), key.clone());
         }
         if !expired.is_empty() {
             for item in &expired {

@@ -22,10 +22,10 @@ impl Captured {
     }
 }
 
-/// Reads `reader` to its end, keeping at most `limit` bytes.
-pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> Captured {
-    let Some(mut reader) = reader else { return Captured::default() };
-    let mut captured = Captured::default();
+/// Reads `reader` to its end into `captured`, keeping at most `limit` bytes. Writing into the
+/// caller's buffer means what was read is kept even if the caller stops waiting.
+pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize, captured: &mut Captured) {
+    let Some(mut reader) = reader else { return };
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut buffer).await {
@@ -39,7 +39,6 @@ pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> Cap
             }
         }
     }
-    captured
 }
 
 #[cfg(test)]
@@ -49,11 +48,13 @@ mod tests {
     #[tokio::test]
     async fn keeps_the_head_and_reads_the_rest() {
         let data = vec![b'x'; 100_000];
-        let captured = drain(Some(&data[..]), CAPTURE_LIMIT).await;
+        let mut captured = Captured::default();
+        drain(Some(&data[..]), CAPTURE_LIMIT, &mut captured).await;
         assert_eq!(captured.bytes.len(), CAPTURE_LIMIT);
         assert!(captured.truncated);
 
-        let captured = drain(Some(&b"42\n"[..]), CAPTURE_LIMIT).await;
+        let mut captured = Captured::default();
+        drain(Some(&b"42\n"[..]), CAPTURE_LIMIT, &mut captured).await;
         assert_eq!(captured.bytes, b"42\n");
         assert!(!captured.truncated);
     }

@@ -22,6 +22,9 @@ use capture::drain;
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// The same, when the daemon is shutting down and has already waited `--shutdown-grace`.
 const STOP_KILL_GRACE: Duration = Duration::from_secs(1);
+/// After SIGKILL the group is gone; if its output is still open, a process escaped the group
+/// (`setsid`, `set -m`). Stop reading rather than wait for it forever.
+const ABANDON_AFTER_KILL: Duration = Duration::from_secs(2);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -96,34 +99,41 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
         }
     };
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    let mut stdout = std::pin::pin!(drain(child.stdout.take(), CAPTURE_LIMIT));
-    let mut stderr = std::pin::pin!(drain(child.stderr.take(), CAPTURE_LIMIT));
-
-    let (mut out, mut err, mut status) = (None, None, None);
-    let deadline = tokio::time::sleep(spec.timeout);
-    tokio::pin!(deadline);
+    let (mut out, mut err) = (Captured::default(), Captured::default());
+    let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
+    let (mut out_done, mut err_done, mut status) = (false, false, None);
     let mut ending: Option<Ending> = None;
-    let mut killed = false;
-
-    while out.is_none() || err.is_none() || status.is_none() {
-        tokio::select! {
-            captured = &mut stdout, if out.is_none() => out = Some(captured),
-            captured = &mut stderr, if err.is_none() => err = Some(captured),
-            exit = child.wait(), if status.is_none() => status = Some(exit),
-            _ = &mut deadline, if ending.is_none() => {
-                ending = Some(Ending::start(group, Termination::TimedOut, KILL_GRACE, status.is_some()));
-            }
-            changed = stop.changed(), if ending.is_none() => {
-                if changed.is_err() || *stop.borrow() {
-                    ending = Some(Ending::start(group, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
+    let mut killed_at: Option<tokio::time::Instant> = None;
+    {
+        let mut stdout = std::pin::pin!(drain(stdout_pipe, CAPTURE_LIMIT, &mut out));
+        let mut stderr = std::pin::pin!(drain(stderr_pipe, CAPTURE_LIMIT, &mut err));
+        let deadline = tokio::time::sleep(spec.timeout);
+        tokio::pin!(deadline);
+        while !out_done || !err_done || status.is_none() {
+            tokio::select! {
+                _ = &mut stdout, if !out_done => out_done = true,
+                _ = &mut stderr, if !err_done => err_done = true,
+                exit = child.wait(), if status.is_none() => status = Some(exit),
+                _ = &mut deadline, if ending.is_none() => {
+                    ending = Some(Ending::start(group, Termination::TimedOut, KILL_GRACE, status.is_some()));
                 }
-            }
-            _ = sleep_until_kill(ending.as_ref().map(|ending| ending.kill_at)), if !killed => {
-                signal_group(group, Signal::SIGKILL);
-                killed = true;
+                changed = stop.changed(), if ending.is_none() => {
+                    if changed.is_err() || *stop.borrow() {
+                        ending = Some(Ending::start(group, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
+                    }
+                }
+                _ = sleep_until_kill(ending.as_ref().map(|ending| ending.kill_at)), if killed_at.is_none() => {
+                    signal_group(group, Signal::SIGKILL);
+                    killed_at = Some(tokio::time::Instant::now());
+                }
+                _ = sleep_until_kill(killed_at.map(|at| at + ABANDON_AFTER_KILL)), if killed_at.is_some() && status.is_some() => {
+                    tracing::warn!(command = spec.command, "a process that left the command's process group still holds its output; no longer reading it");
+                    break;
+                }
             }
         }
     }
+    let killed = killed_at.is_some();
     // The shell is gone, but something it started may still run with its output redirected:
     // once we end a group, no member survives.
     if ending.is_some() && !killed {
@@ -140,8 +150,8 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
     };
     RunOutcome {
         termination,
-        stdout: out.unwrap_or_default(),
-        stderr: err.unwrap_or_default(),
+        stdout: out,
+        stderr: err,
         duration: started.elapsed(),
         lingered: ending.is_some_and(|ending| ending.shell_had_exited),
     }

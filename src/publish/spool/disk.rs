@@ -104,11 +104,17 @@ impl DiskSpool {
     }
 
     fn recover(&mut self, now_ms: i64) -> io::Result<Recovered> {
-        let mut firsts: Vec<u64> = std::fs::read_dir(&self.dir)?
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
-            .collect();
+        let names: Vec<String> = std::fs::read_dir(&self.dir)?.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect();
+        let numbered = |suffix: &str| -> Vec<u64> { names.iter().filter_map(|name| name.strip_suffix(suffix)?.parse().ok()).collect() };
+        let mut firsts = numbered(".seg");
         firsts.sort_unstable();
+        // An .ack without its .seg is what a crash between the two unlinks leaves; it must not
+        // acknowledge records of a future segment that reuses the name.
+        for orphan in numbered(".ack").into_iter().filter(|first| !firsts.contains(first)) {
+            let _ = std::fs::remove_file(self.segment_path(orphan, "ack"));
+        }
+        // Sequence numbers never go back, even if every file is gone: start above the clock too.
+        self.next_seq = firsts.last().map_or(0, |last| last + 1).max(u64::try_from(now_ms).unwrap_or(0) << 10);
         let oldest_kept = now_ms - MAX_AGE.as_millis() as i64;
         let mut recovered = Recovered::default();
         let mut series = HashMap::new();
@@ -171,13 +177,27 @@ impl DiskSpool {
     /// Starts a new segment for appends: after a restart, when the current one is full, or after
     /// a failed write (whose file may now end in a torn record).
     fn roll(&mut self) -> io::Result<()> {
+        self.active = None;
         let first_seq = self.next_seq;
         let path = self.segment_path(first_seq, "seg");
-        let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-        file.write_all(MAGIC)?;
-        file.sync_data()?;
-        // The new name must survive a crash too.
-        File::open(&self.dir)?.sync_all()?;
+        // Whatever happens, this name and number are used up: a retry gets fresh ones.
+        self.next_seq += 1;
+        let created = OpenOptions::new().create_new(true).append(true).open(&path).and_then(|mut file| {
+            file.write_all(MAGIC)?;
+            file.sync_data()?;
+            // The new name must survive a crash too.
+            File::open(&self.dir)?.sync_all()?;
+            Ok(file)
+        });
+        let file = match created {
+            Ok(file) => file,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(error);
+            }
+        };
         self.segments.push(Segment { first_seq, end_seq: first_seq, bytes: MAGIC.len() as u64, pending: 0, newest_ms: i64::MIN });
         self.active = Some(file);
         Ok(())
@@ -193,8 +213,10 @@ impl DiskSpool {
     }
 
     fn remove_segment_files(&self, first_seq: u64) {
-        let _ = std::fs::remove_file(self.segment_path(first_seq, "seg"));
+        // The .ack first: a crash in between leaves a segment with nothing acknowledged (at
+        // worst duplicates), never acknowledgements without their segment.
         let _ = std::fs::remove_file(self.segment_path(first_seq, "ack"));
+        let _ = std::fs::remove_file(self.segment_path(first_seq, "seg"));
     }
 
     /// Deletes segments with nothing pending, except the one appends go to.
@@ -238,8 +260,10 @@ impl Spool for DiskSpool {
         let file = self.active.as_mut().expect("rolled above");
         let written = file.write_all(&buffer).and_then(|_| file.sync_data());
         if let Err(error) = written {
-            // The file may now end in part of a record; never append after it.
+            // The file may now end in part of a record: never append after it, and never hand
+            // out these sequence numbers again (a partly written record may still be read back).
             self.active = None;
+            self.next_seq += points.len() as u64;
             return Err(error);
         }
         self.next_seq += points.len() as u64;
@@ -338,17 +362,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut spool, recovered) = DiskSpool::open(dir.path(), 1 << 20, NOW).unwrap();
         assert!(recovered.points.is_empty());
-        assert_eq!(spool.append(&points(0..6, NOW)).unwrap(), 0);
-        assert_eq!(spool.append(&points(6..10, NOW)).unwrap(), 6);
-        spool.ack(&[0, 1, 2, 7]).unwrap();
+        let first = spool.append(&points(0..6, NOW)).unwrap();
+        assert_eq!(spool.append(&points(6..10, NOW)).unwrap(), first + 6);
+        spool.ack(&[first, first + 1, first + 2, first + 7]).unwrap();
         assert_eq!(spool.stats().pending, 6);
         drop(spool);
 
         let (mut spool, recovered) = DiskSpool::open(dir.path(), 1 << 20, NOW).unwrap();
         assert_eq!(values(&recovered), [3.0, 4.0, 5.0, 6.0, 8.0, 9.0]);
         assert_eq!(recovered.points[0].1.timestamp_ms, NOW + 3);
-        assert_eq!(recovered.points.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [3, 4, 5, 6, 8, 9]);
-        assert_eq!(spool.append(&points(10..11, NOW)).unwrap(), 10, "sequence numbers continue");
+        assert_eq!(recovered.points.iter().map(|(seq, _)| *seq - first).collect::<Vec<_>>(), [3, 4, 5, 6, 8, 9]);
+        assert!(spool.append(&points(10..11, NOW)).unwrap() > first + 9, "sequence numbers never go back");
     }
 
     #[test]
@@ -356,9 +380,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // 64 KiB bound: 4 KiB segments, so a few hundred points span several.
         let (mut spool, _) = DiskSpool::open(dir.path(), 64 * 1024, NOW).unwrap();
-        let first = spool.append(&points(0..60, NOW)).unwrap();
-        spool.append(&points(60..120, NOW)).unwrap();
-        spool.append(&points(120..180, NOW)).unwrap();
+        let mut seqs = Vec::new();
+        for range in [0..60, 60..120, 120..180] {
+            let first = spool.append(&points(range, NOW)).unwrap();
+            seqs.extend(first..first + 60);
+        }
         let segments = || {
             std::fs::read_dir(dir.path().join("spool"))
                 .unwrap()
@@ -366,7 +392,7 @@ mod tests {
                 .count()
         };
         assert!(segments() >= 3, "{}", segments());
-        spool.ack(&(first..first + 180).collect::<Vec<_>>()).unwrap();
+        spool.ack(&seqs).unwrap();
         assert_eq!(segments(), 1, "only the segment appends go to remains");
         assert_eq!(spool.stats().pending, 0);
     }
@@ -379,7 +405,11 @@ mod tests {
             let (mut spool, _) = DiskSpool::open(dir.path(), 1 << 20, NOW).unwrap();
             spool.append(&points(0..25, NOW)).unwrap();
             drop(spool);
-            let path = dir.path().join("spool").join(format!("{:020}.seg", 0));
+            let path = std::fs::read_dir(dir.path().join("spool"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|x| x == "seg"))
+                .unwrap();
             let bytes = std::fs::read(&path).unwrap();
             let cut = rng.usize(MAGIC.len()..bytes.len());
             std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -392,8 +422,7 @@ mod tests {
             let cut_mid_record = MAGIC.len() + whole_end < cut;
             assert_eq!(recovered.torn_segments, usize::from(cut_mid_record), "cut at byte {cut}");
             // New data goes to a fresh segment and survives the next restart too.
-            let next = spool.append(&points(100..101, NOW)).unwrap();
-            assert!(next >= whole.len() as u64);
+            spool.append(&points(100..101, NOW)).unwrap();
             drop(spool);
             let (_, again) = DiskSpool::open(dir.path(), 1 << 20, NOW).unwrap();
             assert_eq!(again.points.len(), whole.len() + 1);
@@ -413,8 +442,8 @@ mod tests {
         }
         assert!(spool.stats().bytes <= 16 * 1024, "{:?}", spool.stats());
         assert!(dropped.size_count > 0);
-        assert!(dropped.contains(0), "the oldest went first");
-        assert!(!dropped.contains(399), "the newest stay");
+        let first_seq = dropped.by_size[0].start;
+        assert!(!dropped.contains(first_seq + 420), "the newest stay");
         assert_eq!(spool.stats().pending + dropped.size_count, 400, "every point is either kept or counted as dropped");
         drop(spool);
         let (_, recovered) = DiskSpool::open(dir.path(), 16 * 1024, NOW).unwrap();
@@ -446,5 +475,53 @@ mod tests {
     fn an_unwritable_state_dir_is_a_clear_error() {
         let error = DiskSpool::open(Path::new("/proc/snowflake-state"), 1 << 20, NOW).err().unwrap();
         assert!(error.contains("/proc/snowflake-state") && error.contains("--state-dir"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod recovery_edge_tests {
+    use super::*;
+
+    #[test]
+    fn orphan_acknowledgements_are_removed_and_numbers_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        std::fs::create_dir_all(&spool_dir).unwrap();
+        // A crash between the two unlinks of a finished segment left its .ack behind.
+        std::fs::write(spool_dir.join(format!("{:020}.ack", 5)), 5u64.to_le_bytes()).unwrap();
+        let (spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        assert!(!spool_dir.join(format!("{:020}.ack", 5)).exists());
+        assert!(spool.next_seq >= 1_800_000_000_000 << 10, "numbering starts above the clock, not at 0");
+    }
+
+    #[test]
+    fn a_name_already_taken_does_not_block_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        // Something (a failed earlier roll) already holds the next segment's name.
+        std::fs::write(spool.segment_path(spool.next_seq, "seg"), b"").unwrap();
+        let point = super::tests_support::point();
+        assert!(spool.append(std::slice::from_ref(&point)).is_err(), "the taken name fails once");
+        spool.append(std::slice::from_ref(&point)).expect("the retry uses a fresh name");
+        assert_eq!(spool.stats().pending, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use crate::publish::{Datapoint, Series};
+    use std::sync::Arc;
+
+    pub fn point() -> Datapoint {
+        let series = Series {
+            flake: "f".into(),
+            region: "us-east-1".into(),
+            namespace: "N".into(),
+            metric_name: "m".into(),
+            dimensions: vec![],
+            unit: "None".into(),
+            storage_resolution: 60,
+        };
+        Datapoint { series: Arc::new(series), value: 1.0, timestamp_ms: 1_800_000_000_000 }
     }
 }
