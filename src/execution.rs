@@ -29,6 +29,8 @@ pub struct RunContext {
     pub logs: Arc<FlakeLogs>,
     pub publisher: PublisherHandle,
     pub metrics: Arc<Metrics>,
+    /// Niceness of commands (see `runner::command_niceness`).
+    pub command_nice: Option<i32>,
 }
 
 /// A flake ready to run: the flake and the series its values go to (computed once per load).
@@ -145,7 +147,7 @@ fn command_spec(flake: &Flake, scheduled: DateTime<Utc>, context: &RunContext) -
         Some(dir) => context.workdir.join(dir),
         None => context.workdir.clone(),
     };
-    CommandSpec { command: flake.command.clone(), working_directory, environment, timeout: flake.timeout }
+    CommandSpec { command: flake.command.clone(), working_directory, environment, timeout: flake.timeout, nice: context.command_nice }
 }
 
 /// Success and value by the flake's type; every failure says why.

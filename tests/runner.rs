@@ -7,7 +7,7 @@ use specialsnowflake::runner::{CAPTURE_LIMIT, CommandSpec, Termination, run_comm
 use tokio::sync::watch;
 
 fn spec(command: &str, timeout: Duration) -> CommandSpec {
-    CommandSpec { command: command.to_string(), working_directory: PathBuf::from("/tmp"), environment: Vec::new(), timeout }
+    CommandSpec { command: command.to_string(), working_directory: PathBuf::from("/tmp"), environment: Vec::new(), timeout, nice: None }
 }
 
 fn never_stop() -> watch::Receiver<bool> {
@@ -133,4 +133,13 @@ async fn a_process_that_escaped_the_group_cannot_hang_the_run() {
     assert_eq!(outcome.termination, Termination::TimedOut);
     assert!(outcome.duration < Duration::from_secs(15), "the run was abandoned after SIGKILL, not waited on: {:?}", outcome.duration);
     assert_eq!(outcome.stdout.text(), "5\n", "what was read before is kept");
+}
+
+#[tokio::test]
+async fn commands_can_run_at_a_lower_priority() {
+    let mut spec = spec("sleep 0.2; cut -d' ' -f19 /proc/$$/stat", Duration::from_secs(10));
+    spec.nice = specialsnowflake::runner::command_niceness(7);
+    let outcome = run_command(&spec, never_stop()).await;
+    let expected = spec.nice.unwrap();
+    assert_eq!(outcome.stdout.text().trim(), expected.to_string(), "the shell runs at niceness {expected}");
 }

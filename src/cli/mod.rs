@@ -84,6 +84,11 @@ pub struct GlobalOptions {
     #[arg(long, global = true, env = "SNOWFLAKE_MAX_PUT_RATE", default_value_t = 50.0, value_name = "N", value_parser = positive_rate)]
     pub max_put_rate: f64,
 
+    /// Niceness added to flake commands (0 to 19), to keep checks below the host's own work.
+    /// 0 (the default) runs them at the daemon's priority, as cron does.
+    #[arg(long, global = true, env = "SNOWFLAKE_COMMAND_NICE", default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub command_nice: i32,
+
     /// Commands running at the same time, at most; further due runs wait for a slot.
     #[arg(long, global = true, env = "SNOWFLAKE_MAX_CONCURRENT_RUNS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_runs: u32,

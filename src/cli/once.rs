@@ -49,8 +49,14 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         metrics.clone(),
         logs.clone(),
     );
-    let context =
-        Arc::new(RunContext { workdir: options.workdir.clone(), creds, logs, publisher: publisher.clone(), metrics: metrics.clone() });
+    let context = Arc::new(RunContext {
+        workdir: options.workdir.clone(),
+        creds,
+        logs,
+        publisher: publisher.clone(),
+        metrics: metrics.clone(),
+        command_nice: crate::runner::command_niceness(options.command_nice),
+    });
 
     // Never stopped early: `once` runs each command to its own end or timeout.
     let (_keep_running, stop) = watch::channel(false);

@@ -65,6 +65,7 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
         spool_max_bytes: run.spool_max_bytes,
         heartbeat_namespace: run.heartbeat_namespace.clone(),
         max_concurrent_runs: options.max_concurrent_runs as usize,
+        command_nice: options.command_nice,
         publisher: setup::publisher_config(options),
     };
     let backend = setup::backend(options).await;

@@ -51,6 +51,8 @@ pub struct DaemonConfig {
     pub spool_max_bytes: u64,
     pub heartbeat_namespace: Option<String>,
     pub max_concurrent_runs: usize,
+    /// Niceness added to flake commands.
+    pub command_nice: i32,
     pub publisher: PublisherConfig,
 }
 
@@ -86,8 +88,14 @@ pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backe
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
     let health = Arc::new(Health::default());
-    let context =
-        Arc::new(RunContext { workdir: config.workdir.clone(), creds, logs, publisher: publisher.clone(), metrics: metrics.clone() });
+    let context = Arc::new(RunContext {
+        workdir: config.workdir.clone(),
+        creds,
+        logs,
+        publisher: publisher.clone(),
+        metrics: metrics.clone(),
+        command_nice: crate::runner::command_niceness(config.command_nice),
+    });
     let mut scheduler =
         Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone());
     scheduler.apply(initial, Utc::now());

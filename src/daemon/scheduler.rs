@@ -166,7 +166,11 @@ impl Scheduler {
             (last_wall, last_monotonic) = (now, monotonic);
 
             self.fire_due(now);
+            let had_runs = !self.runs.is_empty();
             while self.runs.try_join_next().is_some() {}
+            if had_runs && self.runs.is_empty() {
+                release_freed_memory();
+            }
             self.health.tick();
 
             let sleep = self.heap.peek().map_or(MAX_SLEEP, |Reverse((at, _, _))| (*at - now).to_std().unwrap_or_default().min(MAX_SLEEP));
@@ -252,6 +256,16 @@ impl Scheduler {
                 self.heap.push(Reverse((next, name.clone(), entry.generation)));
             }
         }
+    }
+}
+
+/// A burst of runs leaves freed memory with the allocator; hand it back to the system, so the
+/// daemon's resident size between firings is what it actually uses.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 

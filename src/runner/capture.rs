@@ -24,19 +24,27 @@ impl Captured {
 
 /// Reads `reader` to its end into `captured`, keeping at most `limit` bytes. Writing into the
 /// caller's buffer means what was read is kept even if the caller stops waiting.
+///
+/// Output is read straight into the kept buffer, which grows only as far as the output does
+/// (a number is a few bytes); what goes past the limit passes through a small buffer allocated
+/// only then. A thousand runs at once thus cost kilobytes, not a fixed buffer each.
 pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize, captured: &mut Captured) {
     let Some(mut reader) = reader else { return };
-    let mut buffer = vec![0u8; 16 * 1024];
+    while captured.bytes.len() < limit {
+        // Never let a read go past the limit: ask for at most what is still kept.
+        let room = limit - captured.bytes.len();
+        let mut head = (&mut reader).take(room as u64);
+        match head.read_buf(&mut captured.bytes).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    // Only output past the limit gets here; the buffer is not part of every run's state.
+    let mut discard = vec![0u8; 8192];
     loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                let room = limit.saturating_sub(captured.bytes.len());
-                captured.bytes.extend_from_slice(&buffer[..read.min(room)]);
-                if read > room {
-                    captured.truncated = true;
-                }
-            }
+        match reader.read(&mut discard).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => captured.truncated = true,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct CommandSpec {
     /// Set on top of the daemon's own environment, in order (later wins).
     pub environment: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Scheduling niceness for the command, absolute (0 to 19); `None` leaves it as inherited.
+    pub nice: Option<i32>,
 }
 
 /// How a run ended.
@@ -99,6 +101,9 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
         }
     };
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    if let (Some(nice), Some(pid)) = (spec.nice, child.id()) {
+        set_niceness(pid, nice);
+    }
     let (mut out, mut err) = (Captured::default(), Captured::default());
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let (mut out_done, mut err_done, mut status) = (false, false, None);
@@ -170,6 +175,30 @@ impl Ending {
         signal_group(group, Signal::SIGTERM);
         Ending { why, kill_at: tokio::time::Instant::now() + grace, shell_had_exited }
     }
+}
+
+/// Lowers the shell's CPU priority right after it starts; what it starts inherits it. A
+/// thousand commands due at once then cannot starve the daemon that starts and reads them, nor
+/// the host's own work. Failure only means the command runs at the daemon's priority.
+fn set_niceness(pid: u32, nice: i32) {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let result = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, pid, nice) };
+    if result != 0 {
+        tracing::debug!(pid, nice, "cannot lower the command's priority: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The niceness commands run at: `increment` above the daemon's own, at most 19; `None` for 0.
+pub fn command_niceness(increment: i32) -> Option<i32> {
+    if increment <= 0 {
+        return None;
+    }
+    // -1 is a valid niceness too, so errno tells success from failure.
+    nix::errno::Errno::clear();
+    // SAFETY: getpriority takes plain integers and touches no memory of ours.
+    let own = unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS, 0) };
+    let own = if nix::errno::Errno::last_raw() == 0 { own } else { 0 };
+    Some((own + increment).min(19))
 }
 
 async fn sleep_until_kill(at: Option<tokio::time::Instant>) {
