@@ -161,3 +161,36 @@ fn plan_lists_creates_once_applies_them_and_plan_then_has_nothing_to_do() {
     let (_, plan, _) = run(with_aws(&mut workspace.snowflake(), &endpoint).arg("plan"));
     assert!(plan.contains(&format!("~ update FL-{name}-high (us-east-1)")) && plan.contains("    threshold: 5 -> 7"), "{plan}");
 }
+
+#[test]
+fn the_shipped_examples_plan_apply_and_then_have_nothing_to_change() {
+    // A fresh LocalStack, as an operator trying the examples would have.
+    let localstack = common::LocalStack::start();
+    let workspace = Workspace::new();
+    let snowflake = || {
+        let mut command = workspace.snowflake();
+        with_aws(&mut command, &localstack.endpoint())
+            .env("SNOWFLAKE_FLAKES", common::repo_path("flakes"))
+            .env("SNOWFLAKE_WORKDIR", common::repo_path(""));
+        command
+    };
+    let (code, plan, stderr) = run(snowflake().arg("plan"));
+    assert_eq!(code, 0, "{stderr}");
+    for alarm in [
+        "FL-example-perminute-high-load",
+        "FL-example-hourly-disk-nearly-full",
+        "FL-example-liveness-process-down-",
+        "FL-example-per-host-low-memory-",
+    ] {
+        assert!(plan.lines().any(|line| line.starts_with(&format!("+ create {alarm}"))), "{alarm} missing from:\n{plan}");
+    }
+    assert!(plan.contains("Plan: 4 to create, 0 to update, 1 to retag, 0 to delete, 0 unchanged."), "{plan}");
+
+    let (code, stdout, stderr) = run(snowflake().args(["once", "example"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("alarms: 4 created, 0 updated, 1 retagged, 0 deleted, 0 failed"), "{stdout}");
+
+    let (code, plan, _) = run(snowflake().arg("plan"));
+    assert_eq!(code, 0);
+    assert_eq!(plan.trim(), "Plan: 0 to create, 0 to update, 0 to retag, 0 to delete, 4 unchanged.", "nothing left to change");
+}

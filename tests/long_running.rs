@@ -22,6 +22,18 @@ fn add_ticker(workspace: &Workspace, namespace: &str) {
     );
 }
 
+/// A workspace with the ticker, and a daemon publishing it to `localstack` that has delivered a few.
+fn ticking(localstack: &LocalStack, prefix: &str) -> (Workspace, String, Daemon) {
+    let workspace = Workspace::new();
+    let namespace = unique(prefix);
+    add_ticker(&workspace, &namespace);
+    let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &localstack.endpoint()), &workspace, &[]);
+    daemon.wait_for(Duration::from_secs(20), "datapoints to be delivered", || {
+        daemon.metric("snowflake_datapoints_published_total").unwrap_or(0.0) >= 3.0
+    });
+    (workspace, namespace, daemon)
+}
+
 /// Seconds whose tick run was logged ok, between `from` and `to` inclusive.
 fn logged_seconds(workspace: &Workspace, from: i64, to: i64) -> Vec<i64> {
     workspace
@@ -59,13 +71,7 @@ fn assert_each_exactly_once(logged: &[i64], held: &BTreeMap<i64, (f64, f64)>, wh
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thirty_second_outage_loses_nothing() {
     let mut localstack = LocalStack::start();
-    let workspace = Workspace::new();
-    let namespace = unique("Outage");
-    add_ticker(&workspace, &namespace);
-    let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &localstack.endpoint()), &workspace, &[]);
-    daemon.wait_for(Duration::from_secs(20), "datapoints to be delivered", || {
-        daemon.metric("snowflake_datapoints_published_total").unwrap_or(0.0) >= 3.0
-    });
+    let (workspace, namespace, daemon) = ticking(&localstack, "Outage");
 
     localstack.stop();
     let down = Utc::now().timestamp();
@@ -88,13 +94,7 @@ async fn a_thirty_second_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_minus_nine_during_an_outage_loses_nothing() {
     let mut localstack = LocalStack::start();
-    let workspace = Workspace::new();
-    let namespace = unique("Crash");
-    add_ticker(&workspace, &namespace);
-    let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &localstack.endpoint()), &workspace, &[]);
-    daemon.wait_for(Duration::from_secs(20), "datapoints to be delivered", || {
-        daemon.metric("snowflake_datapoints_published_total").unwrap_or(0.0) >= 3.0
-    });
+    let (workspace, namespace, daemon) = ticking(&localstack, "Crash");
 
     localstack.stop();
     let down = Utc::now().timestamp();
@@ -210,4 +210,34 @@ async fn a_flake_that_stops_reporting_sets_off_its_breaching_alarm() {
     wait_for_state(&state, "ALARM", Duration::from_secs(240)).await;
     assert!(workspace.log_of(&name).contains(" failed "), "the silent runs are logged as failures");
     daemon.stop(Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heartbeat_is_published_every_minute_with_a_host_dimension() {
+    let endpoint = endpoint();
+    let workspace = Workspace::new();
+    let namespace = unique("Heartbeat");
+    workspace.add(
+        "quiet",
+        json!({"flakeName": "quiet", "flakeCronstring": "@yearly", "flakeCommand": "echo 1", "flakeMetricNamespace": "Quiet"}),
+    );
+    let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &endpoint), &workspace, &["--heartbeat-namespace", &namespace]);
+    let started = Utc::now();
+    daemon.wait_for(Duration::from_secs(90), "a heartbeat to be delivered", || {
+        daemon.metric("snowflake_datapoints_published_total").unwrap_or(0.0) >= 1.0
+    });
+    daemon.stop(Duration::from_secs(30));
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let dimensions = vec![("Host".to_string(), host)];
+    let query = MetricQuery {
+        namespace: &namespace,
+        metric_name: "SnowflakeHeartbeat",
+        dimensions: &dimensions,
+        start_ms: started.timestamp_millis() - 60_000,
+        end_ms: Utc::now().timestamp_millis() + 60_000,
+        period_seconds: 60,
+    };
+    let buckets = sdk(&endpoint).await.statistics("us-east-1", &query).await.unwrap();
+    assert_eq!(buckets.iter().map(|b| b.sample_count).sum::<f64>(), 1.0, "{buckets:?}");
+    assert_eq!(buckets[0].maximum, 1.0);
 }

@@ -32,3 +32,22 @@ impl Health {
         self.since_last_tick() < STALL_AFTER
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_after_a_tick_and_stalled_once_ticks_stop() {
+        let health = Health::default();
+        health.tick();
+        assert!(health.is_alive());
+        // As if the scheduler's last pass were STALL_AFTER ago.
+        let stalled_at = health.now_ms() - STALL_AFTER.as_millis() as i64 - 1;
+        health.last_tick_ms.store(stalled_at, Ordering::Relaxed);
+        assert!(!health.is_alive());
+        assert!(health.since_last_tick() > STALL_AFTER);
+        health.tick();
+        assert!(health.is_alive(), "a new pass makes it healthy again");
+    }
+}

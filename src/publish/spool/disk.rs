@@ -335,21 +335,11 @@ impl Spool for DiskSpool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::Series;
-    use std::sync::Arc;
 
     const NOW: i64 = 1_800_000_000_000;
 
     fn points(range: std::ops::Range<u32>, timestamp_ms: i64) -> Vec<Datapoint> {
-        let series = Arc::new(Series {
-            flake: "f".into(),
-            region: "us-east-1".into(),
-            namespace: "N".into(),
-            metric_name: "m".into(),
-            dimensions: vec![],
-            unit: "None".into(),
-            storage_resolution: 60,
-        });
+        let series = super::tests_support::series();
         range.map(|i| Datapoint { series: series.clone(), value: f64::from(i), timestamp_ms: timestamp_ms + i64::from(i) }).collect()
     }
 
@@ -512,8 +502,8 @@ mod tests_support {
     use crate::publish::{Datapoint, Series};
     use std::sync::Arc;
 
-    pub fn point() -> Datapoint {
-        let series = Series {
+    pub fn series() -> Arc<Series> {
+        Arc::new(Series {
             flake: "f".into(),
             region: "us-east-1".into(),
             namespace: "N".into(),
@@ -521,7 +511,10 @@ mod tests_support {
             dimensions: vec![],
             unit: "None".into(),
             storage_resolution: 60,
-        };
-        Datapoint { series: Arc::new(series), value: 1.0, timestamp_ms: 1_800_000_000_000 }
+        })
+    }
+
+    pub fn point() -> Datapoint {
+        Datapoint { series: series(), value: 1.0, timestamp_ms: 1_800_000_000_000 }
     }
 }
