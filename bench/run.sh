@@ -16,16 +16,6 @@ echo "bench: measuring spool throughput (cargo bench --bench spool)" >&2
 cargo bench --quiet --bench spool > target/bench-spool.md
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/snowflake-bench.XXXXXX")"
-pid=""
-cleanup() {
-    [ -n "$pid" ] && scripts/localstack.sh stop "$pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-read -r port pid < <(scripts/localstack.sh start "$work/localstack")
-echo "bench: LocalStack on 127.0.0.1:$port" >&2
-
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-unset AWS_PROFILE AWS_SESSION_TOKEN
-"$venv/bin/python" bench/bench.py --snowflake target/release/snowflake --venv "$venv" \
-    --localstack-log "$work/localstack/localstack.log" --work "$work" --spool-table target/bench-spool.md "$@"
+trap 'rm -rf "$work"' EXIT
+scripts/localstack.sh with "$venv/bin/python" bench/bench.py --snowflake target/release/snowflake --venv "$venv" \
+    --work "$work" --spool-table target/bench-spool.md "$@"

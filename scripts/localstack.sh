@@ -5,6 +5,11 @@
 #   scripts/localstack.sh install          # make sure the cached venv exists; prints its path
 #   scripts/localstack.sh start DIR [PORT] # start an instance using DIR; prints "PORT PID"
 #   scripts/localstack.sh stop PID         # stop it (the whole process group)
+#   scripts/localstack.sh with CMD [ARG...] # run CMD with an instance of its own, then stop it
+#
+# `with` exports what CMD needs: AWS_ENDPOINT_URL and test credentials for the SDK,
+# SNOWFLAKE_TEST_ENDPOINT and SNOWFLAKE_TEST_VENV for the tests, SNOWFLAKE_LOCALSTACK_LOG for
+# anything that counts requests. The instance is stopped however CMD ends; CMD's status is kept.
 #
 # The venv lives outside the repository (SNOWFLAKE_TEST_CACHE, default ~/.cache/specialsnowflake)
 # so repeated runs reuse it. Each instance gets its own TMPDIR: LocalStack keeps its metrics
@@ -91,9 +96,32 @@ stop() {
     kill -KILL -- "-$pid" 2>/dev/null || true
 }
 
+with() {
+    [ $# -gt 0 ] || die "usage: localstack.sh with CMD [ARG...]"
+    local venv work port pid status
+    venv="$(install)"
+    work="$(mktemp -d "${TMPDIR:-/tmp}/snowflake-localstack.XXXXXX")"
+    read -r port pid < <(start "$work/instance") || {
+        rm -rf "$work"
+        die "LocalStack could not start, so nothing that needs it can run (see above)"
+    }
+    echo "localstack.sh: LocalStack is ready on 127.0.0.1:$port" >&2
+    export SNOWFLAKE_TEST_ENDPOINT="http://127.0.0.1:$port" SNOWFLAKE_TEST_VENV="$venv"
+    export SNOWFLAKE_LOCALSTACK_LOG="$work/instance/localstack.log"
+    export AWS_ENDPOINT_URL="$SNOWFLAKE_TEST_ENDPOINT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
+    status=0
+    "$@" || status=$?
+    stop "$pid"
+    rm -rf "$work"
+    return "$status"
+}
+
 case "${1:-}" in
     install) install ;;
     start) shift; start "$@" ;;
     stop) shift; stop "$@" ;;
-    *) die "usage: localstack.sh install | start DIR [PORT] | stop PID" ;;
+    with) shift; with "$@" ;;
+    *) die "usage: localstack.sh install | start DIR [PORT] | stop PID | with CMD [ARG...]" ;;
 esac

@@ -139,8 +139,9 @@ pub enum Command {
     /// Run flakes now, ignoring their schedules, and publish their values.
     ///
     /// Runs every enabled flake whose file name contains PATTERN or whose flakeName equals it
-    /// (all if no PATTERN), prints each result, publishes, reconciles those flakes' alarms, and
-    /// exits 0 only if every run succeeded, every value was delivered and every alarm change worked.
+    /// (all if no PATTERN), prints each result, publishes (full batches at once, the rest when
+    /// all runs are done), reconciles those flakes' alarms, and exits 0 only if every run
+    /// succeeded, every value was delivered and every alarm change worked.
     Once {
         /// Part of a flake file name, or a flakeName.
         pattern: Option<String>,

@@ -20,7 +20,10 @@ use crate::cloudwatch::Backend;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::Flake;
 use crate::metrics::Metrics;
-use crate::publish::spawn_publisher;
+use crate::publish::{PublisherConfig, spawn_publisher};
+
+/// Longer than any `once` runs: partial batches wait for the final drain.
+const ONE_SHOT_FLUSH: Duration = Duration::from_secs(24 * 3600);
 use crate::publish::spool::MemorySpool;
 
 pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> ExitCode {
@@ -45,7 +48,10 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         Arc::new(backend.clone()),
         Box::new(MemorySpool::default()),
         Vec::new(),
-        setup::publisher_config(options),
+        // A one-shot run knows when it is done: full batches go at once, the rest when every
+        // run has finished (the drain below), so N values take ceil(N/1000) calls however long
+        // the runs take.
+        PublisherConfig { flush_interval: ONE_SHOT_FLUSH, ..setup::publisher_config(options) },
         metrics.clone(),
         logs.clone(),
     );
