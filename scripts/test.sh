@@ -9,6 +9,7 @@ venv="$(scripts/localstack.sh install)"
 # The schedule fixture must be what the croniter generator produces today.
 "$venv/bin/python" scripts/gen_cron_fixture.py --check
 
-# Everything by default; given arguments (say `--test daemon`) choose instead.
-[ $# -gt 0 ] || set -- --all-targets
+# Every test by default (benchmarks are measurements, run by `cargo bench` and bench/run.sh);
+# given arguments (say `--test daemon`) choose instead.
+[ $# -gt 0 ] || set -- --lib --bins --tests
 exec scripts/localstack.sh with cargo test --no-fail-fast "$@"
