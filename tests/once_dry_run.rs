@@ -20,7 +20,11 @@ fn dry_once(workspace: &Workspace, pattern: &str) -> (i32, String, String) {
 #[test]
 fn dry_run_prints_the_batch_and_makes_no_network_call() {
     let workspace = Workspace::new();
-    workspace.add("m", json!({"flakeName": "m", "flakeCronstring": "@hourly", "flakeCommand": "echo 2.5", "flakeUnit": "Percent", "flakeMetricNamespace": "Dry/Run"}));
+    workspace.add(
+        "m",
+        json!({"flakeName": "m", "flakeCronstring": "@hourly", "flakeCommand": "echo 2.5", "flakeUnit": "Percent", "flakeMetricNamespace": "Dry/Run",
+               "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 90, "alarmOperator": ">"}]}),
+    );
     let (code, stdout, stderr) = dry_once(&workspace, "m");
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = stdout.lines().find(|line| line.starts_with('{')).expect("a JSON line");
@@ -31,6 +35,12 @@ fn dry_run_prints_the_batch_and_makes_no_network_call() {
     assert_eq!(batch["metricData"][0]["value"], 2.5);
     assert_eq!(batch["metricData"][0]["unit"], "Percent");
     assert!(stdout.contains("printed (dry run): 1 of 1 value(s) in 1 PutMetricData call(s)"), "{stdout}");
+    let alarm = stdout.lines().find(|line| line.contains("\"dryRun\":\"PutMetricAlarm\"")).expect("the alarm change, printed");
+    let alarm: serde_json::Value = serde_json::from_str(alarm).unwrap();
+    assert_eq!(alarm["alarm"]["name"], "FL-m-high");
+    assert_eq!(alarm["alarm"]["threshold"], 90.0);
+    assert!(stdout.contains("alarms (dry run, printed above, nothing changed): 1 created"), "{stdout}");
+    assert!(!stderr.contains("INFO"), "one-shot commands log warnings only by default: {stderr}");
 }
 
 #[test]

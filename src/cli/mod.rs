@@ -48,9 +48,10 @@ pub struct GlobalOptions {
     pub log_format: LogFormat,
 
     /// Least severe level of the program's own log (error, warn, info, debug, trace), or a
-    /// tracing filter such as "info,specialsnowflake=debug".
-    #[arg(long, global = true, env = "SNOWFLAKE_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// tracing filter such as "info,specialsnowflake=debug". Default: info for `run`, warn for
+    /// the one-shot commands, whose output is their result.
+    #[arg(long, global = true, env = "SNOWFLAKE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
 
     /// Directory of the per-flake log files (<flakeName>.log).
     #[arg(long, global = true, env = "SNOWFLAKE_LOG_DIR", default_value = "./logs", value_name = "DIR")]
@@ -157,9 +158,9 @@ pub fn main() -> ExitCode {
     // The daemon's log goes to stdout, as a container expects; one-shot commands keep stdout
     // for their output and log to stderr.
     if matches!(cli.command, Command::Run(_)) {
-        init_logging(&cli.options, std::io::stdout);
+        init_logging(&cli.options, "info", std::io::stdout);
     } else {
-        init_logging(&cli.options, std::io::stderr);
+        init_logging(&cli.options, "warn", std::io::stderr);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -186,13 +187,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
 }
 
 /// The program's own log, to `writer` (stdout for the daemon, stderr for one-shot commands).
-fn init_logging<W>(options: &GlobalOptions, writer: W)
+fn init_logging<W>(options: &GlobalOptions, default_level: &str, writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = tracing_subscriber::EnvFilter::try_new(&options.log_level).unwrap_or_else(|error| {
-        eprintln!("warning: --log-level {:?} is not a valid filter ({error}); using info", options.log_level);
-        tracing_subscriber::EnvFilter::new("info")
+    let level = options.log_level.as_deref().unwrap_or(default_level);
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|error| {
+        eprintln!("warning: --log-level {level:?} is not a valid filter ({error}); using {default_level}");
+        tracing_subscriber::EnvFilter::new(default_level)
     });
     // Colours only for a person at a terminal; log files and collectors get plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stderr());

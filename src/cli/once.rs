@@ -115,8 +115,9 @@ async fn reconcile_alarms(flakes: &[Arc<Flake>], backend: &Backend, metrics: &Ar
     match reconciler.reconcile(&desired, &Scope::Flakes(names)).await {
         Ok(applied) => {
             if !desired.is_empty() || applied.deleted > 0 {
+                let what = if options.dry_run { "alarms (dry run, printed above, nothing changed)" } else { "alarms" };
                 println!(
-                    "alarms: {} created, {} updated, {} retagged, {} deleted, {} failed",
+                    "{what}: {} created, {} updated, {} retagged, {} deleted, {} failed",
                     applied.created,
                     applied.updated,
                     applied.tagged,

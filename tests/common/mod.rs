@@ -12,7 +12,7 @@ pub fn snowflake() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_snowflake"));
     command
         .env("SNOWFLAKE_TIMEZONE", "UTC")
-        .env("SNOWFLAKE_LOG_LEVEL", "warn")
+        .env_remove("SNOWFLAKE_LOG_LEVEL")
         // A closed port: IMDS lookups fail at once instead of waiting on 169.254.169.254.
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9");
     command
