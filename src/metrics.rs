@@ -154,16 +154,8 @@ impl Metrics {
         self.alarm_changes.get_or_create(&ActionLabels { action: action.to_string() }).inc();
     }
 
-    pub fn alarm_changes_of(&self, action: &str) -> u64 {
-        self.alarm_changes.get(&ActionLabels { action: action.to_string() }).map_or(0, |counter| counter.get())
-    }
-
     pub fn spool_drop(&self, reason: &str, count: u64) {
         self.spool_dropped.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc_by(count);
-    }
-
-    pub fn spool_dropped_of(&self, reason: &str) -> u64 {
-        self.spool_dropped.get(&ReasonLabels { reason: reason.to_string() }).map_or(0, |counter| counter.get())
     }
 
     pub fn skipped_overlap(&self, flake: &str) {

@@ -47,10 +47,6 @@ impl HostFacts {
             self.instance = Some(read_instance_facts().await);
         }
     }
-
-    pub fn has_instance_facts(&self) -> bool {
-        self.instance.is_some()
-    }
 }
 
 impl Facts for HostFacts {

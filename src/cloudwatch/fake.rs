@@ -68,7 +68,7 @@ impl FakeCloudWatch {
         self.with(|state| state.failures.entry(operation).or_default().extend(std::iter::repeat_n(error, count)));
     }
 
-    /// Every call of `operation` fails with `error` (an outage) until `set_up` is called.
+    /// Every call of `operation` fails with `error` from now on: an outage.
     pub fn set_down(&self, operation: Operation, error: CallError) {
         self.with(|state| state.down.insert(operation, error));
     }
@@ -76,10 +76,6 @@ impl FakeCloudWatch {
     /// Every call in `region` fails with `error` (a mistyped or unreachable region).
     pub fn break_region(&self, region: &str, error: CallError) {
         self.with(|state| state.broken_regions.insert(region.to_string(), error));
-    }
-
-    pub fn set_up(&self, operation: Operation) {
-        self.with(|state| state.down.remove(&operation));
     }
 
     /// The next `count` PutMetricData calls panic, outside any lock.
@@ -105,11 +101,6 @@ impl FakeCloudWatch {
     /// Accepted datums of one (region, namespace).
     pub fn data(&self, region: &str, namespace: &str) -> Vec<Datum> {
         self.with(|state| state.data.get(&(region.to_string(), namespace.to_string())).cloned().unwrap_or_default())
-    }
-
-    /// Every accepted datum, all regions and namespaces.
-    pub fn all_data(&self) -> Vec<Datum> {
-        self.with(|state| state.data.values().flatten().cloned().collect())
     }
 
     /// Sizes of accepted PutMetricData requests, in order.

@@ -240,6 +240,16 @@ mod tests {
     }
 
     #[test]
+    fn a_daily_time_in_the_repeated_hour_fires_once() {
+        // 01:30 happens twice in New York on 2026-11-01 (05:30Z EDT, 06:30Z EST): croniter
+        // fires both; the contract fires the first only.
+        assert_eq!(
+            next_n("30 1 * * *", Tz::America__New_York, "2026-10-31T12:00:00Z", 3),
+            ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z", "2026-11-03T06:30:00Z"]
+        );
+    }
+
+    #[test]
     fn six_fields_are_rejected_with_a_reason() {
         let error = Schedule::parse("* * * * * *", Tz::UTC).unwrap_err();
         assert!(error.contains("6 fields") && error.contains("@every"), "{error}");
