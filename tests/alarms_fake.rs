@@ -42,7 +42,12 @@ struct Harness {
 fn harness() -> Harness {
     let fake = FakeCloudWatch::new();
     let state = tempfile::tempdir().unwrap();
-    let config = ReconcileConfig { describe_rate: 10_000.0, write_rate: 10_000.0, attempts: 6, backoff_min: Duration::from_millis(5) };
+    let config = ReconcileConfig {
+        describe_rate: 10_000.0,
+        write_rate: 10_000.0,
+        backoff_min: Duration::from_millis(5),
+        ..ReconcileConfig::default()
+    };
     let reconciler = Reconciler::new(Arc::new(fake.clone()), ManagedFile::new(state.path()), config, Arc::new(Metrics::new()));
     Harness { fake, reconciler, _state: state }
 }
@@ -78,16 +83,61 @@ async fn creates_then_a_second_reconcile_writes_nothing() {
 }
 
 #[tokio::test]
-async fn describe_follows_every_page() {
-    let h = harness();
-    h.fake.set_page_size(100);
-    for i in 0..250 {
-        h.fake.insert_alarm(REGION, DescribedAlarm { name: format!("FL-other-{i:03}"), ..DescribedAlarm::default() });
+async fn reads_cost_in_proportion_to_this_hosts_alarms_not_the_fleets() {
+    // The same host, alone in its region and among 300 other hosts with 4 alarms each.
+    let mut describes = Vec::new();
+    for other_hosts in [0, 300] {
+        let h = harness();
+        for host in 0..other_hosts {
+            for alarm in 0..4 {
+                h.fake.insert_alarm(REGION, DescribedAlarm { name: format!("FL-host{host:03}-a{alarm}"), ..DescribedAlarm::default() });
+            }
+        }
+        let wanted = desired(&[flake_with_alarms("disk", 4, 1.0)]);
+        let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+        assert_eq!(applied.created, 4);
+        let plan = h.reconciler.plan(&wanted, &all()).await.unwrap();
+        assert!(!plan.render().contains("FL-host"), "other hosts' alarms are not listed:\n{}", plan.render());
+        describes.push(h.fake.calls(Operation::DescribeAlarms));
+        assert_eq!(h.fake.alarm_names(REGION).len(), other_hosts * 4 + 4, "nothing of the others was touched");
     }
-    let plan = h.reconciler.plan(&desired(&[flake_with_alarms("disk", 1, 1.0)]), &all()).await.unwrap();
-    assert_eq!(plan.unmanaged.len(), 250, "every page was read");
-    assert_eq!(h.fake.calls(Operation::DescribeAlarms), 3);
-    assert_eq!(plan.creates.len(), 1);
+    assert_eq!(describes, [2, 2], "one DescribeAlarms per reconcile and per plan, whatever the region holds");
+}
+
+#[tokio::test]
+async fn its_own_alarms_are_read_one_hundred_names_a_call() {
+    let h = harness();
+    let wanted = desired(&[flake_with_alarms("many", 250, 1.0)]);
+    h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!(h.fake.calls(Operation::DescribeAlarms), 3, "250 names: 3 calls of at most 100");
+    let plan = h.reconciler.plan(&wanted, &all()).await.unwrap();
+    assert_eq!(plan.unchanged, 250);
+    // Removed from the flake, still managed: they are read by name too, and deleted.
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("many", 50, 1.0)]), &all()).await.unwrap();
+    assert_eq!(applied.deleted, 200);
+    assert_eq!(h.fake.alarm_names(REGION).len(), 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_until_it_goes_through() {
+    // A fleet-wide restart: far more throttled answers than the attempts allowed for outages.
+    let h = harness();
+    let throttled = CallError::new(ErrorKind::Throttling, Some("Throttling"), "Rate exceeded");
+    h.fake.fail_next(Operation::DescribeAlarms, 20, throttled.clone());
+    h.fake.fail_next(Operation::PutMetricAlarm, 20, throttled);
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(applied.created, 1);
+    assert!(applied.failures.is_empty(), "{:?}", applied.failures);
+    assert_eq!((h.fake.calls(Operation::DescribeAlarms), h.fake.calls(Operation::PutMetricAlarm)), (21, 21));
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_failures_give_up_after_the_attempts_and_are_reported() {
+    let h = harness();
+    h.fake.set_down(Operation::DescribeAlarms, CallError::new(ErrorKind::Unavailable, None, "connection refused"));
+    let error = h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap_err();
+    assert!(error.contains("connection refused"), "{error}");
+    assert_eq!(h.fake.calls(Operation::DescribeAlarms), ReconcileConfig::default().attempts);
 }
 
 #[tokio::test]
@@ -179,8 +229,7 @@ async fn alarms_it_never_created_are_never_deleted() {
     let h = harness();
     h.fake.insert_alarm(REGION, DescribedAlarm { name: "FL-someone-else".into(), ..DescribedAlarm::default() });
     let plan = h.reconciler.plan(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
-    assert_eq!(plan.unmanaged, [(REGION.to_string(), "FL-someone-else".to_string())]);
-    assert!(plan.render().contains("? unmanaged FL-someone-else (us-east-1): this host did not create it"));
+    assert!(!plan.render().contains("FL-someone-else"), "it is not even read:\n{}", plan.render());
     h.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
     assert!(h.fake.alarm(REGION, "FL-someone-else").is_some());
     assert_eq!(h.fake.calls(Operation::DeleteAlarms), 0);
@@ -236,6 +285,9 @@ async fn an_alarm_made_elsewhere_under_a_declared_name_is_corrected_but_never_de
     let made_elsewhere = h.fake.alarm(REGION, "FL-a-a0").unwrap();
     let other = harness();
     other.fake.insert_alarm(REGION, DescribedAlarm { threshold: Some(42.0), ..made_elsewhere });
+    let plan = other.reconciler.plan(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!(plan.adopted, 1);
+    assert!(plan.render().contains("= 1 declared alarm(s) exist that this host did not create"), "{}", plan.render());
     let applied = other.reconciler.reconcile(&desired(&[flake_with_alarms("a", 1, 1.0)]), &all()).await.unwrap();
     assert_eq!((applied.updated, applied.created), (1, 0), "drift is corrected");
     assert_eq!(other.fake.alarm(REGION, "FL-a-a0").unwrap().threshold, Some(1.0));

@@ -123,7 +123,7 @@ async fn an_fl_alarm_made_outside_is_never_deleted() {
     sdk(&endpoint()).await.put_metric_alarm(REGION, &config).await.unwrap();
     let (desired, _) = desired_alarms(&[flake(&unique("mine"), alarms(&[("a", 1.0)]))], Some(REGION));
     let plan = reconciler.plan(&desired, &all()).await.unwrap();
-    assert!(plan.unmanaged.iter().any(|(_, name)| name == &outsider), "reported as unmanaged");
+    assert!(!plan.render().contains(&outsider), "another's alarm is not even read:\n{}", plan.render());
     let applied = reconciler.reconcile(&desired, &all()).await.unwrap();
     assert_eq!(applied.deleted, 0);
     assert!(describe(&outsider).await.is_some());
@@ -193,4 +193,68 @@ fn the_shipped_examples_plan_apply_and_then_have_nothing_to_change() {
     let (code, plan, _) = run(snowflake().arg("plan"));
     assert_eq!(code, 0);
     assert_eq!(plan.trim(), "Plan: 0 to create, 0 to update, 0 to retag, 0 to delete, 4 unchanged.", "nothing left to change");
+}
+
+/// SPEC 12: one host's reconcile reads only its own alarms. A LocalStack of this test's own holds
+/// 300 other hosts' `FL-` alarms; LocalStack's request log is the independent count of calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hosts_reconcile_costs_the_same_among_300_other_hosts_alarms_and_still_repairs_and_deletes() {
+    let localstack = common::LocalStack::start();
+    let cloudwatch = Arc::new(sdk(&localstack.endpoint()).await);
+    let state = tempfile::tempdir().unwrap();
+    let reconciler =
+        Reconciler::new(cloudwatch.clone(), ManagedFile::new(state.path()), ReconcileConfig::default(), Arc::new(Metrics::new()));
+    let host = flake("this-host", untagged(&["a", "b", "c", "d"]));
+    let (declared, _) = desired_alarms(&[host.clone()], Some(REGION));
+    let reconcile_and_count = |desired: Vec<specialsnowflake::alarms::DesiredAlarm>| {
+        let (reconciler, localstack) = (&reconciler, &localstack);
+        async move {
+            let before = localstack.requests("DescribeAlarms");
+            let applied = reconciler.reconcile(&desired, &all()).await.unwrap();
+            (applied, localstack.requests("DescribeAlarms") - before)
+        }
+    };
+
+    let (applied, alone) = reconcile_and_count(declared.clone()).await;
+    assert_eq!(applied.created, 4, "{applied:?}");
+
+    // 300 other hosts' alarms appear in the region.
+    let template = declared[0].config.clone();
+    for other in 0..300 {
+        let config = specialsnowflake::cloudwatch::AlarmConfig { name: format!("FL-other-host-{other:03}-disk"), ..template.clone() };
+        cloudwatch.put_metric_alarm(REGION, &config).await.unwrap();
+    }
+    let (applied, among_others) = reconcile_and_count(declared.clone()).await;
+    assert_eq!(applied.writes(), 0, "{applied:?}");
+    assert_eq!(alone, 1, "one DescribeAlarms call for 4 alarms alone");
+    assert_eq!(among_others, 1, "one DescribeAlarms call for 4 alarms, however many other hosts have");
+
+    // Drift repair and recreation still work...
+    let mut edited = declared[0].config.clone();
+    edited.threshold = 99.0;
+    cloudwatch.put_metric_alarm(REGION, &edited).await.unwrap();
+    cloudwatch.delete_alarms(REGION, std::slice::from_ref(&declared[1].config.name)).await.unwrap();
+    let (applied, calls) = reconcile_and_count(declared.clone()).await;
+    assert_eq!((applied.updated, applied.created, calls), (1, 1, 1), "{applied:?}");
+    let restored = cloudwatch.describe_alarms_named(REGION, std::slice::from_ref(&declared[0].config.name)).await.unwrap();
+    assert_eq!(restored[0].threshold, Some(0.0));
+
+    // ...and so does deletion, of this host's alarms only.
+    let fewer = flake("this-host", untagged(&["a", "b"]));
+    let (fewer, _) = desired_alarms(&[fewer], Some(REGION));
+    let (applied, calls) = reconcile_and_count(fewer).await;
+    assert_eq!((applied.deleted, calls), (2, 1), "{applied:?}");
+    let names: Vec<String> = (0..300).map(|other| format!("FL-other-host-{other:03}-disk")).collect();
+    let mut others = 0;
+    for chunk in names.chunks(100) {
+        others += cloudwatch.describe_alarms_named(REGION, chunk).await.unwrap().len();
+    }
+    assert_eq!(others, 300, "no other host's alarm was touched");
+    let plan = reconciler.plan(&desired_alarms(&[host], Some(REGION)).0, &all()).await.unwrap();
+    assert!(!plan.render().contains("FL-other-host"), "plan does not list other hosts' alarms:\n{}", plan.render());
+}
+
+/// Alarms with thresholds 0, 1, 2, ... and no tags (tagging a new alarm looks it up once more).
+fn untagged(names: &[&str]) -> serde_json::Value {
+    names.iter().enumerate().map(|(i, name)| json!({"alarmName": name, "alarmThreshold": i, "alarmOperator": ">"})).collect()
 }

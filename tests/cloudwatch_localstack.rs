@@ -73,17 +73,8 @@ async fn put_metric_alarm_then_describe_tag_and_delete_it() {
     let config = alarm(&name, "RoundTrip");
     cloudwatch.put_metric_alarm("us-east-1", &config).await.expect("PutMetricAlarm");
 
-    let mut found = None;
-    let mut token = None;
-    loop {
-        let page = cloudwatch.describe_alarms("us-east-1", &name, token).await.expect("DescribeAlarms");
-        found = found.or_else(|| page.alarms.into_iter().find(|alarm| alarm.name == name));
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    let described = found.expect("the alarm is described");
+    let found = cloudwatch.describe_alarms_named("us-east-1", std::slice::from_ref(&name)).await.expect("DescribeAlarms");
+    let described = found.into_iter().find(|alarm| alarm.name == name).expect("the alarm is described");
     assert_eq!(described.namespace.as_deref(), Some("RoundTrip"));
     assert_eq!(described.extended_statistic.as_deref(), Some("p99"));
     assert_eq!(described.statistic, None);

@@ -20,6 +20,16 @@ pub enum Scope {
     Flakes(BTreeSet<String>),
 }
 
+impl Scope {
+    /// Whether managed alarms recorded for `flake` are in this scope.
+    pub fn covers(&self, flake: &str) -> bool {
+        match self {
+            Scope::All { .. } => true,
+            Scope::Flakes(flakes) => flakes.contains(flake),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Update {
     pub alarm: DesiredAlarm,
@@ -49,8 +59,9 @@ pub struct Plan {
     pub tag_changes: Vec<TagChange>,
     pub deletes: Vec<Delete>,
     pub unchanged: usize,
-    /// Alarms with our prefix that this host never created: never touched.
-    pub unmanaged: Vec<(String, String)>,
+    /// Declared alarms that exist but were not created by this host (another host or a person
+    /// made them): corrected like ours, never deleted. Other hosts' alarms are never read at all.
+    pub adopted: usize,
     /// Managed alarms no flake declares that are kept anyway, with the reason.
     pub kept: Vec<(String, String, String)>,
     /// Managed alarms that no longer exist and no flake declares: only forgotten.
@@ -81,6 +92,9 @@ impl Plan {
                     plan.push_tags(alarm, &BTreeMap::new());
                 }
                 Some(described) => {
+                    if record.is_none() {
+                        plan.adopted += 1;
+                    }
                     let changes = differences(described, &alarm.config);
                     if changes.is_empty() {
                         plan.unchanged += 1;
@@ -97,11 +111,7 @@ impl Plan {
             if desired_keys.contains_key(&key) {
                 continue;
             }
-            let in_scope = match scope {
-                Scope::All { .. } => true,
-                Scope::Flakes(flakes) => flakes.contains(&record.flake),
-            };
-            if !in_scope {
+            if !scope.covers(&record.flake) {
                 continue;
             }
             let reason = match scope {
@@ -120,13 +130,6 @@ impl Plan {
             }
         }
 
-        if matches!(scope, Scope::All { .. }) {
-            for (region, name) in actual.keys() {
-                if managed.get(region, name).is_none() && !desired_keys.contains_key(&(region.clone(), name.clone())) {
-                    plan.unmanaged.push((region.clone(), name.clone()));
-                }
-            }
-        }
         plan
     }
 
@@ -161,8 +164,12 @@ impl Plan {
         for (region, name, reason) in &self.kept {
             let _ = writeln!(out, "= keep {name} ({region}): {reason}");
         }
-        for (region, name) in &self.unmanaged {
-            let _ = writeln!(out, "? unmanaged {name} ({region}): this host did not create it, so it is left alone");
+        if self.adopted > 0 {
+            let _ = writeln!(
+                out,
+                "= {} declared alarm(s) exist that this host did not create: corrected like its own, never deleted by it",
+                self.adopted
+            );
         }
         for (region, reason) in &self.unreadable {
             let _ = writeln!(out, "! region {region} could not be read, nothing there is planned: {reason}");

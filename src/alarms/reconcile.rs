@@ -1,22 +1,21 @@
-//! Making CloudWatch match the declared alarms: read what exists (DescribeAlarms by prefix, every
-//! page), plan, then write only what differs, paced below CloudWatch's quotas and retried when
-//! throttled.
+//! Making CloudWatch match the declared alarms: read what exists (DescribeAlarms by the names this
+//! host declares or manages), plan, then write only what differs, paced below CloudWatch's quotas
+//! and retried when throttled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::desired::DesiredAlarm;
 use super::managed::{Managed, ManagedFile, Record};
 use super::plan::{Plan, Scope};
-use crate::cloudwatch::{CallError, CloudWatch, DescribedAlarm};
+use crate::cloudwatch::{CallError, CloudWatch, DescribedAlarm, ErrorKind};
 use crate::metrics::Metrics;
 use crate::publish::Pace;
 
-/// Every alarm we create starts with this, so one DescribeAlarms prefix finds them all.
-pub const PREFIX: &str = "FL-";
 const DELETE_BATCH: usize = 100;
 const DESCRIBE_BATCH: usize = 100;
 
@@ -28,14 +27,25 @@ pub struct ReconcileConfig {
     /// PutMetricAlarm, DeleteAlarms, TagResource, UntagResource per second per region and
     /// operation (CloudWatch's quota: 3 for PutMetricAlarm and DeleteAlarms).
     pub write_rate: f64,
-    /// Tries per call before giving up on it until the next reconcile.
+    /// Tries per call that fails for other reasons than throttling (network, 5xx, credentials)
+    /// before giving up on it until the next reconcile.
     pub attempts: usize,
-    pub backoff_min: std::time::Duration,
+    pub backoff_min: Duration,
+    /// Longest wait between tries of a throttled call. Throttled calls are tried until they go
+    /// through: the quotas are account-wide, so throttling means other hosts are busy, not that
+    /// the work is wrong.
+    pub throttled_backoff_max: Duration,
 }
 
 impl Default for ReconcileConfig {
     fn default() -> Self {
-        ReconcileConfig { describe_rate: 8.0, write_rate: 2.5, attempts: 6, backoff_min: std::time::Duration::from_millis(500) }
+        ReconcileConfig {
+            describe_rate: 8.0,
+            write_rate: 2.5,
+            attempts: 6,
+            backoff_min: Duration::from_millis(500),
+            throttled_backoff_max: Duration::from_secs(120),
+        }
     }
 }
 
@@ -179,6 +189,10 @@ impl<C: CloudWatch> Reconciler<C> {
 
     /// The actual alarms relevant to `scope`, by (region, name), and the regions that could not
     /// be read, with the reason.
+    ///
+    /// Only the alarms this host declares or manages are read, by name, 100 a call: the cost of
+    /// a reconcile is proportional to this host's own alarms, however many `FL-` alarms the
+    /// other hosts of a fleet keep in the same region (SPEC 12).
     async fn actual(
         &self,
         desired: &[DesiredAlarm],
@@ -187,60 +201,18 @@ impl<C: CloudWatch> Reconciler<C> {
     ) -> (BTreeMap<(String, String), DescribedAlarm>, BTreeMap<String, String>) {
         let mut actual = BTreeMap::new();
         let mut unreadable = BTreeMap::new();
-        match scope {
-            Scope::All { .. } => {
-                let mut regions: Vec<&String> = desired.iter().map(|alarm| &alarm.region).chain(managed.regions()).collect();
-                regions.sort();
-                regions.dedup();
-                for region in regions {
-                    match self.describe_prefix(region).await {
-                        Ok(alarms) => actual.extend(alarms.into_iter().map(|alarm| ((region.clone(), alarm.name.clone()), alarm))),
-                        Err(error) => {
-                            unreadable.insert(region.clone(), error.to_string());
-                        }
-                    }
-                }
-            }
-            Scope::Flakes(flakes) => {
-                let mut names: BTreeMap<&String, Vec<String>> = BTreeMap::new();
-                for alarm in desired {
-                    names.entry(&alarm.region).or_default().push(alarm.config.name.clone());
-                }
-                for (region, name, record) in managed.iter() {
-                    if flakes.contains(&record.flake) {
-                        names.entry(region).or_default().push(name.clone());
-                    }
-                }
-                for (region, mut names) in names {
-                    names.sort();
-                    names.dedup();
-                    for chunk in names.chunks(DESCRIBE_BATCH) {
-                        match self.call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk)).await {
-                            Ok(found) => actual.extend(found.into_iter().map(|alarm| ((region.clone(), alarm.name.clone()), alarm))),
-                            Err(error) => {
-                                unreadable.insert(region.clone(), error.to_string());
-                                break;
-                            }
-                        }
+        for (region, names) in names_to_read(desired, managed, scope) {
+            for chunk in names.chunks(DESCRIBE_BATCH) {
+                match self.call(region, Class::Describe, || self.cloudwatch.describe_alarms_named(region, chunk)).await {
+                    Ok(found) => actual.extend(found.into_iter().map(|alarm| ((region.to_string(), alarm.name.clone()), alarm))),
+                    Err(error) => {
+                        unreadable.insert(region.to_string(), error.to_string());
+                        break;
                     }
                 }
             }
         }
         (actual, unreadable)
-    }
-
-    /// Every metric alarm of `region` with our prefix, following every page.
-    async fn describe_prefix(&self, region: &str) -> Result<Vec<DescribedAlarm>, CallError> {
-        let mut alarms = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self.call(region, Class::Describe, || self.cloudwatch.describe_alarms(region, PREFIX, token.clone())).await?;
-            alarms.extend(page.alarms);
-            match page.next_token {
-                Some(next) => token = Some(next),
-                None => return Ok(alarms),
-            }
-        }
     }
 
     async fn apply_tags(
@@ -343,31 +315,58 @@ impl<C: CloudWatch> Reconciler<C> {
         paces.entry((region.to_string(), class)).or_insert_with(|| Arc::new(Pace::per_second(rate))).clone()
     }
 
-    /// One call, paced, retried with backoff while it fails retryably.
+    /// One call, paced, retried with backoff while it fails retryably: throttling until it goes
+    /// through (a fleet-wide restart is absorbed, never dropped), other failures `attempts` times.
     async fn call<T, F, Fut>(&self, region: &str, class: Class, operation: F) -> Result<T, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
         let pace = self.pace(region, class);
-        let mut delays = ExponentialBuilder::default()
+        let mut failures = ExponentialBuilder::default()
             .with_min_delay(self.config.backoff_min)
             .with_jitter()
             .with_max_times(self.config.attempts.saturating_sub(1))
             .build();
+        let mut throttles = ExponentialBuilder::default()
+            .with_min_delay(self.config.backoff_min)
+            .with_max_delay(self.config.throttled_backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build();
         loop {
             pace.wait().await;
-            match operation().await {
+            let error = match operation().await {
                 Ok(value) => return Ok(value),
-                Err(error) if error.is_retryable() => match delays.next() {
-                    Some(delay) => {
-                        tracing::debug!(region, ?class, ?delay, "CloudWatch call failed, retrying: {error}");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => return Err(error),
-                },
-                Err(error) => return Err(error),
-            }
+                Err(error) => error,
+            };
+            let delay = match error.kind {
+                ErrorKind::Throttling => throttles.next(),
+                _ if error.is_retryable() => failures.next(),
+                _ => None,
+            };
+            let Some(delay) = delay else { return Err(error) };
+            tracing::debug!(region, ?class, ?delay, "CloudWatch call failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// Per region, sorted and without repeats: the names this host declares, and the managed names in
+/// `scope` (every managed alarm for a full reconcile, the given flakes' for `once`).
+fn names_to_read<'a>(desired: &'a [DesiredAlarm], managed: &'a Managed, scope: &Scope) -> BTreeMap<&'a str, Vec<String>> {
+    let mut names: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for alarm in desired {
+        names.entry(&alarm.region).or_default().push(alarm.config.name.clone());
+    }
+    for (region, name, record) in managed.iter() {
+        if scope.covers(&record.flake) {
+            names.entry(region).or_default().push(name.clone());
+        }
+    }
+    for list in names.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    names
 }

@@ -17,9 +17,10 @@ pub struct RunOptions {
     #[arg(long, env = "SNOWFLAKE_LISTEN", default_value = "127.0.0.1:9731", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Listen,
 
-    /// Correct alarm drift this often (with ±10% jitter); alarms are also reconciled at start and
-    /// whenever flake files change.
-    #[arg(long, env = "SNOWFLAKE_RECONCILE_INTERVAL", default_value = "10m", value_name = "DURATION", value_parser = parse_flag_duration)]
+    /// Correct alarm drift this often (jittered, so hosts of a fleet spread out); alarms are also
+    /// reconciled at start and whenever flake files change. The default keeps 10,000 hosts within a
+    /// third of CloudWatch's account-wide DescribeAlarms quota; a small fleet may set 5m.
+    #[arg(long, env = "SNOWFLAKE_RECONCILE_INTERVAL", default_value = "1h", value_name = "DURATION", value_parser = parse_flag_duration)]
     pub reconcile_interval: Duration,
 
     /// Rescan the flakes directory this often, in case file watching misses a change.

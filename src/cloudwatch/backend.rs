@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::dry_run::DryRun;
 use super::sdk::SdkCloudWatch;
-use super::{AlarmConfig, AlarmPage, CallError, CloudWatch, Datum, DescribedAlarm};
+use super::{AlarmConfig, CallError, CloudWatch, Datum, DescribedAlarm};
 
 /// The real CloudWatch or the dry-run printer.
 #[derive(Clone)]
@@ -30,13 +30,6 @@ impl CloudWatch for Backend {
         match self {
             Backend::Sdk(sdk) => sdk.put_metric_data(region, namespace, data).await,
             Backend::DryRun(dry) => dry.put_metric_data(region, namespace, data).await,
-        }
-    }
-
-    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
-        match self {
-            Backend::Sdk(sdk) => sdk.describe_alarms(region, prefix, next_token).await,
-            Backend::DryRun(dry) => dry.describe_alarms(region, prefix, next_token).await,
         }
     }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
 use super::fake::FakeCloudWatch;
-use super::{AlarmConfig, AlarmPage, CallError, CloudWatch, Datum, DescribedAlarm};
+use super::{AlarmConfig, CallError, CloudWatch, Datum, DescribedAlarm};
 
 /// Prints writes; answers reads from what it printed before.
 #[derive(Clone)]
@@ -58,10 +58,6 @@ impl CloudWatch for DryRun {
             "metricData": data.iter().map(datum_json).collect::<Vec<_>>(),
         }));
         Ok(())
-    }
-
-    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
-        self.memory.describe_alarms(region, prefix, next_token).await
     }
 
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {

@@ -1,10 +1,10 @@
-//! An in-memory CloudWatch for unit tests: it stores what it is sent, pages DescribeAlarms, counts
+//! An in-memory CloudWatch for unit tests: it stores what it is sent, answers DescribeAlarms by name, counts
 //! calls, and fails on demand (throttling, outages, rejected datums) the way a real peer will not.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::{AlarmConfig, AlarmPage, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
+use super::{AlarmConfig, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
 
 /// Which call an injected failure applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +37,6 @@ struct State {
     /// Every call in a region fails with this: a region that cannot be reached.
     broken_regions: HashMap<String, CallError>,
     datum_check: Option<DatumCheck>,
-    page_size: usize,
 }
 
 /// The in-memory CloudWatch. Cheap to clone; clones share state.
@@ -50,7 +49,7 @@ pub struct FakeCloudWatch {
 
 impl Default for FakeCloudWatch {
     fn default() -> Self {
-        FakeCloudWatch { state: Arc::new(Mutex::new(State { page_size: 100, ..State::default() })), panics: Arc::default() }
+        FakeCloudWatch { state: Arc::new(Mutex::new(State::default())), panics: Arc::default() }
     }
 }
 
@@ -86,11 +85,6 @@ impl FakeCloudWatch {
     /// PutMetricData rejects a whole request (as CloudWatch does) if any datum fails `check`.
     pub fn reject_datums(&self, check: impl Fn(&Datum) -> Option<String> + Send + Sync + 'static) {
         self.with(|state| state.datum_check = Some(Arc::new(check)));
-    }
-
-    /// DescribeAlarms pages hold at most this many alarms.
-    pub fn set_page_size(&self, size: usize) {
-        self.with(|state| state.page_size = size.max(1));
     }
 
     /// Calls made so far of `operation`, failed ones included.
@@ -214,23 +208,11 @@ impl CloudWatch for FakeCloudWatch {
         })
     }
 
-    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
-        self.begin(Operation::DescribeAlarms, region)?;
-        self.with(|state| {
-            let start: usize = next_token.as_deref().map_or(0, |token| token.parse().unwrap_or(0));
-            let matching: Vec<DescribedAlarm> = state
-                .alarms
-                .get(region)
-                .map(|alarms| alarms.values().filter(|(alarm, _)| alarm.name.starts_with(prefix)).map(|(alarm, _)| alarm.clone()).collect())
-                .unwrap_or_default();
-            let end = (start + state.page_size).min(matching.len());
-            let next_token = (end < matching.len()).then(|| end.to_string());
-            Ok(AlarmPage { alarms: matching[start.min(end)..end].to_vec(), next_token })
-        })
-    }
-
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
         self.begin(Operation::DescribeAlarms, region)?;
+        if names.len() > 100 {
+            return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 100 alarm names per call"));
+        }
         Ok(self.with(|state| {
             let alarms = state.alarms.get(region);
             names.iter().filter_map(|name| alarms.and_then(|alarms| alarms.get(name)).map(|(alarm, _)| alarm.clone())).collect()

@@ -95,24 +95,9 @@ pub struct DescribedAlarm {
     pub state: Option<String>,
 }
 
-/// One page of DescribeAlarms.
-#[derive(Debug, Clone, Default)]
-pub struct AlarmPage {
-    pub alarms: Vec<DescribedAlarm>,
-    pub next_token: Option<String>,
-}
-
 /// The CloudWatch calls SpecialSnowflake makes. Regions are explicit on every call.
 pub trait CloudWatch: Send + Sync + 'static {
     fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> impl Future<Output = Result<(), CallError>> + Send;
-
-    /// Metric alarms whose names start with `prefix`, one page; pass the previous page's token.
-    fn describe_alarms(
-        &self,
-        region: &str,
-        prefix: &str,
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<AlarmPage, CallError>> + Send;
 
     /// Metric alarms by exact name (at most 100 names).
     fn describe_alarms_named(&self, region: &str, names: &[String]) -> impl Future<Output = Result<Vec<DescribedAlarm>, CallError>> + Send;

@@ -20,7 +20,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag};
 
 use super::error::{is_credentials_code, is_throttling_code};
-use super::{AlarmConfig, AlarmPage, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
+use super::{AlarmConfig, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
 
 /// CloudWatch through the SDK, one client per region.
 pub struct SdkCloudWatch {
@@ -207,23 +207,6 @@ impl CloudWatch for SdkCloudWatch {
             .await
             .map(|_| ())
             .map_err(classify)
-    }
-
-    async fn describe_alarms(&self, region: &str, prefix: &str, next_token: Option<String>) -> Result<AlarmPage, CallError> {
-        let output = self
-            .client(region)
-            .describe_alarms()
-            .alarm_name_prefix(prefix)
-            .alarm_types(AlarmType::MetricAlarm)
-            .max_records(100)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(AlarmPage {
-            alarms: output.metric_alarms().iter().map(to_described).collect(),
-            next_token: output.next_token().map(str::to_string),
-        })
     }
 
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {

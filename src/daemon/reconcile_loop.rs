@@ -1,6 +1,6 @@
 //! When alarms are reconciled: at start, soon after flake files change, and every
-//! `--reconcile-interval` (with ±10% jitter, so a fleet of hosts does not call at once) to
-//! correct drift made outside the daemon.
+//! `--reconcile-interval` to correct drift made outside the daemon, on the fleet-spreading
+//! cadence of `alarms::cadence`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use super::reload::Snapshot;
 use super::shutdown::Shutdown;
-use crate::alarms::{Reconciler, Scope, desired_alarms};
+use crate::alarms::{Reconciler, Scope, cadence, desired_alarms};
 use crate::cloudwatch::CloudWatch;
 
 /// Changes often come in bursts (a deploy writes many files); reconcile once they settle.
@@ -23,18 +23,18 @@ pub async fn run<C: CloudWatch>(
     default_region: Option<String>,
     mut shutdown: Shutdown,
 ) {
+    let mut wait = cadence::first_check_after(interval, fastrand::f64());
     loop {
         let current = snapshot.borrow().clone();
         reconcile(&reconciler, &current, default_region.as_deref()).await;
-        let wait = interval.mul_f64(0.9 + fastrand::f64() * 0.2);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = changed.notified() => tokio::time::sleep(SETTLE).await,
             _ = shutdown.recv() => return,
         }
+        wait = cadence::next_check_after(interval, fastrand::f64());
     }
 }
-
 async fn reconcile<C: CloudWatch>(reconciler: &Reconciler<C>, snapshot: &Snapshot, default_region: Option<&str>) {
     let (desired, skipped) = desired_alarms(&snapshot.flakes, default_region);
     for skip in &skipped {
