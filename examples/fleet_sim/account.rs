@@ -65,15 +65,15 @@ impl Tally {
         self.accepted_per_second.iter().map(|&n| u64::from(n)).sum()
     }
 
-    /// Mean and peak accepted calls per second over seconds `from..to`.
+    /// Mean and peak accepted calls per second over seconds `from..to` of the run.
     pub fn rate(&self, from: usize, to: usize) -> (f64, u32) {
-        let to = to.min(self.accepted_per_second.len());
         if from >= to {
             return (0.0, 0);
         }
-        let window = &self.accepted_per_second[from..to];
-        let total: u64 = window.iter().map(|&n| u64::from(n)).sum();
-        (total as f64 / (to - from) as f64, window.iter().copied().max().unwrap_or(0))
+        // Seconds after the last accepted call are not in the vector: they count as zero.
+        let recorded = &self.accepted_per_second[from.min(self.accepted_per_second.len())..to.min(self.accepted_per_second.len())];
+        let total: u64 = recorded.iter().map(|&n| u64::from(n)).sum();
+        (total as f64 / (to - from) as f64, recorded.iter().copied().max().unwrap_or(0))
     }
 }
 
