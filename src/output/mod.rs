@@ -1,0 +1,14 @@
+//! What a command printed, read as metrics: one number (SPEC 2.2) or, by `flakeOutput`, many
+//! entries from JSON, Nagios plugin output or Prometheus text (SPEC 8, 8.2).
+//!
+//! Every parser here is a pure function of the bytes it is given. The multi-metric formats all
+//! produce the same [`Entry`] (name, value, unit, dimensions) plus one [`Rejection`] per entry
+//! that could not be read, so a run publishes every good entry through the one publish path and
+//! logs the bad ones with their reasons; only output that cannot be read at all is an
+//! [`Unreadable`] failure of the whole run.
+
+mod entry;
+mod number;
+
+pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
+pub use number::{Rejected, parse_value};
