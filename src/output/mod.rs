@@ -8,6 +8,7 @@
 //! [`Unreadable`] failure of the whole run.
 
 mod entry;
+pub mod json;
 mod number;
 
 pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
