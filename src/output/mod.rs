@@ -9,6 +9,7 @@
 
 mod entry;
 pub mod json;
+pub mod nagios;
 mod number;
 
 pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
