@@ -7,10 +7,13 @@
 //! logs the bad ones with their reasons; only output that cannot be read at all is an
 //! [`Unreadable`] failure of the whole run.
 
+pub mod counters;
 mod entry;
+pub mod exposition;
 pub mod json;
 pub mod nagios;
 mod number;
+pub mod prometheus;
 
 pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
 pub use number::{Rejected, parse_value};
