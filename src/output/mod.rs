@@ -14,6 +14,7 @@ pub mod json;
 pub mod nagios;
 mod number;
 pub mod prometheus;
+pub mod series_guard;
 
 pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
 pub use number::{Rejected, parse_value};
