@@ -2,7 +2,8 @@
 //!
 //! Both formats share the line grammar: `# HELP`, `# TYPE`, OpenMetrics' `# UNIT` and `# EOF`,
 //! other comments, and samples `name{label="value",...} value [timestamp]`, where OpenMetrics may
-//! append an exemplar after ` # `. Label values use the escapes `\\`, `\"` and `\n`. A line that
+//! append an exemplar after ` # `. Label values use the escapes `\\`, `\"` and `\n` (any other
+//! backslash is kept as written, as the Prometheus server reads it). A line that
 //! breaks the grammar is an error for that line alone; what the samples mean is
 //! [`super::prometheus`]'s business.
 
