@@ -99,13 +99,13 @@ fn node_exporter_counters_become_increases_between_two_scrapes() {
     let first = scrape("prometheus/node_exporter.prom", &Selection::default());
     let second = scrape("prometheus/node_exporter.second.prom", &Selection::default());
     let mut state = CounterState::default();
-    let first_entries = state.entries(&first.samples);
+    let first_entries = state.entries(first.samples.clone());
     let gauges = first.samples.iter().filter(|s| s.kind == Kind::Gauge).count();
     assert_eq!(first_entries.len(), gauges, "the first run publishes gauges only");
     let cumulative_first = first.samples.iter().filter(|s| s.kind == Kind::Cumulative).count();
     assert!(cumulative_first > 50 && state.len() == cumulative_first);
 
-    let second_entries = state.entries(&second.samples);
+    let second_entries = state.entries(second.samples.clone());
     let before: HashMap<_, _> = first.samples.iter().map(|s| (s.series.clone(), s.entry.value)).collect();
     let mut checked = 0;
     for sample in second.samples.iter().filter(|s| s.kind == Kind::Cumulative) {
@@ -132,8 +132,8 @@ fn node_exporter_selection_merges_cpus_per_mode() {
     let second = scrape("prometheus/node_exporter.second.prom", &selection);
     assert!(first.samples.iter().all(|s| s.series.name == "node_cpu_seconds_total"));
     let mut state = CounterState::default();
-    assert!(state.entries(&first.samples).is_empty());
-    let entries = state.entries(&second.samples);
+    assert!(state.entries(first.samples.clone()).is_empty());
+    let entries = state.entries(second.samples.clone());
     let modes: BTreeMap<&str, f64> = entries.iter().map(|e| (e.dimensions[0].value.as_str(), e.value)).collect();
     assert_eq!(entries.len(), modes.len(), "one datapoint per mode");
     assert!(modes.contains_key("idle") && modes.contains_key("user") && modes.contains_key("system"));
@@ -144,7 +144,7 @@ fn node_exporter_selection_merges_cpus_per_mode() {
         idle += sample.entry.value - before.entry.value;
     }
     assert!((modes["idle"] - idle).abs() < 1e-6, "{} vs {idle}", modes["idle"]);
-    let raw = raw_entries(&second.samples);
+    let raw = raw_entries(second.samples);
     assert_eq!(raw.len(), modes.len());
 }
 
@@ -154,7 +154,7 @@ fn node_exporter_exclusion_and_the_series_guard() {
     let parsed = scrape("prometheus/node_exporter.prom", &selection);
     assert!(parsed.samples.iter().all(|s| !s.series.name.starts_with("go_") && !s.series.name.starts_with("process_")));
     assert!(parsed.samples.iter().any(|s| s.series.name.starts_with("node_")));
-    let entries = raw_entries(&parsed.samples);
+    let entries = raw_entries(parsed.samples);
     let total = entries.len();
     let guarded = cap_series(entries.clone(), 200);
     assert_eq!((guarded.series, guarded.dropped_series), (200, total - 200));
@@ -191,8 +191,8 @@ fn nginx_exporter_reads_stub_status() {
 
     let second = scrape("prometheus/nginx_exporter.second.prom", &Selection::default());
     let mut state = CounterState::default();
-    state.entries(&first.samples);
-    let entries = state.entries(&second.samples);
+    state.entries(first.samples);
+    let entries = state.entries(second.samples);
     let requests = entries.iter().find(|e| e.name == "nginx_http_requests_total").unwrap();
     assert!(requests.value >= 3.0, "the capture made 3 requests between the scrapes: {}", requests.value);
 }

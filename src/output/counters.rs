@@ -22,19 +22,19 @@ pub struct CounterState {
 impl CounterState {
     /// The entries to publish for this run's `samples`, and the counters remembered for the next
     /// run. Series absent from this run are forgotten, so memory follows the exposition.
-    pub fn entries(&mut self, samples: &[Sample]) -> Vec<Entry> {
-        let mut current = HashMap::with_capacity(samples.len());
+    pub fn entries(&mut self, samples: Vec<Sample>) -> Vec<Entry> {
+        let mut current = HashMap::with_capacity(self.previous.len());
         let mut increases = Vec::with_capacity(samples.len());
         for sample in samples {
             match sample.kind {
-                Kind::Gauge => increases.push((sample.entry.clone(), Kind::Gauge)),
+                Kind::Gauge => increases.push((sample.entry, Kind::Gauge)),
                 Kind::Cumulative => {
                     let now = sample.entry.value;
                     if let Some(&before) = self.previous.get(&sample.series) {
                         let increase = if now < before { now } else { now - before };
-                        increases.push((Entry { value: increase, ..sample.entry.clone() }, Kind::Cumulative));
+                        increases.push((Entry { value: increase, ..sample.entry }, Kind::Cumulative));
                     }
-                    current.insert(sample.series.clone(), now);
+                    current.insert(sample.series, now);
                 }
             }
         }
@@ -54,24 +54,31 @@ impl CounterState {
 
 /// The samples as they stand, counters as raw totals (merged ones added): what `once` prints,
 /// since it has no previous run to subtract.
-pub fn raw_entries(samples: &[Sample]) -> Vec<Entry> {
-    merge(samples.iter().map(|sample| (sample.entry.clone(), sample.kind)).collect())
+pub fn raw_entries(samples: Vec<Sample>) -> Vec<Entry> {
+    merge(samples.into_iter().map(|sample| (sample.entry, sample.kind)).collect())
 }
 
 /// Entries with equal name and dimensions merged: cumulative ones added into one, gauges kept
 /// as separate values placed together, all at the position of the series' first entry.
 fn merge(entries: Vec<(Entry, Kind)>) -> Vec<Entry> {
-    let mut slots: HashMap<(String, Vec<Dimension>), usize> = HashMap::with_capacity(entries.len());
-    let mut merged: Vec<Vec<Entry>> = Vec::with_capacity(entries.len());
-    for (entry, kind) in entries {
-        let key = (entry.name.clone(), entry.dimensions.clone());
-        match slots.get(&key) {
-            Some(&slot) if kind == Kind::Cumulative => merged[slot][0].value += entry.value,
-            Some(&slot) => merged[slot].push(entry),
-            None => {
-                slots.insert(key, merged.len());
-                merged.push(vec![entry]);
-            }
+    let mut series: HashMap<(&str, &[Dimension]), usize> = HashMap::with_capacity(entries.len());
+    let group_of: Vec<usize> = entries
+        .iter()
+        .map(|(entry, _)| {
+            let next = series.len();
+            *series.entry((entry.name.as_str(), entry.dimensions.as_slice())).or_insert(next)
+        })
+        .collect();
+    let groups = series.len();
+    if groups == entries.len() {
+        return entries.into_iter().map(|(entry, _)| entry).collect();
+    }
+    let mut merged: Vec<Vec<Entry>> = (0..groups).map(|_| Vec::new()).collect();
+    for ((entry, kind), group) in entries.into_iter().zip(group_of) {
+        let members = &mut merged[group];
+        match members.first_mut() {
+            Some(first) if kind == Kind::Cumulative => first.value += entry.value,
+            _ => members.push(entry),
         }
     }
     merged.into_iter().flatten().collect()
@@ -105,28 +112,28 @@ mod tests {
     #[test]
     fn first_sight_yields_nothing_then_increases() {
         let mut state = CounterState::default();
-        assert!(state.entries(&[counter(100.0)]).is_empty());
-        assert_eq!(values(&state.entries(&[counter(130.0)])), [30.0]);
-        assert_eq!(values(&state.entries(&[counter(130.0)])), [0.0]);
+        assert!(state.entries(vec![counter(100.0)]).is_empty());
+        assert_eq!(values(&state.entries(vec![counter(130.0)])), [30.0]);
+        assert_eq!(values(&state.entries(vec![counter(130.0)])), [0.0]);
         assert_eq!(state.len(), 1);
     }
 
     #[test]
     fn a_decrease_is_a_reset() {
         let mut state = CounterState::default();
-        state.entries(&[counter(100.0)]);
-        assert_eq!(values(&state.entries(&[counter(7.0)])), [7.0]);
-        assert_eq!(values(&state.entries(&[counter(9.0)])), [2.0]);
+        state.entries(vec![counter(100.0)]);
+        assert_eq!(values(&state.entries(vec![counter(7.0)])), [7.0]);
+        assert_eq!(values(&state.entries(vec![counter(9.0)])), [2.0]);
     }
 
     #[test]
     fn gauges_pass_through_and_vanished_series_are_forgotten() {
         let mut state = CounterState::default();
         let gauge = sample("temperature", &[], &[], 21.5, Kind::Gauge);
-        assert_eq!(values(&state.entries(&[gauge.clone(), counter(5.0)])), [21.5]);
-        assert_eq!(values(&state.entries(std::slice::from_ref(&gauge))), [21.5]);
+        assert_eq!(values(&state.entries(vec![gauge.clone(), counter(5.0)])), [21.5]);
+        assert_eq!(values(&state.entries(vec![gauge])), [21.5]);
         assert!(state.is_empty());
-        assert_eq!(values(&state.entries(&[counter(8.0)])), Vec::<f64>::new());
+        assert_eq!(values(&state.entries(vec![counter(8.0)])), Vec::<f64>::new());
     }
 
     #[test]
@@ -138,11 +145,11 @@ mod tests {
             ]
         };
         let mut state = CounterState::default();
-        assert!(state.entries(&run(100.0, 50.0)).is_empty());
+        assert!(state.entries(run(100.0, 50.0)).is_empty());
         // GET grew by 10; POST reset and counted 4 since: 14, not the 136 - 150 of the raw sums.
-        let entries = state.entries(&run(110.0, 4.0));
+        let entries = state.entries(run(110.0, 4.0));
         assert_eq!(values(&entries), [14.0]);
-        assert_eq!(values(&raw_entries(&run(110.0, 4.0))), [114.0]);
+        assert_eq!(values(&raw_entries(run(110.0, 4.0))), [114.0]);
     }
 
     #[test]
@@ -152,7 +159,7 @@ mod tests {
             sample("other", &[], &[], 9.0, Kind::Gauge),
             sample("temp", &[("room", "b")], &[], 2.0, Kind::Gauge),
         ];
-        let entries = CounterState::default().entries(&samples);
+        let entries = CounterState::default().entries(samples.to_vec());
         let named: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.value)).collect();
         assert_eq!(named, [("temp", 1.0), ("temp", 2.0), ("other", 9.0)]);
     }
@@ -160,8 +167,8 @@ mod tests {
     #[test]
     fn a_new_member_of_a_merged_counter_waits_for_its_second_run() {
         let mut state = CounterState::default();
-        state.entries(&[sample("c_total", &[("k", "a")], &[], 10.0, Kind::Cumulative)]);
-        let entries = state.entries(&[
+        state.entries(vec![sample("c_total", &[("k", "a")], &[], 10.0, Kind::Cumulative)]);
+        let entries = state.entries(vec![
             sample("c_total", &[("k", "a")], &[], 15.0, Kind::Cumulative),
             sample("c_total", &[("k", "b")], &[], 1000.0, Kind::Cumulative),
         ]);
