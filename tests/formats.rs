@@ -427,3 +427,80 @@ fn malformed_corpus_rejects_exactly_the_bad_entries() {
         }
     }
 }
+
+// ---- damaged real output never panics and never yields an unpublishable entry ------------------
+
+/// What every accepted entry must be for CloudWatch to take it.
+fn assert_publishable(entry: &Entry, what: &str) {
+    let chars = entry.name.chars().count();
+    assert!(chars > 0 && chars <= 255, "{what}: name {:?}", entry.name);
+    assert!(entry.value.is_finite() && entry.value.abs() <= 2f64.powi(360), "{what}: value {}", entry.value);
+    assert!(EntryRules::default().dimensions(&entry.dimensions).is_ok(), "{what}: dimensions {:?}", entry.dimensions);
+}
+
+/// `input` with a few random cuts, insertions of characters the grammars care about, and
+/// duplicated slices.
+fn damaged(input: &[u8], rng: &mut fastrand::Rng) -> Vec<u8> {
+    const SPECIAL: &[u8] = b"{}\"=;|'\n\r\t #,\\:@~.-+eE0123456789\xff\xc3";
+    let mut bytes = input.to_vec();
+    for _ in 0..rng.usize(1..=6) {
+        let at = rng.usize(0..=bytes.len());
+        match rng.u8(0..3) {
+            0 => {
+                let end = (at + rng.usize(1..=8)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            1 => bytes.insert(at, SPECIAL[rng.usize(0..SPECIAL.len())]),
+            _ => {
+                let end = (at + rng.usize(1..=40)).min(bytes.len());
+                let slice = bytes[at..end].to_vec();
+                bytes.splice(at..at, slice);
+            }
+        }
+    }
+    bytes
+}
+
+#[test]
+fn damaged_output_never_panics_and_only_publishable_entries_pass() {
+    let mut rng = fastrand::Rng::with_seed(13);
+    let rules = EntryRules::default();
+    let buckets = Selection::new(&[], &[], LabelRule::All, true).unwrap();
+    let mut expositions = vec![read("prometheus/python_client.openmetrics"), read("prometheus/nginx_exporter.prom")];
+    let node = String::from_utf8(read("prometheus/node_exporter.prom")).unwrap();
+    expositions.push(node.lines().take(120).collect::<Vec<_>>().join("\n").into_bytes());
+    for exposition in &expositions {
+        for round in 0..300 {
+            let input = damaged(exposition, &mut rng);
+            if let Ok(scrape) = prometheus::parse(&input, false, &buckets, &rules) {
+                for sample in &scrape.samples {
+                    assert_publishable(&sample.entry, &format!("prometheus round {round}"));
+                }
+                let mut state = CounterState::default();
+                state.entries(scrape.samples.clone());
+                state.entries(scrape.samples);
+            }
+        }
+    }
+    for run in plugin_runs() {
+        for round in 0..100 {
+            let input = damaged(&run.stdout, &mut rng);
+            let output = nagios::parse(&input, Some(run.status), false, &rules).unwrap();
+            assert_eq!(output.parsed.entries.last().unwrap().name, "NagiosState");
+            for entry in &output.parsed.entries {
+                assert_publishable(entry, &format!("{} round {round}", run.name));
+            }
+        }
+    }
+    let directory = fixtures().join("malformed");
+    for file in ["json-entry-shapes.json", "json-bad-unit.json", "json-out-of-range.json", "json-string-value.json"] {
+        let document = std::fs::read(directory.join(file)).unwrap();
+        for round in 0..300 {
+            if let Ok(parsed) = json::parse(&damaged(&document, &mut rng), false, &rules) {
+                for entry in &parsed.entries {
+                    assert_publishable(entry, &format!("{file} round {round}"));
+                }
+            }
+        }
+    }
+}
