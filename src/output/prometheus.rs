@@ -156,43 +156,19 @@ pub fn parse(body: &[u8], truncated: bool, selection: &Selection, rules: &EntryR
         return Err(Unreadable("output was cut short at the size limit, so the exposition is incomplete".to_string()));
     }
     let text = std::str::from_utf8(body).map_err(|_| Unreadable("output is not UTF-8 text, so it is not Prometheus text".to_string()))?;
-    let mut scrape = Scrape::default();
-    let mut lines = Vec::new();
-    let mut types: HashMap<&str, FamilyType> = HashMap::new();
-    let mut all_lines = text.lines().enumerate();
-    for (index, line) in all_lines.by_ref() {
-        let number = index + 1;
-        match exposition::parse_line(line) {
-            Ok(Line::Ignored) => {}
-            Ok(Line::Eof) => break,
-            Ok(Line::Type { family, kind }) => match FamilyType::parse(kind) {
-                Some(_) if types.contains_key(family) => scrape.rejections.push(Rejection {
-                    entry: format!("line {number}"),
-                    reason: format!("{family} has a second # TYPE; the first one stands"),
-                }),
-                Some(family_type) => {
-                    types.insert(family, family_type);
-                }
-                None => scrape.rejections.push(Rejection {
-                    entry: format!("line {number}"),
-                    reason: format!(
-                        "{family} has the unknown type {:?}; its samples are read as gauges (types: counter, gauge, histogram, gaugehistogram, summary, stateset, info, unknown, untyped)",
-                        excerpt(kind)
-                    ),
-                }),
-            },
-            Ok(Line::Sample(sample)) => lines.push((number, sample)),
-            Err(reason) => scrape.rejections.push(Rejection { entry: format!("line {number}"), reason }),
-        }
+    let lines = read_lines(text);
+    if lines.understood == 0 && !lines.rejections.is_empty() {
+        let first = &lines.rejections[0];
+        return Err(Unreadable(format!(
+            "output is not Prometheus text: none of its {} lines is a sample or a # line ({}: {})",
+            lines.rejections.len(),
+            first.entry,
+            first.reason
+        )));
     }
-    let after_eof = all_lines.filter(|(_, line)| !line.trim().is_empty()).count();
-    if after_eof > 0 {
-        scrape.rejections.push(Rejection {
-            entry: "after # EOF".to_string(),
-            reason: format!("{after_eof} lines follow # EOF, which ends an OpenMetrics exposition; they were not read"),
-        });
-    }
-    for (number, sample) in lines {
+    let mut scrape = Scrape { samples: Vec::with_capacity(lines.samples.len()), rejections: lines.rejections };
+    let types = lines.types;
+    for (number, sample) in lines.samples {
         match read_sample(&sample, &types, selection, rules) {
             Ok(Some(selected)) => scrape.samples.push(selected),
             Ok(None) => {}
@@ -200,6 +176,54 @@ pub fn parse(body: &[u8], truncated: bool, selection: &Selection, rules: &EntryR
         }
     }
     Ok(scrape)
+}
+
+/// The first pass over an exposition: its sample lines, its families' types, the lines that do
+/// not parse, and how many lines did.
+struct Lines<'a> {
+    samples: Vec<(usize, exposition::Sample<'a>)>,
+    types: HashMap<&'a str, FamilyType>,
+    rejections: Vec<Rejection>,
+    understood: usize,
+}
+
+fn read_lines(text: &str) -> Lines<'_> {
+    let mut lines = Lines { samples: Vec::new(), types: HashMap::new(), rejections: Vec::new(), understood: 0 };
+    let mut numbered = text.lines().enumerate();
+    for (index, line) in numbered.by_ref() {
+        let number = index + 1;
+        let rejected = |reason| Rejection { entry: format!("line {number}"), reason };
+        let parsed = exposition::parse_line(line);
+        if parsed.is_ok() && !line.trim().is_empty() {
+            lines.understood += 1;
+        }
+        match parsed {
+            Ok(Line::Ignored) => {}
+            Ok(Line::Eof) => break,
+            Ok(Line::Type { family, kind }) => match FamilyType::parse(kind) {
+                Some(_) if lines.types.contains_key(family) => {
+                    lines.rejections.push(rejected(format!("{family} has a second # TYPE; the first one stands")));
+                }
+                Some(family_type) => {
+                    lines.types.insert(family, family_type);
+                }
+                None => lines.rejections.push(rejected(format!(
+                    "{family} has the unknown type {:?}; its samples are read as gauges (types: counter, gauge, histogram, gaugehistogram, summary, stateset, info, unknown, untyped)",
+                    excerpt(kind)
+                ))),
+            },
+            Ok(Line::Sample(sample)) => lines.samples.push((number, sample)),
+            Err(reason) => lines.rejections.push(rejected(reason)),
+        }
+    }
+    let after_eof = numbered.filter(|(_, line)| !line.trim().is_empty()).count();
+    if after_eof > 0 {
+        lines.rejections.push(Rejection {
+            entry: "after # EOF".to_string(),
+            reason: format!("{after_eof} lines follow # EOF, which ends an OpenMetrics exposition; they were not read"),
+        });
+    }
+    lines
 }
 
 /// A sample as published, `None` when it is not selected (or must be skipped silently).
@@ -416,5 +440,14 @@ uptime_seconds_total 99
         assert!(error.0.contains("not UTF-8"));
         let error = parse(b"a 1\n", true, &Selection::default(), &EntryRules::default()).unwrap_err();
         assert!(error.0.contains("cut short"));
+        let error = parse(b"Error: connection refused\n", false, &Selection::default(), &EntryRules::default()).unwrap_err();
+        assert!(error.0.contains("not Prometheus text: none of its 1 lines"), "{error}");
+    }
+
+    #[test]
+    fn empty_or_comment_only_output_is_no_samples_not_a_failure() {
+        for body in ["", "\n\n", "# HELP x nothing yet\n# TYPE x gauge\n", "# EOF\n"] {
+            assert_eq!(read(body, &Selection::default()), Scrape::default(), "{body:?}");
+        }
     }
 }
