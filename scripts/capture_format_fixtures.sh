@@ -15,17 +15,20 @@
 set -euo pipefail
 
 out=tests/fixtures/formats
-node_port=${NODE_EXPORTER_PORT:-19100}
-nginx_port=${NGINX_PORT:-18080}
-nginx_exporter_port=${NGINX_EXPORTER_PORT:-19113}
 plugins=/usr/lib/nagios/plugins
 python=${PYTHON:-$HOME/.cache/specialsnowflake/venv/bin/python}
+free_port() { # a loopback port nobody listens on now
+    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 for program in prometheus-node-exporter prometheus-nginx-exporter nginx curl; do
     command -v "$program" >/dev/null || { echo "missing $program: apt-get install prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic curl" >&2; exit 1; }
 done
 "$python" -c 'import prometheus_client' 2>/dev/null || { echo "$python lacks prometheus_client: set PYTHON to a Python that has it (scripts/localstack.sh's venv does)" >&2; exit 1; }
 [ -x "$plugins/check_load" ] || { echo "missing $plugins/check_load: apt-get install monitoring-plugins-basic" >&2; exit 1; }
+node_port=${NODE_EXPORTER_PORT:-$(free_port)}
+nginx_port=${NGINX_PORT:-$(free_port)}
+nginx_exporter_port=${NGINX_EXPORTER_PORT:-$(free_port)}
 
 work=$(mktemp -d)
 started=()
