@@ -73,6 +73,8 @@ fn array_entry(element: &RawValue, rules: &EntryRules) -> Result<Entry, (Option<
         Ok(Document::Object(members)) => members,
         _ => return Err((None, format!("is {}, not an object with \"name\" and \"value\"", json_kind(element)))),
     };
+    // The first string "name", to name the entry in the log even when something else is wrong.
+    let known_name = members.iter().find(|(key, _)| key == "name").and_then(|(_, name)| serde_json::from_str::<String>(name.get()).ok());
     let mut name = None;
     let mut value = None;
     let mut unit = None;
@@ -85,13 +87,13 @@ fn array_entry(element: &RawValue, rules: &EntryRules) -> Result<Entry, (Option<
             "dimensions" => &mut dimensions,
             other => {
                 return Err((
-                    None,
+                    known_name,
                     format!("has an unknown key {:?}; an entry has \"name\", \"value\", \"unit\" and \"dimensions\"", excerpt(other)),
                 ));
             }
         };
         if slot.replace(member).is_some() {
-            return Err((None, format!("gives \"{key}\" twice")));
+            return Err((known_name, format!("gives \"{key}\" twice")));
         }
     }
     let Some(name) = name else {
