@@ -5,7 +5,7 @@
 //! right but is not what the operator meant is worse than a clear rejection in the flake's log.
 
 /// CloudWatch rejects values beyond ±2^360.
-const LIMIT: f64 = 2.348_542_582_773_833_2e108;
+pub(crate) const LIMIT: f64 = 2.348_542_582_773_833_2e108;
 
 /// Why output is not a metric value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,90 @@
+//! The series guard (SPEC 8, `flakeMaxSeries`): every distinct (metric name, dimensions) is a
+//! CloudWatch custom metric billed monthly, so one flake may publish at most so many.
+//!
+//! Which series survive must not depend on the order a program happened to print them in (a
+//! JSON object from a hash map, an exporter's goroutines), or the published set would churn from
+//! run to run and bill for both. So the kept series are the first ones in sorted order of name,
+//! then dimensions; the entries themselves keep their order.
+
+use std::collections::BTreeSet;
+
+use super::entry::{Dimension, Entry};
+
+/// What the guard let through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guarded {
+    pub entries: Vec<Entry>,
+    /// Distinct series among `entries`: what `once` prints.
+    pub series: usize,
+    /// Distinct series dropped: what the flake's log says and `/metrics` counts.
+    pub dropped_series: usize,
+}
+
+/// At most `max_series` distinct series of `entries`, the first in sorted order.
+pub fn cap_series(entries: Vec<Entry>, max_series: usize) -> Guarded {
+    let keys: Vec<(&str, &[Dimension])> = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect();
+    let sorted: BTreeSet<(&str, &[Dimension])> = keys.iter().copied().collect();
+    let total = sorted.len();
+    if total <= max_series {
+        return Guarded { entries, series: total, dropped_series: 0 };
+    }
+    let kept: BTreeSet<(&str, &[Dimension])> = sorted.into_iter().take(max_series).collect();
+    let keep: Vec<bool> = keys.iter().map(|key| kept.contains(key)).collect();
+    let entries = entries.into_iter().zip(keep).filter_map(|(entry, keep)| keep.then_some(entry)).collect();
+    Guarded { entries, series: max_series, dropped_series: total - max_series }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, host: Option<&str>, value: f64) -> Entry {
+        Entry { name: name.to_string(), value, unit: None, dimensions: host.map(|h| Dimension::new("host", h)).into_iter().collect() }
+    }
+
+    fn names(guarded: &Guarded) -> Vec<(String, f64)> {
+        guarded.entries.iter().map(|e| (format!("{}{:?}", e.name, e.dimensions.first().map(|d| &d.value)), e.value)).collect()
+    }
+
+    #[test]
+    fn under_the_cap_nothing_is_dropped() {
+        let guarded = cap_series(vec![entry("b", None, 1.0), entry("a", None, 2.0), entry("a", None, 3.0)], 2);
+        assert_eq!((guarded.series, guarded.dropped_series, guarded.entries.len()), (2, 0, 3));
+    }
+
+    #[test]
+    fn the_first_series_in_sorted_order_survive_whatever_the_print_order() {
+        let printed = vec![
+            entry("zeta", None, 1.0),
+            entry("alpha", Some("web-2"), 2.0),
+            entry("alpha", Some("web-1"), 3.0),
+            entry("alpha", Some("web-2"), 4.0),
+            entry("beta", None, 5.0),
+        ];
+        let mut reversed = printed.clone();
+        reversed.reverse();
+        let guarded = cap_series(printed, 2);
+        assert_eq!((guarded.series, guarded.dropped_series), (2, 2));
+        assert_eq!(
+            names(&guarded),
+            [
+                ("alphaSome(\"web-2\")".to_string(), 2.0),
+                ("alphaSome(\"web-1\")".to_string(), 3.0),
+                ("alphaSome(\"web-2\")".to_string(), 4.0)
+            ]
+        );
+        let from_reversed = cap_series(reversed, 2);
+        assert_eq!(from_reversed.dropped_series, 2);
+        let mut kept: Vec<_> = names(&from_reversed);
+        kept.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut expected = names(&guarded);
+        expected.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn a_cap_of_zero_drops_everything() {
+        let guarded = cap_series(vec![entry("a", None, 1.0)], 0);
+        assert_eq!((guarded.series, guarded.dropped_series, guarded.entries.len()), (0, 1, 0));
+    }
+}
