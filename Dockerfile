@@ -22,7 +22,8 @@ FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bash curl jq procps tini ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/snowflake snowflake \
+RUN groupadd --system --gid 10001 snowflake \
+    && useradd --system --uid 10001 --gid snowflake --create-home --home-dir /home/snowflake snowflake \
     && install -d -o snowflake -g snowflake /var/lib/snowflake /var/log/snowflake
 COPY --from=build /src/target/release/snowflake /usr/local/bin/snowflake
 WORKDIR /app

@@ -109,7 +109,12 @@ fn the_kustomize_base_renders_validates_and_runs_the_daemon_as_section_12_says()
     // State and logs on the node, so nothing is lost when the pod restarts; the rest is read-only.
     let volumes = spec["volumes"].as_array().unwrap();
     let mounted_at = |path: &str| {
-        let mount = container["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == path).unwrap_or_else(|| panic!("{path} mounted"));
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("{path} mounted"));
         volumes.iter().find(|v| v["name"] == mount["name"]).unwrap().clone()
     };
     for path in ["/var/lib/snowflake", "/var/log/snowflake"] {
@@ -160,8 +165,11 @@ fn the_example_overlay_renders_validates_and_its_flakes_use_the_node_name() {
         assert!(text.as_str().unwrap().contains("${env:NODE_NAME}"), "{name} shows the per-node dimension");
         std::fs::write(dir.path().join(name), text.as_str().unwrap()).unwrap();
     }
-    let (code, stdout, stderr) =
-        run(snowflake().current_dir(repo_path("")).arg("check").arg(dir.path()).env("NODE_NAME", "ip-10-0-1-23.eu-west-1.compute.internal"));
+    let (code, stdout, stderr) = run(snowflake()
+        .current_dir(repo_path(""))
+        .arg("check")
+        .arg(dir.path())
+        .env("NODE_NAME", "ip-10-0-1-23.eu-west-1.compute.internal"));
     assert_eq!(code, 0, "the overlay's flakes are valid:\n{stdout}{stderr}");
     let (code, stdout, _) = run(snowflake().current_dir(repo_path("")).arg("check").arg(dir.path()).env_remove("NODE_NAME"));
     assert_eq!(code, 1, "without NODE_NAME the placeholder cannot resolve: {stdout}");
@@ -271,7 +279,11 @@ fn normalised_statements(policy: &Value) -> BTreeSet<String> {
             let actions = statement_actions(statement);
             let resource = match &statement["Resource"] {
                 Value::String(resource) => resource.clone(),
-                sub => sub["Fn::Sub"].as_str().expect("a plain or !Sub resource").replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", "*"),
+                sub => sub["Fn::Sub"]
+                    .as_str()
+                    .expect("a plain or !Sub resource")
+                    .replace("${AWS::Partition}", "aws")
+                    .replace("${AWS::AccountId}", "*"),
             };
             format!("{} {} {:?} {}", statement["Sid"], statement["Effect"], actions, resource)
         })
