@@ -62,6 +62,8 @@ fi
 [ -n "$engine" ] || { echo "test-a-flake.sh: neither docker nor podman is installed; use --local to run without containers" >&2; exit 1; }
 command -v "$engine" >/dev/null || { echo "test-a-flake.sh: DOCKER=$engine is not installed" >&2; exit 1; }
 echo "test-a-flake.sh: using $engine" >&2
+# podman builds OCI images unless told otherwise, and those drop the HEALTHCHECK.
+export BUILDAH_FORMAT="${BUILDAH_FORMAT:-docker}"
 if [ -z "$image" ]; then
     image="${SNOWFLAKE_IMAGE:-specialsnowflake:test}"
     "$engine" build --tag "$image" .

@@ -37,7 +37,9 @@ def main():
     parser.add_argument("--namespace", action="append", required=True)
     args = parser.parse_args()
     client = boto3.client("cloudwatch", endpoint_url=args.endpoint)
-    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+    # Whole minutes, so each statistics bucket is one minute of datapoints.
+    now = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0)
+    until = now + datetime.timedelta(minutes=2)
     since = until - datetime.timedelta(hours=1)
 
     print("== Metrics in CloudWatch (LocalStack): latest value, datapoints in the last hour")
@@ -49,8 +51,8 @@ def main():
             if newest is None:
                 print(f"  {namespace}  {name}  (no datapoints in the last hour)")
             else:
-                at = newest["Timestamp"].strftime("%H:%M:%SZ")
-                print(f"  {namespace}  {name}  latest={newest['Average']:g} at {at}  ({count} datapoints)")
+                minute = newest["Timestamp"].strftime("%H:%MZ")
+                print(f"  {namespace}  {name}  latest={newest['Average']:g} in the minute of {minute}  ({count} datapoint(s))")
 
     print()
     print("== Alarms the daemon manages (FL-*), with their states")

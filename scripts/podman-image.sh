@@ -13,7 +13,8 @@
 # at the end, the tag.
 #
 # Podman runs with scripts/containers.conf unless CONTAINERS_CONF says otherwise, and builds with
-# chroot isolation (BUILDAH_ISOLATION), which works without user namespaces or systemd.
+# chroot isolation (BUILDAH_ISOLATION), which works without user namespaces or systemd, in
+# Docker's image format (BUILDAH_FORMAT), which keeps the HEALTHCHECK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,8 @@ done
 
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/scripts/containers.conf}"
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
+# Docker's image format: the OCI format has no HEALTHCHECK, and podman would drop it.
+export BUILDAH_FORMAT=docker
 CACHE="${SNOWFLAKE_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/specialsnowflake}"
 base=localhost/specialsnowflake-base:bookworm
 tarball="$CACHE/debian-bookworm-base.tar"
