@@ -52,11 +52,13 @@ cp -r flakes res .dockerignore "$context/"
 strip --strip-debug -o "$context/snowflake" "$binary" 2>/dev/null || cp "$binary" "$context/snowflake"
 {
     grep '^ARG RUNTIME_IMAGE=' Dockerfile || die "Dockerfile has no ARG RUNTIME_IMAGE"
-    printf 'FROM scratch AS build\nCOPY snowflake /src/target/release/snowflake\n\n'
+    printf 'FROM scratch AS build\nLABEL org.specialsnowflake.injected-binary=true\nCOPY snowflake /src/target/release/snowflake\n\n'
     sed -n '/^FROM ${RUNTIME_IMAGE} AS runtime$/,$p' Dockerfile
 } > "$context/Dockerfile"
 grep -q '^FROM ${RUNTIME_IMAGE} AS runtime$' "$context/Dockerfile" || die "Dockerfile has no 'FROM \${RUNTIME_IMAGE} AS runtime' stage"
 
 podman build --build-arg "RUNTIME_IMAGE=$base" --tag "$tag" --file "$context/Dockerfile" "$context" \
     >"$context/build.log" 2>&1 || { cat "$context/build.log" >&2; die "podman build failed (its output is above)"; }
+# The stage that only held the binary is left dangling; it is ours to remove.
+podman image prune --force --filter label=org.specialsnowflake.injected-binary=true >/dev/null 2>&1 || true
 echo "$tag"
