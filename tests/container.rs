@@ -237,6 +237,13 @@ fn orphans_that_flakes_leave_behind_are_reaped() {
         &json!({"flakeName": "orphans", "flakeCronstring": "@every 1s", "flakeCommand": "sleep 0.2 & echo 1",
                 "flakeMetricNamespace": "Orphans"}),
     );
+    // And one still running when the container is stopped: it gets the grace, then is ended.
+    write_flake(
+        flakes.path(),
+        "slow",
+        &json!({"flakeName": "slow", "flakeCronstring": "@reboot", "flakeCommand": "sleep 120; echo 1",
+                "flakeMetricNamespace": "Orphans", "flakeTimeout": 300}),
+    );
     let logs = volume_dir();
     let flakes_volume = format!("{}:/app/flakes:ro", flakes.path().display());
     let logs_volume = format!("{}:/var/log/snowflake", logs.path().display());
@@ -271,6 +278,19 @@ fn orphans_that_flakes_leave_behind_are_reaped() {
     std::thread::sleep(Duration::from_secs(1));
     let lasting: Vec<String> = zombies().into_iter().filter(|zombie| first.contains(zombie)).collect();
     assert!(lasting.is_empty(), "zombies not reaped after {} runs: {lasting:?}", runs());
+
+    // SIGTERM through tini while a command runs: the command gets the 10 s grace, the daemon
+    // exits 0, well before podman's own 30 s would have resorted to SIGKILL.
+    let (_, processes, _) = container.exec(&["ps", "-eo", "args="]);
+    assert!(processes.contains("sleep 120"), "the slow flake is running: {processes}");
+    let started = Instant::now();
+    let (code, _, stderr) = run(podman().args(["stop", "--time", "30", &container.name]));
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(container.inspect("{{.State.ExitCode}}"), "0", "exit status; log:\n{}", container.logs());
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(25), "stopped after {took:?}: the 10 s grace, then a flush");
+    let slow = std::fs::read_to_string(logs.path().join("slow.log")).unwrap_or_default();
+    assert!(slow.contains(" stopped "), "the slow run is logged as stopped by the shutdown: {slow}");
 }
 
 #[test]

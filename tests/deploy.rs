@@ -314,3 +314,36 @@ fn the_task_role_is_exactly_the_documented_least_privilege_policy() {
     }
     assert!(!actions.iter().any(|a| a.contains('*')), "no wildcard actions: {actions:?}");
 }
+
+#[test]
+fn flakes_in_a_configmap_volume_load_once_each() {
+    // The kubelet mounts a ConfigMap as `name -> ..data/name`, `..data -> ..<timestamp>/`, and
+    // swaps `..data` atomically on updates. The hidden directories must not be read as flakes
+    // of their own (which would make every flake a duplicate of itself).
+    let mount = tempfile::tempdir().unwrap();
+    let version = mount.path().join("..2026_12_01_21_00_00.123456789");
+    std::fs::create_dir(&version).unwrap();
+    let examples: Vec<String> = std::fs::read_dir(repo_path("flakes"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    for name in &examples {
+        std::fs::copy(repo_path("flakes").join(name), version.join(name)).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{name}"), mount.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(version.file_name().unwrap(), mount.path().join("..data")).unwrap();
+    let (code, stdout, stderr) = run(snowflake().current_dir(repo_path("")).arg("check").arg(mount.path()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let summary = format!("{0} file(s) checked: {0} valid, 0 invalid", examples.len());
+    assert!(format!("{stdout}{stderr}").contains(&summary), "{stdout}{stderr}");
+    let scratch = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(snowflake()
+        .current_dir(repo_path(""))
+        .args(["--dry-run", "once"])
+        .env("SNOWFLAKE_FLAKES", mount.path())
+        .env("SNOWFLAKE_LOG_DIR", scratch.path().join("logs"))
+        .env("SNOWFLAKE_STATE_DIR", scratch.path().join("state")));
+    let runs = stdout.lines().filter(|line| line.starts_with("example-") && line.contains(": ")).count();
+    assert_eq!(runs, examples.len(), "each flake ran once (exit {code}):\n{stdout}{stderr}");
+}
