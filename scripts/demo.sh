@@ -85,7 +85,9 @@ end=$((SECONDS + seconds))
 while [ $SECONDS -lt $end ]; do
     kill -0 "$daemon_pid" 2>/dev/null || { cat "$demo/daemon.log"; echo "demo.sh: the daemon stopped early" >&2; exit 1; }
     printf '.'
-    sleep $((end - SECONDS < 10 ? (end - SECONDS > 0 ? end - SECONDS : 1) : 10))
+    # In the background and waited for, so Ctrl-C is handled at once rather than after the sleep.
+    sleep $((end - SECONDS < 10 ? (end - SECONDS > 0 ? end - SECONDS : 1) : 10)) &
+    wait $!
 done
 echo
 

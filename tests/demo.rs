@@ -55,3 +55,46 @@ fn the_demo_shows_what_landed_and_stops_everything_it_started() {
         .expect("the demo says where LocalStack listens");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listens on LocalStack's port any more");
 }
+
+#[test]
+fn an_interrupted_demo_still_stops_everything_it_started() {
+    use std::io::{BufRead, BufReader};
+    let demo = tempfile::tempdir().unwrap();
+    let venv = common::venv_python();
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(repo_path("scripts/demo.sh"))
+        .process_group(0)
+        .args(["--minutes", "10"])
+        .env("SNOWFLAKE_BIN", env!("CARGO_BIN_EXE_snowflake"))
+        .env("SNOWFLAKE_DEMO_DIR", demo.path())
+        .env("SNOWFLAKE_TEST_CACHE", venv.parent().unwrap().parent().unwrap().parent().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut localstack = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("demo.sh: LocalStack is ready on 127.0.0.1:") {
+            localstack = rest.split("(pid ").nth(1).and_then(|pid| pid.trim_end_matches(')').parse::<i32>().ok());
+        }
+        let daemon_started = line.starts_with("== snowflake run");
+        seen.push(line);
+        if daemon_started {
+            break;
+        }
+    }
+    let localstack = localstack.unwrap_or_else(|| panic!("no LocalStack pid in:\n{}", seen.join("\n")));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Ctrl-C, as a terminal sends it to the foreground process group.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map(|line| line.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|line| line.starts_with("demo.sh: stopped LocalStack")), "{rest:?}");
+    assert!(nix::sys::signal::killpg(nix::unistd::Pid::from_raw(localstack), None).is_err(), "LocalStack's process group is gone");
+    let daemon = std::fs::read_to_string(demo.path().join("daemon.log")).unwrap();
+    assert!(daemon.contains("stopped"), "the daemon stopped gracefully:\n{daemon}");
+}
