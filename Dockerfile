@@ -1,21 +1,29 @@
 # SpecialSnowflake: multi-stage build, small Debian runtime with the tools flake scripts use.
 # Credentials are never part of the image: pass them at run time (environment, a read-only
 # ~/.aws mount, an IAM role) and mount creds.json read-only at /app/creds.json if you use one.
+#
+# The base images are build arguments so a mirror or a locally built base can stand in
+# (`--build-arg RUNTIME_IMAGE=registry.example.com/debian:bookworm-slim`). The test suite builds
+# the `runtime` stage below unchanged on a Debian base made with mmdebstrap and puts the binary it
+# already built in place of the `build` stage (tests/container.rs, docs/operations.md).
+ARG BUILD_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM rust:1.95-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin snowflake
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE} AS runtime
 # sh and bash, curl and jq for flake scripts, procps for pgrep, tini as PID 1 (reaps zombies,
 # forwards signals), CA certificates for HTTPS to AWS.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bash curl jq procps tini ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/snowflake snowflake \
+RUN groupadd --system --gid 10001 snowflake \
+    && useradd --system --uid 10001 --gid snowflake --create-home --home-dir /home/snowflake snowflake \
     && install -d -o snowflake -g snowflake /var/lib/snowflake /var/log/snowflake
 COPY --from=build /src/target/release/snowflake /usr/local/bin/snowflake
 WORKDIR /app

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Try a flake before deploying it: runs `snowflake once PATTERN` with your AWS credentials.
 #
-#   ./test-a-flake.sh [--local] [--dry-run] [PATTERN]
+#   ./test-a-flake.sh [--local] [--dry-run] [--image TAG] [PATTERN]
 #
 # PATTERN selects flakes whose file name contains it or whose flakeName equals it
-# (default: example-perminute). Without --local it builds the Docker image and runs the flake in
-# it, exactly as production does; --local runs a local build without Docker. --dry-run prints
-# what would be sent instead of calling AWS.
+# (default: example-perminute). Without --local it builds the container image and runs the flake
+# in it, exactly as production does; --local runs a local build without containers. --dry-run
+# prints what would be sent instead of calling AWS. --image TAG runs an image you already built
+# instead of building one.
+#
+# The container engine is $DOCKER if set, else docker, else podman (both take the same commands).
+# SNOWFLAKE_DOCKER_ARGS adds arguments to its `run`, split on spaces (say `--network host` to
+# reach a LocalStack on this machine).
 #
 # Credentials are passed at run time only, never baked into the image: the AWS_* variables of
 # your environment are passed by name (their values never appear on a command line), ~/.aws is
@@ -14,13 +19,19 @@
 # SNOWFLAKE_BIN=path uses an existing binary for --local instead of `cargo build --release`.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 mode=docker
+image=""
 snowflake_flags=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --local) mode=local ;;
+        --image)
+            [ $# -ge 2 ] || { echo "test-a-flake.sh: --image needs a TAG" >&2; exit 2; }
+            image="$2"
+            shift
+            ;;
         --dry-run) snowflake_flags+=(--dry-run) ;;
         -h | --help) usage; exit 0 ;;
         --) shift; break ;;
@@ -42,11 +53,26 @@ if [ "$mode" = local ]; then
     exec "$bin" "${snowflake_flags[@]}" once -- "$pattern"
 fi
 
-command -v docker >/dev/null || { echo "test-a-flake.sh: docker is not installed; use --local to run without Docker" >&2; exit 1; }
-image="${SNOWFLAKE_IMAGE:-specialsnowflake:test}"
-docker build --tag "$image" .
+engine="${DOCKER:-}"
+if [ -z "$engine" ]; then
+    for candidate in docker podman; do
+        if command -v "$candidate" >/dev/null; then engine="$candidate"; break; fi
+    done
+fi
+[ -n "$engine" ] || { echo "test-a-flake.sh: neither docker nor podman is installed; use --local to run without containers" >&2; exit 1; }
+command -v "$engine" >/dev/null || { echo "test-a-flake.sh: DOCKER=$engine is not installed" >&2; exit 1; }
+echo "test-a-flake.sh: using $engine" >&2
+# podman builds OCI images unless told otherwise, and those drop the HEALTHCHECK.
+export BUILDAH_FORMAT="${BUILDAH_FORMAT:-docker}"
+if [ -z "$image" ]; then
+    image="${SNOWFLAKE_IMAGE:-specialsnowflake:test}"
+    "$engine" build --tag "$image" .
+fi
 
 run_args=(run --rm)
+# Word splitting is the point: SNOWFLAKE_DOCKER_ARGS holds several arguments.
+# shellcheck disable=SC2206
+run_args+=(${SNOWFLAKE_DOCKER_ARGS:-})
 for variable in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_PROFILE \
     AWS_ENDPOINT_URL AWS_ENDPOINT_URL_CLOUDWATCH; do
     # `-e NAME` without a value hands the variable over without writing its value anywhere.
@@ -54,4 +80,4 @@ for variable in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_RE
 done
 if [ -d "${HOME:-/nonexistent}/.aws" ]; then run_args+=(--volume "$HOME/.aws:/home/snowflake/.aws:ro"); fi
 if [ -f creds.json ]; then run_args+=(--volume "$PWD/creds.json:/app/creds.json:ro"); fi
-exec docker "${run_args[@]}" "$image" snowflake "${snowflake_flags[@]}" once -- "$pattern"
+exec "$engine" "${run_args[@]}" "$image" snowflake "${snowflake_flags[@]}" once -- "$pattern"

@@ -22,7 +22,7 @@ VENV="$CACHE/venv"
 # Pinned: localstack-core 4.13.1 is the last that runs on Python 3.11; the others are versions
 # known to work with it. croniter is the schedule reference (scripts/gen_cron_fixture.py), awscli a
 # second, independent client for checking what landed, prometheus-client the reference parser of
-# /metrics.
+# /metrics, kubernetes-validate (Kubernetes' own schemas) and cfn-lint the validators of deploy/.
 REQUIREMENTS=(
     'localstack-core[runtime]==4.13.1'
     'cbor2<6'
@@ -32,6 +32,8 @@ REQUIREMENTS=(
     'croniter==7.0.0'
     'awscli==1.44.24'
     'prometheus-client==0.21.1'
+    'kubernetes-validate==1.35.0'
+    'cfn-lint==1.58.0'
 )
 
 die() { echo "localstack.sh: $*" >&2; exit 1; }

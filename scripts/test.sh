@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs LocalStack from PyPI (cached venv), starts it on a
-# free loopback port, runs `cargo test` with the AWS SDK pointed at it, and stops it afterwards,
-# also when tests fail. Extra arguments go to `cargo test` (e.g. scripts/test.sh --test daemon).
+# The whole test suite, as CI runs it: installs the Debian packages the tests run against when
+# missing (scripts/deps.sh: podman, mmdebstrap, exporters, Nagios plugins), LocalStack and the
+# validators from PyPI (cached venv), starts LocalStack on a free loopback port, runs `cargo test`
+# with the AWS SDK pointed at it, and stops it afterwards, also when tests fail. Extra arguments
+# go to `cargo test` (e.g. scripts/test.sh --test daemon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/deps.sh
 
 venv="$(scripts/localstack.sh install)"
 # The schedule fixture must be what the croniter generator produces today.
