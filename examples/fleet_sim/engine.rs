@@ -207,6 +207,10 @@ async fn feed(host: Arc<Host>, publisher: PublisherHandle, account: Account, sta
         let next_ms = (now_ms / 60_000 + 1) * 60_000;
         let at = Instant::now() + Duration::from_millis((next_ms - now_ms) as u64);
         if at >= end {
+            // The run is over: what is still queued (throttled at the last minute) is delivered,
+            // as a daemon's spool would deliver it; whatever cannot be within the hour is lost.
+            let drained = publisher.drain(Duration::from_secs(3600)).await;
+            assert_eq!(drained.pending, 0, "a publisher could not deliver its last datapoints within an hour");
             return;
         }
         tokio::time::sleep_until(at).await;

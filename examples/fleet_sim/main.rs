@@ -15,7 +15,6 @@ mod engine;
 
 use std::time::Duration;
 
-use account::Api;
 use engine::{Params, Report, simulate};
 
 fn main() {
