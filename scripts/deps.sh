@@ -2,7 +2,9 @@
 # The Debian packages the test suite runs against, installed only when missing (idempotent; a
 # no-op on a machine that has them). scripts/test.sh calls it first.
 #
-#   podman runc mmdebstrap     build and run the container image (tests/container.rs)
+#   podman runc slirp4netns uidmap mmdebstrap
+#                              build and run the container image (tests/container.rs; slirp4netns
+#                              is the containers' network)
 #   prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic
 #                              real Prometheus exporters and Nagios plugins to read output from
 #   kubectl                    renders the kustomize base (tests/deploy.rs); it is not in Debian
@@ -12,7 +14,7 @@
 # apt-get runs only when something is missing, and then needs root (or sudo).
 set -euo pipefail
 
-PACKAGES=(podman runc mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic)
+PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -39,4 +41,5 @@ if [[ " ${missing[*]} " == *" kubectl "* ]] && [ -z "$(apt-cache policy kubectl 
         "(https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/) and run scripts/deps.sh again" >&2
     exit 1
 fi
-DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+# With recommends, as a person installing podman gets it (fuse-overlayfs, catatonit, ...).
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}" >&2
