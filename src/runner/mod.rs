@@ -2,10 +2,14 @@
 //! output streams drained, and the whole group ended at the timeout (SIGTERM, then SIGKILL).
 //!
 //! Knows nothing about flakes: `execution` builds the [`CommandSpec`] and judges the outcome.
+//! What escapes the group (`setsid`) is ended too, where the daemon is a subreaper (see
+//! [`supervise_descendants`]).
 
 mod capture;
+mod reaper;
 
 pub use capture::{CAPTURE_LIMIT, Captured};
+pub use reaper::{RUN_MARKER, supervise_descendants};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -75,22 +79,26 @@ impl RunOutcome {
 /// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
 pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) -> RunOutcome {
     let started = Instant::now();
+    let marker = reaper::new_marker();
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.working_directory)
         .envs(spec.environment.iter().map(|(k, v)| (k, v)))
+        .env(RUN_MARKER, &marker)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         // If this future is dropped mid-run the shell must not outlive it.
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, mut shell) = match reaper::spawn(&mut command) {
+        Ok(spawned) => spawned,
         Err(error) => {
             let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
+            // The flake's log says so too, if it can still be written (not when descriptors ran out).
+            tracing::error!(command = spec.command, "a run could not start: {reason}");
             return RunOutcome {
                 termination: Termination::SpawnFailed(reason),
                 stdout: Captured::default(),
@@ -118,13 +126,16 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
             tokio::select! {
                 _ = &mut stdout, if !out_done => out_done = true,
                 _ = &mut stderr, if !err_done => err_done = true,
-                exit = child.wait(), if status.is_none() => status = Some(exit),
+                exit = child.wait(), if status.is_none() => {
+                    status = Some(exit);
+                    shell.reaped();
+                }
                 _ = &mut deadline, if ending.is_none() => {
-                    ending = Some(Ending::start(group, Termination::TimedOut, KILL_GRACE, status.is_some()));
+                    ending = Some(Ending::start(group, &marker, Termination::TimedOut, KILL_GRACE, status.is_some()));
                 }
                 changed = stop.changed(), if ending.is_none() => {
                     if changed.is_err() || *stop.borrow() {
-                        ending = Some(Ending::start(group, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
+                        ending = Some(Ending::start(group, &marker, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
                     }
                 }
                 _ = sleep_until_kill(ending.as_ref().map(|ending| ending.kill_at)), if killed_at.is_none() => {
@@ -171,8 +182,9 @@ struct Ending {
 }
 
 impl Ending {
-    fn start(group: Option<Pid>, why: Termination, grace: Duration, shell_had_exited: bool) -> Ending {
+    fn start(group: Option<Pid>, marker: &str, why: Termination, grace: Duration, shell_had_exited: bool) -> Ending {
         signal_group(group, Signal::SIGTERM);
+        reaper::end_escaped(marker);
         Ending { why, kill_at: tokio::time::Instant::now() + grace, shell_had_exited }
     }
 }
@@ -219,7 +231,7 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
 async fn finish_group(group: Option<Pid>) {
     let Some(group) = group else { return };
     let give_up = Instant::now() + KILL_GRACE;
-    while group_has_live_members(group) {
+    while group_has_members(group) {
         if Instant::now() >= give_up {
             let _ = killpg(group, Signal::SIGKILL);
             return;
@@ -228,8 +240,19 @@ async fn finish_group(group: Option<Pid>) {
     }
 }
 
-/// True while a process of `group` is alive. Zombies do not count: an orphan's zombie waits for
-/// whoever reaps orphans (an init, or nobody), and nothing we send it changes that.
+/// True while `group` has a live member.
+///
+/// Where the daemon is the subreaper it reaps the group's orphaned zombies itself, so the kernel
+/// can be asked (signal 0): a walk of the group's own members. (A walk of all of `/proc` here,
+/// once per ending run, made a thousand timeouts at once cost seconds of CPU on the runtime's
+/// threads, and timeouts fired seconds late.) Elsewhere (`snowflake once`) an orphan's zombie
+/// waits for whoever reaps orphans (an init, or nobody) and must not count, so the group's
+/// members are looked up in `/proc`.
+fn group_has_members(group: Pid) -> bool {
+    if reaper::supervising() { killpg(group, None).is_ok() } else { group_has_live_members(group) }
+}
+
+/// True while a process of `group` is alive. Zombies do not count: nothing we send them changes them.
 fn group_has_live_members(group: Pid) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         // No /proc: ask the kernel, which also counts zombies (at worst we wait the grace out).
