@@ -93,7 +93,7 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
         .process_group(0)
         // If this future is dropped mid-run the shell must not outlive it.
         .kill_on_drop(true);
-    let (mut child, mut shell) = match reaper::spawn(&mut command) {
+    let (mut child, mut shell) = match reaper::spawn(command).await {
         Ok(spawned) => spawned,
         Err(error) => {
             let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
@@ -252,8 +252,12 @@ fn group_has_members(group: Pid) -> bool {
     if reaper::supervising() { killpg(group, None).is_ok() } else { group_has_live_members(group) }
 }
 
+/// Walks of `/proc` by [`group_has_live_members`], for the test that the daemon makes none.
+static PROC_WALKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// True while a process of `group` is alive. Zombies do not count: nothing we send them changes them.
 fn group_has_live_members(group: Pid) -> bool {
+    PROC_WALKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         // No /proc: ask the kernel, which also counts zombies (at worst we wait the grace out).
         return killpg(group, None).is_ok();
@@ -266,4 +270,38 @@ fn group_has_live_members(group: Pid) -> bool {
         let pgrp = fields.nth(1).and_then(|pgrp| pgrp.parse::<i32>().ok());
         pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a walk of all of `/proc` per ending run made thousands of timeouts at once cost
+    /// seconds of CPU. Where the daemon is the subreaper, ending runs never walk `/proc`.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ending_runs_ask_the_kernel_not_proc_when_supervising() {
+        assert!(supervise_descendants());
+        let spec = CommandSpec {
+            // The shell stays (two commands), and a child of it is left in the group.
+            command: "sleep 300 & sleep 300".to_string(),
+            working_directory: std::env::temp_dir(),
+            environment: Vec::new(),
+            timeout: Duration::from_millis(200),
+            nice: None,
+        };
+        let walks_before = PROC_WALKS.load(std::sync::atomic::Ordering::Relaxed);
+        let runs: Vec<_> = (0..20)
+            .map(|_| {
+                let spec = spec.clone();
+                tokio::spawn(async move {
+                    let (_keep_running, stop) = watch::channel(false);
+                    run_command(&spec, stop).await
+                })
+            })
+            .collect();
+        for run in runs {
+            assert_eq!(run.await.unwrap().termination, Termination::TimedOut);
+        }
+        assert_eq!(PROC_WALKS.load(std::sync::atomic::Ordering::Relaxed), walks_before, "no walk of /proc");
+    }
 }

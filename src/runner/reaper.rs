@@ -11,8 +11,7 @@
 //! Being a subreaper means reaping the orphans handed over, too, without ever stealing the exit
 //! status of a process that tokio waits for: nothing here calls `waitpid(-1)`. Only specific
 //! zombie children are reaped, and only those that cannot be a run's shell or another process
-//! the daemon started itself (they are in a run's process group or in a session of their own);
-//! run shells are registered under the same lock that the sweep holds, from before they exist.
+//! the daemon started itself (they are in a run's process group or in a session of their own).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -39,7 +38,7 @@ const MIN_SWEEP_GAP: Duration = Duration::from_millis(20);
 const BUSY_SWEEP: Duration = Duration::from_millis(100);
 const IDLE_SWEEP: Duration = Duration::from_secs(5);
 
-/// What the sweep needs to know, behind the one lock that spawning also takes.
+/// What the sweep needs to know.
 #[derive(Default)]
 struct Registry {
     /// Pids of run shells that tokio waits for (a count, in case a pid is reused quickly).
@@ -126,13 +125,20 @@ impl Drop for Shell {
     }
 }
 
-/// Spawns `command` with the registry locked, so no sweep sees the child before it is known.
-pub(super) fn spawn(command: &mut Command) -> io::Result<(Child, Shell)> {
-    let mut registry = registry();
-    let child = command.spawn()?;
+/// Spawns `command` and registers its shell, so sweeps skip it without reading `/proc`.
+///
+/// The spawn (a fork and exec, which blocks the calling thread until the exec) runs on the
+/// blocking pool: a thousand spawns at once must not hold the runtime's worker threads, which
+/// fire the timeouts and answer `/healthz`. Until the shell is registered, a sweep that meets it
+/// leaves it alone anyway: it leads a process group in the daemon's session (see [`Own`]).
+pub(super) async fn spawn(mut command: Command) -> io::Result<(Child, Shell)> {
+    let child = match tokio::task::spawn_blocking(move || command.spawn()).await {
+        Ok(spawned) => spawned?,
+        Err(error) => return Err(io::Error::other(format!("the spawning thread failed: {error}"))),
+    };
     let pid = child.id();
     if let Some(pid) = pid {
-        *registry.shells.entry(pid).or_default() += 1;
+        *registry().shells.entry(pid).or_default() += 1;
     }
     Ok((child, Shell { pid }))
 }
