@@ -15,6 +15,7 @@ Both add one healthy 1-second flake, and measure for --duration seconds:
 
 - how late each timeout is enforced: a timed-out run's logged duration minus its flakeTimeout
   (the duration runs from spawn to the end of its output, so it includes the SIGTERM's effect);
+- how many times the healthy 1-second flake ran (of the seconds measured);
 - how long GET /healthz takes, polled every 100 ms (a failed or slower-than-2 s request counts
   as 2 s);
 - the daemon's CPU time and its peak RSS.
@@ -174,7 +175,10 @@ def main():
         healthy_runs = 0
         if os.path.exists(os.path.join(logs, "healthy.log")):
             with open(os.path.join(logs, "healthy.log")) as f:
-                healthy_runs = sum(1 for line in f if " ok scheduled=" in line)
+                for line in f:
+                    match = re.search(r" ok scheduled=(\S+)", line)
+                    if match and calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%SZ")) >= measure_from - 1:
+                        healthy_runs += 1
 
         daemon_log.close()
         with open(os.path.join(work, "daemon.log")) as f:
