@@ -4,7 +4,7 @@
 //! good version running, a duplicate `flakeName` never displaces the flake that had the name first,
 //! and a file whose size, mtime and inode did not change is not read again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,39 +64,74 @@ impl Loader {
     }
 }
 
-/// Every flake file below each of `paths` (a path may also name a file), sorted, no duplicates.
+/// What a walk of the flakes directories found.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Flake files, sorted, no duplicates.
+    pub files: Vec<PathBuf>,
+    /// Paths skipped that the operator should hear about once, such as a symlink loop, with why.
+    pub notes: Vec<(PathBuf, String)>,
+}
+
+/// Every flake file below each of `paths` (a path may also name a file), sorted, no duplicates;
+/// what was skipped is logged as a warning.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let discovery = discover_noting(paths)?;
+    for (path, note) in &discovery.notes {
+        tracing::warn!("{}: {note}", path.display());
+    }
+    Ok(discovery.files)
+}
+
+/// Every flake file below each of `paths`, and what was skipped on the way.
 ///
 /// Flake files end in `.json` and do not start with `.`; directories starting with `.` (editor
-/// and VCS state) are skipped too.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
+/// and VCS state) are skipped too. Symlinks are followed (configuration management often links
+/// flake files into place), but a link back to a directory it sits in is a loop: it is noted once
+/// and not followed, instead of being walked dozens of levels deep.
+pub fn discover_noting(paths: &[PathBuf]) -> Result<Discovery, String> {
+    let mut discovery = Discovery::default();
     for path in paths {
         let metadata = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
         if metadata.is_dir() {
-            walk(path, &mut found).map_err(|error| format!("{}: {error}", path.display()))?;
+            walk(path, &mut discovery)?;
         } else {
-            found.push(path.clone());
+            discovery.files.push(path.clone());
         }
     }
-    found.sort();
-    found.dedup();
-    Ok(found)
+    discovery.files.sort();
+    discovery.files.dedup();
+    Ok(discovery)
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        // Follow symlinks: configuration management often links flake files into place.
-        let Ok(metadata) = std::fs::metadata(entry.path()) else { continue };
-        if metadata.is_dir() {
-            walk(&entry.path(), found)?;
-        } else if metadata.is_file() && name.ends_with(".json") {
-            found.push(entry.path());
+fn walk(dir: &Path, discovery: &mut Discovery) -> Result<(), String> {
+    let visible = |entry: &walkdir::DirEntry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.');
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).into_iter().filter_entry(visible) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let path = error.path().unwrap_or(dir).to_path_buf();
+                if let Some(ancestor) = error.loop_ancestor() {
+                    discovery.notes.push((
+                        path,
+                        format!(
+                            "symbolic link loop back to {}; not followed (remove the link, or point it outside the flakes directory)",
+                            ancestor.display()
+                        ),
+                    ));
+                    continue;
+                }
+                // A dangling symlink is skipped, as it always was; anything else that cannot be
+                // read makes the directory unreadable as a whole, so nothing is taken for deleted.
+                if error.depth() > 0 && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    continue;
+                }
+                let reason = error.io_error().map_or_else(|| error.to_string(), ToString::to_string);
+                return Err(format!("{}: {reason}", path.display()));
+            }
+        };
+        if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".json") {
+            discovery.files.push(entry.into_path());
         }
     }
     Ok(())
@@ -183,11 +218,13 @@ pub struct Catalog {
     loader: Loader,
     entries: BTreeMap<PathBuf, Entry>,
     dir_missing: bool,
+    /// Walk notes already logged.
+    noted: HashSet<String>,
 }
 
 impl Catalog {
     pub fn new(dir: PathBuf, loader: Loader) -> Self {
-        Catalog { dir, loader, entries: BTreeMap::new(), dir_missing: false }
+        Catalog { dir, loader, entries: BTreeMap::new(), dir_missing: false, noted: HashSet::new() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -197,10 +234,18 @@ impl Catalog {
     /// Looks at the directory again; `force` re-reads files even if they look unchanged.
     pub async fn rescan(&mut self, force: bool) -> Changes {
         let before = self.active_by_name();
-        let paths = match discover(std::slice::from_ref(&self.dir)) {
-            Ok(paths) => {
+        let paths = match discover_noting(std::slice::from_ref(&self.dir)) {
+            Ok(discovery) => {
                 self.dir_missing = false;
-                paths
+                // A loop stays until someone removes it; saying so at every rescan would bury
+                // the rest of the log.
+                for (path, note) in discovery.notes {
+                    let note = format!("{}: {note}", path.display());
+                    if self.noted.insert(note.clone()) {
+                        tracing::warn!("{note}");
+                    }
+                }
+                discovery.files
             }
             Err(reason) => {
                 // A vanished directory is more likely a mount problem than an intent to stop
@@ -397,6 +442,36 @@ mod tests {
         std::fs::rename(&temporary, &path).unwrap();
         assert!(catalog.rescan(false).await.is_empty());
         assert!(catalog.rescan(true).await.is_empty(), "a forced re-read finds nothing new either");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_loop_is_noted_once_and_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), flake_json("a", "echo 1")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.json"), flake_json("b", "echo 2")).unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("sub/up")).unwrap();
+
+        let discovery = discover_noting(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(discovery.files, [dir.path().join("a.json"), dir.path().join("sub/b.json")]);
+        assert_eq!(discovery.notes.len(), 1, "{:?}", discovery.notes);
+        assert_eq!(discovery.notes[0].0, dir.path().join("sub/up"));
+        assert!(discovery.notes[0].1.starts_with("symbolic link loop back to"), "{:?}", discovery.notes);
+
+        let mut catalog = catalog(dir.path());
+        let changes = catalog.rescan(false).await;
+        assert_eq!(names(&changes.added), ["a", "b"]);
+        assert!(changes.broken.is_empty(), "no bogus duplicates: {:?}", changes.broken);
+        assert_eq!(catalog.noted.len(), 1);
+        assert!(catalog.rescan(false).await.is_empty());
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), flake_json("a", "echo 1")).unwrap();
+        std::os::unix::fs::symlink("nowhere.json", dir.path().join("gone.json")).unwrap();
+        assert_eq!(discover(&[dir.path().to_path_buf()]).unwrap(), [dir.path().join("a.json")]);
     }
 
     #[tokio::test]

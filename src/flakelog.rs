@@ -81,7 +81,7 @@ impl FlakeLogs {
     fn warn(&self, path: &Path, error: &std::io::Error) {
         let now = Utc::now().timestamp();
         let last = self.last_warning.load(Ordering::Relaxed);
-        if now - last >= 60 && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if now.saturating_sub(last) >= 60 && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             tracing::warn!(path = %path.display(), "cannot write flake log (further failures are reported once a minute): {error}");
         }
     }

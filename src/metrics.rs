@@ -65,6 +65,8 @@ pub struct Metrics {
     pub alarm_changes: Family<ActionLabels, Counter>,
     pub flakes: Family<StateLabels, Gauge>,
     pub clock_jumps: Counter,
+    pub spool_corrupt_segments: Counter,
+    pub http_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -92,6 +94,8 @@ impl Metrics {
             alarm_changes: Family::default(),
             flakes: Family::default(),
             clock_jumps: Counter::default(),
+            spool_corrupt_segments: Counter::default(),
+            http_connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Flake runs by flake and result", metrics.runs.clone());
@@ -115,6 +119,16 @@ impl Metrics {
         registry.register("alarm_changes", "Alarm writes by action", metrics.alarm_changes.clone());
         registry.register("flakes", "Flakes by state", metrics.flakes.clone());
         registry.register("clock_jumps", "Wall-clock jumps the scheduler re-planned around", metrics.clock_jumps.clone());
+        registry.register(
+            "spool_corrupt_segments",
+            "Spool segments found damaged at start (not a torn tail); a copy is kept in spool/corrupt",
+            metrics.spool_corrupt_segments.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections to --listen closed at once because the connection cap was reached",
+            metrics.http_connections_refused.clone(),
+        );
         // Known series start at zero, so dashboards and rate() see them before the first event.
         for outcome in ["ok", "throttled", "unavailable", "credentials", "invalid"] {
             let _ = metrics.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.to_string() });

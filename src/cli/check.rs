@@ -1,45 +1,75 @@
 //! `snowflake check [PATH...]`: validate flake files the way `nginx -t` validates a config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::GlobalOptions;
-use crate::catalog::{Loader, discover, reject_duplicate_names};
+use super::{GlobalOptions, note, print_line};
+use crate::catalog::{Loader, discover_noting, reject_duplicate_names};
+use crate::flake::{Flake, Problem};
 use crate::placeholders::HostFacts;
 
 pub async fn run(paths: &[PathBuf], options: &GlobalOptions) -> ExitCode {
     let paths = if paths.is_empty() { vec![options.flakes.clone()] } else { paths.to_vec() };
-    let files = match discover(&paths) {
-        Ok(files) => files,
+    let discovery = match discover_noting(&paths) {
+        Ok(discovery) => discovery,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             return ExitCode::FAILURE;
         }
     };
+    let files = discovery.files;
     if files.is_empty() {
         let shown: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-        eprintln!("error: no flake files (*.json) found in {}", shown.join(", "));
+        note(format_args!("error: no flake files (*.json) found in {}", shown.join(", ")));
         return ExitCode::FAILURE;
     }
 
     let mut loader = Loader::new(options.timezone, HostFacts::local());
     let mut reports = loader.load(&files).await;
     reject_duplicate_names(&mut reports, |_, _| false);
+    for report in &mut reports {
+        if let Some(problem) = report.flake.as_deref().and_then(|flake| missing_working_directory(flake, &options.workdir)) {
+            report.problems.push(problem);
+        }
+    }
 
     let (mut invalid, mut warnings) = (0, 0);
+    for (path, why) in &discovery.notes {
+        print_line(format_args!("{}: warning: {why}", path.display()));
+        warnings += 1;
+    }
     for report in &reports {
         let path = report.path.display();
         for problem in &report.problems {
-            println!("{path}: {problem}");
+            print_line(format_args!("{path}: {problem}"));
             if !problem.is_error() {
                 warnings += 1;
             }
         }
         match &report.flake {
-            Some(flake) => println!("{path}: ok ({})", flake.name),
+            Some(flake) => print_line(format_args!("{path}: ok ({})", flake.name)),
             None => invalid += 1,
         }
     }
-    eprintln!("{} file(s) checked: {} valid, {invalid} invalid, {warnings} warning(s)", reports.len(), reports.len() - invalid);
+    note(format_args!("{} file(s) checked: {} valid, {invalid} invalid, {warnings} warning(s)", reports.len(), reports.len() - invalid));
     if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// A `flakeWorkingDirectory` that is not a directory here (relative ones under `--workdir`, as the
+/// daemon resolves them) makes every run fail to start. It is a warning, not an error: the
+/// directory may be created by deployment after the check, or exist only on the target host.
+fn missing_working_directory(flake: &Flake, workdir: &Path) -> Option<Problem> {
+    let dir = flake.working_directory.as_ref()?;
+    let resolved = workdir.join(dir);
+    if resolved.is_dir() {
+        return None;
+    }
+    let relative = if dir.is_relative() { format!(" (relative to --workdir {})", workdir.display()) } else { String::new() };
+    Some(Problem::warning(
+        "flakeWorkingDirectory",
+        format!(
+            "{} is not a directory here{relative}; runs will fail to start until it exists: create it, or fix the path",
+            resolved.display()
+        ),
+    ))
 }

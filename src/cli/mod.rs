@@ -180,10 +180,32 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Plan => plan::run(&cli.options).await,
         Command::Run(run_options) => run::run(&cli.options, &run_options).await,
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
+            print_line(serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Writes one line of a one-shot command's output. When the reader has gone away (`| head`), the
+/// command ends quietly with success, as `cat` and `grep` do, rather than panicking on the
+/// broken pipe; any other write error ends it with a message.
+pub(crate) fn print_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let written = writeln!(std::io::stdout().lock(), "{line}");
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            note(format_args!("error: cannot write the output: {error}"));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Writes one line to stderr; a closed stderr is no reason to fail (or panic, as `eprintln!` does).
+pub(crate) fn note(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The program's own log, to `writer` (stdout for the daemon, stderr for one-shot commands).

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::GlobalOptions;
+use super::{GlobalOptions, note, print_line};
 use crate::schedule::Schedule;
 
 pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
@@ -17,23 +17,23 @@ pub fn run(text: &str, count: usize, after: Option<DateTime<Utc>>, options: &Glo
     let schedule = match Schedule::parse(text, options.timezone) {
         Ok(schedule) => schedule,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             return ExitCode::FAILURE;
         }
     };
     if schedule.is_reboot() {
-        eprintln!("@reboot fires once, when the daemon starts or first loads the flake; it has no fire times to list");
+        note(format_args!("@reboot fires once, when the daemon starts or first loads the flake; it has no fire times to list"));
         return ExitCode::SUCCESS;
     }
     let mut cursor = after.unwrap_or_else(Utc::now);
     for _ in 0..count {
         match schedule.next_after(cursor) {
             Some(next) => {
-                println!("{}", next.to_rfc3339_opts(SecondsFormat::Secs, true));
+                print_line(next.to_rfc3339_opts(SecondsFormat::Secs, true));
                 cursor = next;
             }
             None => {
-                eprintln!("error: \"{text}\" never fires again after {}", cursor.to_rfc3339_opts(SecondsFormat::Secs, true));
+                note(format_args!("error: \"{text}\" never fires again after {}", cursor.to_rfc3339_opts(SecondsFormat::Secs, true)));
                 return ExitCode::FAILURE;
             }
         }

@@ -70,6 +70,7 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
         publisher: setup::publisher_config(options),
     };
     let backend = setup::backend(options).await;
+    crate::runner::supervise_descendants();
     match run_daemon(config, creds, logs, backend, setup::loader(options)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {

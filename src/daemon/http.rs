@@ -1,23 +1,41 @@
 //! `--listen`: `GET /healthz` (200 while the scheduler is alive, 503 if it stalled) and
 //! `GET /metrics` (OpenMetrics text, which Prometheus scrapes natively).
+//!
+//! The listener may face a hostile network (the image listens on 0.0.0.0), so what a client can
+//! hold is bounded: a connection must send a request's headers within [`HEADER_READ_TIMEOUT`]
+//! (also between keep-alive requests), lives at most [`CONNECTION_LIFETIME`], and at most
+//! [`MAX_CONNECTIONS`] are open at once; beyond that a new connection is closed at once. When
+//! accepting fails (out of descriptors), the loop backs off instead of spinning.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::health::Health;
 use super::shutdown::Shutdown;
 use crate::metrics::Metrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Connections open at once, at most: far more than scrapers and probes need, far fewer than the
+/// descriptors that flake runs need.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time to send a request's headers, and to start the next request on a kept-alive connection.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection; a scraper simply opens the next.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Back-off after a failed accept (no descriptors left, say): from the first to the last.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Binds `address` now (so a taken port fails at start-up) and serves until shutdown.
 pub async fn serve(
@@ -31,19 +49,56 @@ pub async fn serve(
         .map_err(|error| format!("--listen {address}: cannot listen: {error}; choose another address or --listen off"))?;
     tracing::info!(%address, "serving /healthz and /metrics");
     Ok(tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut backoff = None;
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 _ = shutdown.recv() => return,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let stream = match accepted {
+                Ok((stream, _)) => {
+                    backoff = None;
+                    stream
+                }
+                Err(error) => {
+                    // The failed connection stays queued: retrying at once would spin the CPU.
+                    let delay = next_backoff(backoff);
+                    if backoff.is_none() {
+                        tracing::warn!(
+                            "--listen: cannot accept connections ({error}); retrying with back-off up to {:?}",
+                            ACCEPT_BACKOFF.1
+                        );
+                    }
+                    backoff = Some(delay);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => continue,
+                        _ = shutdown.recv() => return,
+                    }
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics.http_connections_refused.inc();
+                drop(stream);
+                continue;
+            };
             let (health, metrics) = (health.clone(), metrics.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = service_fn(move |request| respond(request, health.clone(), metrics.clone()));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
             });
         }
     }))
+}
+
+/// Doubles the delay after each failed accept, within [`ACCEPT_BACKOFF`].
+fn next_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(ACCEPT_BACKOFF.0, |previous| (previous * 2).min(ACCEPT_BACKOFF.1))
 }
 
 async fn respond(request: Request<Incoming>, health: Arc<Health>, metrics: Arc<Metrics>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -64,4 +119,23 @@ async fn respond(request: Request<Incoming>, health: Arc<Health>, metrics: Arc<M
         (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode()),
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_up_to_its_cap() {
+        let mut delay = None;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let next = next_backoff(delay);
+            seen.push(next);
+            delay = Some(next);
+        }
+        assert_eq!(seen[0], ACCEPT_BACKOFF.0);
+        assert_eq!(seen[1], ACCEPT_BACKOFF.0 * 2);
+        assert_eq!(*seen.last().unwrap(), ACCEPT_BACKOFF.1);
+    }
 }

@@ -72,7 +72,7 @@ pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backe
         tracing::warn!("no default AWS region (AWS_REGION, profile or IMDS): only flakes with flakeRegion can publish");
     }
     let metrics = Arc::new(Metrics::new());
-    let (spool, replay) = open_spool(&config)?;
+    let (spool, replay) = open_spool(&config, &metrics)?;
     let (publisher, publisher_task) =
         spawn_publisher(Arc::new(backend.clone()), spool, replay, config.publisher.clone(), metrics.clone(), logs.clone());
 
@@ -173,11 +173,12 @@ pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backe
     Ok(())
 }
 
-fn open_spool(config: &DaemonConfig) -> Result<(Box<dyn Spool>, Replay), String> {
+fn open_spool(config: &DaemonConfig, metrics: &Metrics) -> Result<(Box<dyn Spool>, Replay), String> {
     if config.dry_run {
         return Ok((Box::new(MemorySpool::default()), Vec::new()));
     }
     let (spool, recovered) = DiskSpool::open(&config.state_dir, config.spool_max_bytes, Utc::now().timestamp_millis())?;
+    metrics.spool_corrupt_segments.inc_by(recovered.corrupt_segments as u64);
     if !recovered.points.is_empty() {
         tracing::info!(
             datapoints = recovered.points.len(),

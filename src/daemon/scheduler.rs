@@ -204,7 +204,13 @@ impl Scheduler {
                 schedule.next_after(now)
             } else {
                 let next = schedule.next_after(at);
-                self.fire(&name, at);
+                if next.is_some_and(|next| next <= now) {
+                    // The loop was held up past this firing and the flake's next one is due too:
+                    // run the latest only. This is no overlap, and must not be logged as one.
+                    self.skip_superseded(&name, at);
+                } else {
+                    self.fire(&name, at);
+                }
                 next
             };
             if let Some(next) = next {
@@ -240,6 +246,17 @@ impl Scheduler {
             let report = execute(&prepared, scheduled, &context, stop).await;
             context.metrics.lateness.observe(report.lateness.as_secs_f64());
         });
+    }
+
+    /// Logs a firing passed over because a later firing of the same flake was already due.
+    fn skip_superseded(&mut self, name: &str, scheduled: DateTime<Utc>) {
+        tracing::debug!(flake = name, scheduled = %scheduled.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: the scheduler was held up and a later firing is due");
+        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let line = format!(
+            "{time} skipped scheduled={} reason=\"the daemon was held up past this firing; the flake's next firing, already due, runs instead\"",
+            scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        self.context.logs.append(name, &[line]);
     }
 
     /// After the wall clock went back by `by`: plan each flake from the later of `now` and its

@@ -2,10 +2,14 @@
 //! output streams drained, and the whole group ended at the timeout (SIGTERM, then SIGKILL).
 //!
 //! Knows nothing about flakes: `execution` builds the [`CommandSpec`] and judges the outcome.
+//! What escapes the group (`setsid`) is ended too, where the daemon is a subreaper (see
+//! [`supervise_descendants`]).
 
 mod capture;
+mod reaper;
 
 pub use capture::{CAPTURE_LIMIT, Captured};
+pub use reaper::{RUN_MARKER, supervise_descendants};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -75,22 +79,26 @@ impl RunOutcome {
 /// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
 pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) -> RunOutcome {
     let started = Instant::now();
+    let marker = reaper::new_marker();
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.working_directory)
         .envs(spec.environment.iter().map(|(k, v)| (k, v)))
+        .env(RUN_MARKER, &marker)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         // If this future is dropped mid-run the shell must not outlive it.
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, mut shell) = match reaper::spawn(command).await {
+        Ok(spawned) => spawned,
         Err(error) => {
             let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
+            // The flake's log says so too, if it can still be written (not when descriptors ran out).
+            tracing::error!(command = spec.command, "a run could not start: {reason}");
             return RunOutcome {
                 termination: Termination::SpawnFailed(reason),
                 stdout: Captured::default(),
@@ -118,13 +126,16 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
             tokio::select! {
                 _ = &mut stdout, if !out_done => out_done = true,
                 _ = &mut stderr, if !err_done => err_done = true,
-                exit = child.wait(), if status.is_none() => status = Some(exit),
+                exit = child.wait(), if status.is_none() => {
+                    status = Some(exit);
+                    shell.reaped();
+                }
                 _ = &mut deadline, if ending.is_none() => {
-                    ending = Some(Ending::start(group, Termination::TimedOut, KILL_GRACE, status.is_some()));
+                    ending = Some(Ending::start(group, &marker, Termination::TimedOut, KILL_GRACE, status.is_some()));
                 }
                 changed = stop.changed(), if ending.is_none() => {
                     if changed.is_err() || *stop.borrow() {
-                        ending = Some(Ending::start(group, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
+                        ending = Some(Ending::start(group, &marker, Termination::Stopped, STOP_KILL_GRACE, status.is_some()));
                     }
                 }
                 _ = sleep_until_kill(ending.as_ref().map(|ending| ending.kill_at)), if killed_at.is_none() => {
@@ -171,8 +182,9 @@ struct Ending {
 }
 
 impl Ending {
-    fn start(group: Option<Pid>, why: Termination, grace: Duration, shell_had_exited: bool) -> Ending {
+    fn start(group: Option<Pid>, marker: &str, why: Termination, grace: Duration, shell_had_exited: bool) -> Ending {
         signal_group(group, Signal::SIGTERM);
+        reaper::end_escaped(marker);
         Ending { why, kill_at: tokio::time::Instant::now() + grace, shell_had_exited }
     }
 }
@@ -219,7 +231,7 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
 async fn finish_group(group: Option<Pid>) {
     let Some(group) = group else { return };
     let give_up = Instant::now() + KILL_GRACE;
-    while group_has_live_members(group) {
+    while group_has_members(group) {
         if Instant::now() >= give_up {
             let _ = killpg(group, Signal::SIGKILL);
             return;
@@ -228,9 +240,24 @@ async fn finish_group(group: Option<Pid>) {
     }
 }
 
-/// True while a process of `group` is alive. Zombies do not count: an orphan's zombie waits for
-/// whoever reaps orphans (an init, or nobody), and nothing we send it changes that.
+/// True while `group` has a live member.
+///
+/// Where the daemon is the subreaper it reaps the group's orphaned zombies itself, so the kernel
+/// can be asked (signal 0): a walk of the group's own members. (A walk of all of `/proc` here,
+/// once per ending run, made a thousand timeouts at once cost seconds of CPU on the runtime's
+/// threads, and timeouts fired seconds late.) Elsewhere (`snowflake once`) an orphan's zombie
+/// waits for whoever reaps orphans (an init, or nobody) and must not count, so the group's
+/// members are looked up in `/proc`.
+fn group_has_members(group: Pid) -> bool {
+    if reaper::supervising() { killpg(group, None).is_ok() } else { group_has_live_members(group) }
+}
+
+/// Walks of `/proc` by [`group_has_live_members`], for the test that the daemon makes none.
+static PROC_WALKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// True while a process of `group` is alive. Zombies do not count: nothing we send them changes them.
 fn group_has_live_members(group: Pid) -> bool {
+    PROC_WALKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         // No /proc: ask the kernel, which also counts zombies (at worst we wait the grace out).
         return killpg(group, None).is_ok();
@@ -243,4 +270,38 @@ fn group_has_live_members(group: Pid) -> bool {
         let pgrp = fields.nth(1).and_then(|pgrp| pgrp.parse::<i32>().ok());
         pgrp == Some(group.as_raw()) && state != "Z" && state != "X"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a walk of all of `/proc` per ending run made thousands of timeouts at once cost
+    /// seconds of CPU. Where the daemon is the subreaper, ending runs never walk `/proc`.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ending_runs_ask_the_kernel_not_proc_when_supervising() {
+        assert!(supervise_descendants());
+        let spec = CommandSpec {
+            // The shell stays (two commands), and a child of it is left in the group.
+            command: "sleep 300 & sleep 300".to_string(),
+            working_directory: std::env::temp_dir(),
+            environment: Vec::new(),
+            timeout: Duration::from_millis(200),
+            nice: None,
+        };
+        let walks_before = PROC_WALKS.load(std::sync::atomic::Ordering::Relaxed);
+        let runs: Vec<_> = (0..20)
+            .map(|_| {
+                let spec = spec.clone();
+                tokio::spawn(async move {
+                    let (_keep_running, stop) = watch::channel(false);
+                    run_command(&spec, stop).await
+                })
+            })
+            .collect();
+        for run in runs {
+            assert_eq!(run.await.unwrap().termination, Termination::TimedOut);
+        }
+        assert_eq!(PROC_WALKS.load(std::sync::atomic::Ordering::Relaxed), walks_before, "no walk of /proc");
+    }
 }

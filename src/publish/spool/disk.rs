@@ -15,12 +15,12 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::record::{MAGIC, decode_all, encode};
+use super::record::{MAGIC, Tail, decode_all, encode};
 use super::{Dropped, Spool, SpoolStats};
 use crate::publish::{Datapoint, MAX_AGE};
 
@@ -33,8 +33,13 @@ const MAX_SEGMENT: u64 = 8 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub points: crate::publish::Replay,
-    /// Segments that ended in a torn or corrupt record (normal after a crash mid-write).
+    /// Segments that ended in a torn record (normal after a crash mid-write).
     pub torn_segments: usize,
+    /// Segments with damage other than a torn tail (their whole records are recovered, and a
+    /// copy of the file is kept under `spool/corrupt/`).
+    pub corrupt_segments: usize,
+    /// Entries named like segments that could not be read (a directory, say); left alone.
+    pub unreadable_segments: usize,
     pub dropped_by_age: u64,
 }
 
@@ -120,8 +125,16 @@ impl DiskSpool {
         let mut series = HashMap::new();
         for first_seq in firsts {
             let path = self.segment_path(first_seq, "seg");
-            let mut bytes = Vec::new();
-            File::open(&path)?.read_to_end(&mut bytes)?;
+            let bytes = match read_segment(&path) {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    // Not ours to delete and no reason to stay down: what the other segments
+                    // hold is sent, and this one waits for the operator.
+                    recovered.unreadable_segments += 1;
+                    tracing::error!(path = %path.display(), "spool entry named like a segment cannot be read ({reason}); left alone, remove or move it");
+                    continue;
+                }
+            };
             if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
                 if bytes.len() >= MAGIC.len() {
                     tracing::error!(path = %path.display(), "spool segment of an unknown format is left alone");
@@ -131,11 +144,23 @@ impl DiskSpool {
                 self.remove_segment_files(first_seq);
                 continue;
             }
-            let (records, end) = decode_all(&bytes[MAGIC.len()..], &mut series);
-            if MAGIC.len() + end < bytes.len() {
+            let decoding = decode_all(&bytes[MAGIC.len()..], &mut series);
+            if decoding.is_corrupt() {
+                recovered.corrupt_segments += 1;
+                let kept_at = self.keep_aside(first_seq);
+                tracing::error!(
+                    path = %path.display(),
+                    recovered = decoding.records.len(),
+                    damaged_stretches = decoding.skipped_regions + usize::from(decoding.tail == Tail::Corrupt),
+                    unreadable_bytes = decoding.unreadable_bytes,
+                    copy = %kept_at,
+                    "spool segment is corrupt (not a crash mid-write: bytes changed on disk); every whole record in it is recovered, the damaged ones are lost"
+                );
+            } else if decoding.tail == Tail::Torn {
                 recovered.torn_segments += 1;
-                tracing::warn!(path = %path.display(), kept = records.len(), skipped_bytes = bytes.len() - MAGIC.len() - end, "spool segment ends in a torn record (a crash mid-write); the whole records before it are recovered");
+                tracing::warn!(path = %path.display(), kept = decoding.records.len(), skipped_bytes = decoding.unreadable_bytes, "spool segment ends in a torn record (a crash mid-write); the whole records before it are recovered");
             }
+            let records = decoding.records;
             let acked = read_acks(&self.segment_path(first_seq, "ack"));
             let mut segment = Segment { first_seq, end_seq: first_seq, bytes: bytes.len() as u64, pending: 0, newest_ms: i64::MIN };
             let mut expired = Vec::new();
@@ -203,6 +228,24 @@ impl DiskSpool {
         Ok(())
     }
 
+    /// Keeps a copy of a damaged segment under `spool/corrupt/` for the operator: the segment
+    /// itself is deleted as usual once its readable records are delivered. A hard link costs no
+    /// space until then; a copy is the fallback. Says where the copy is, or why there is none.
+    fn keep_aside(&self, first_seq: u64) -> String {
+        let dir = self.dir.join("corrupt");
+        let source = self.segment_path(first_seq, "seg");
+        let target = dir.join(format!("{first_seq:020}.seg"));
+        let kept = std::fs::create_dir_all(&dir).and_then(|_| match std::fs::hard_link(&source, &target) {
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => std::fs::copy(&source, &target).map(|_| ()),
+            Ok(()) => Ok(()),
+        });
+        match kept {
+            Ok(()) => target.display().to_string(),
+            Err(error) => format!("none: cannot keep a copy at {}: {error}", target.display()),
+        }
+    }
+
     fn write_acks(&self, first_seq: u64, seqs: &[u64]) -> io::Result<u64> {
         let mut buffer = Vec::with_capacity(seqs.len() * 8);
         for seq in seqs {
@@ -234,6 +277,15 @@ impl DiskSpool {
     fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|segment| segment.bytes).sum()
     }
+}
+
+/// A segment's bytes; anything but a regular file (a stray directory, a device) is refused.
+fn read_segment(path: &Path) -> Result<Vec<u8>, String> {
+    let metadata = std::fs::metadata(path).map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    std::fs::read(path).map_err(|error| error.to_string())
 }
 
 fn read_acks(path: &Path) -> std::collections::HashSet<u64> {
@@ -404,7 +456,8 @@ mod tests {
             let cut = rng.usize(MAGIC.len()..bytes.len());
             std::fs::write(&path, &bytes[..cut]).unwrap();
             // Whole records before the cut, by decoding the prefix independently.
-            let (whole, whole_end) = decode_all(&bytes[MAGIC.len()..cut], &mut HashMap::new());
+            let decoding = decode_all(&bytes[MAGIC.len()..cut], &mut HashMap::new());
+            let (whole, whole_end) = (decoding.records, cut - MAGIC.len() - decoding.unreadable_bytes);
 
             let (mut spool, recovered) = DiskSpool::open(dir.path(), 1 << 20, NOW).unwrap();
             assert_eq!(recovered.points.len(), whole.len(), "cut at byte {cut} of {}", bytes.len());
@@ -482,6 +535,72 @@ mod recovery_edge_tests {
         let (spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
         assert!(!spool_dir.join(format!("{:020}.ack", 5)).exists());
         assert!(spool.next_seq >= 1_800_000_000_000 << 10, "numbering starts above the clock, not at 0");
+    }
+
+    fn only_segment(spool_dir: &Path) -> PathBuf {
+        std::fs::read_dir(spool_dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "seg")).unwrap()
+    }
+
+    #[test]
+    fn a_flipped_byte_loses_one_record_and_the_file_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let (mut spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        let first = spool.append(&(0..15).map(|_| super::tests_support::point()).collect::<Vec<_>>()).unwrap();
+        drop(spool);
+        let path = only_segment(&spool_dir);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let record = (bytes.len() - MAGIC.len()) / 15;
+        // A byte in the payload of the sixth record.
+        bytes[MAGIC.len() + 5 * record + 40] ^= 0x08;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (mut spool, recovered) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        let seqs: Vec<u64> = recovered.points.iter().map(|(seq, _)| seq - first).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14], "only the damaged record is lost");
+        assert_eq!((recovered.corrupt_segments, recovered.torn_segments), (1, 0));
+        let copy = spool_dir.join("corrupt").join(path.file_name().unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), bytes, "the damaged file is kept for the operator");
+
+        // Delivering what was readable deletes the segment, never the copy.
+        spool.ack(&recovered.points.iter().map(|(seq, _)| *seq).collect::<Vec<_>>()).unwrap();
+        assert!(!path.exists());
+        assert!(copy.exists());
+    }
+
+    #[test]
+    fn damage_that_cannot_be_skipped_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let (mut spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        spool.append(&(0..5).map(|_| super::tests_support::point()).collect::<Vec<_>>()).unwrap();
+        drop(spool);
+        let path = only_segment(&spool_dir);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, recovered) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        assert_eq!(recovered.points.len(), 4);
+        assert_eq!((recovered.corrupt_segments, recovered.torn_segments), (1, 0));
+        assert!(spool_dir.join("corrupt").join(path.file_name().unwrap()).exists());
+    }
+
+    #[test]
+    fn a_directory_named_like_a_segment_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).unwrap();
+        spool.append(std::slice::from_ref(&super::tests_support::point())).unwrap();
+        drop(spool);
+        let stray = dir.path().join("spool").join(format!("{:020}.seg", 7));
+        std::fs::create_dir(&stray).unwrap();
+
+        let (mut spool, recovered) =
+            DiskSpool::open(dir.path(), 1 << 20, 1_800_000_000_000).expect("a stray directory does not stop the daemon");
+        assert_eq!(recovered.points.len(), 1, "the real segment is still replayed");
+        assert_eq!(recovered.unreadable_segments, 1);
+        spool.append(std::slice::from_ref(&super::tests_support::point())).unwrap();
+        assert!(stray.is_dir(), "left alone for the operator");
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub const MAGIC: &[u8; 8] = b"SNOWSPL1";
 const HEADER: usize = 8;
 /// No datapoint comes near this; a larger length field means the bytes are not a record.
 const MAX_PAYLOAD: usize = 1 << 20;
+/// Every payload starts so (serde writes the fields in declaration order); a cheap first test
+/// when looking for the next record after damage.
+const PAYLOAD_START: &[u8] = b"{\"q\":";
 
 /// One spooled datapoint, self-contained: a segment can be replayed without anything else.
 #[derive(Serialize, Deserialize)]
@@ -43,29 +46,97 @@ pub struct Decoded {
     pub point: Datapoint,
 }
 
-/// Every whole record of `bytes` (a segment's content after the magic), and where the readable
-/// part ends: anything after that offset is a torn or corrupt tail.
-pub fn decode_all(bytes: &[u8], series: &mut HashMap<Series, Arc<Series>>) -> (Vec<Decoded>, usize) {
-    let mut records = Vec::new();
-    let mut offset = 0;
-    while bytes.len() - offset >= HEADER {
-        let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
-        let checksum = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
-        let start = offset + HEADER;
-        if length > MAX_PAYLOAD || bytes.len() - start < length {
-            break;
-        }
-        let payload = &bytes[start..start + length];
-        if crc32fast::hash(payload) != checksum {
-            break;
-        }
-        let Ok(stored) = serde_json::from_slice::<Stored>(payload) else { break };
-        let shared = intern(series, stored.series.into_owned());
-        records
-            .push(Decoded { seq: stored.seq, point: Datapoint { series: shared, value: stored.value, timestamp_ms: stored.timestamp_ms } });
-        offset = start + length;
+/// How a segment's bytes after the last whole record end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Nothing after the last record.
+    Clean,
+    /// A record cut short (or a zero-filled end): what a crash mid-write leaves. Nothing that
+    /// was acknowledged as durable is in it.
+    Torn,
+    /// Bytes that are not a record and not a cut-short one: damage, with no whole record after it.
+    Corrupt,
+}
+
+/// What reading a segment found.
+pub struct Decoding {
+    /// Every whole record, in file order.
+    pub records: Vec<Decoded>,
+    /// Damaged stretches between whole records that were skipped (each one or more records lost).
+    pub skipped_regions: usize,
+    /// Bytes not read as records: the skipped stretches and the tail.
+    pub unreadable_bytes: usize,
+    pub tail: Tail,
+}
+
+impl Decoding {
+    /// Damage other than a torn tail: the segment holds bytes that were once records.
+    pub fn is_corrupt(&self) -> bool {
+        self.skipped_regions > 0 || self.tail == Tail::Corrupt
     }
-    (records, offset)
+}
+
+/// Every whole record of `bytes` (a segment's content after the magic).
+///
+/// A record that fails its checksum (a flipped byte, a bad length field) is skipped, and reading
+/// resumes at the next whole record found after it, so one damaged record costs only itself.
+/// After the last whole record, a record cut short is a torn tail (a crash mid-write); anything
+/// else is corruption.
+pub fn decode_all(bytes: &[u8], series: &mut HashMap<Series, Arc<Series>>) -> Decoding {
+    let mut decoding = Decoding { records: Vec::new(), skipped_regions: 0, unreadable_bytes: 0, tail: Tail::Clean };
+    let mut offset = 0;
+    while offset < bytes.len() {
+        if let Some((stored, next)) = frame_at(bytes, offset) {
+            let shared = intern(series, stored.series.into_owned());
+            decoding.records.push(Decoded {
+                seq: stored.seq,
+                point: Datapoint { series: shared, value: stored.value, timestamp_ms: stored.timestamp_ms },
+            });
+            offset = next;
+            continue;
+        }
+        match (offset + 1..bytes.len()).find(|&start| frame_at(bytes, start).is_some()) {
+            Some(resume) => {
+                decoding.skipped_regions += 1;
+                decoding.unreadable_bytes += resume - offset;
+                offset = resume;
+            }
+            None => {
+                decoding.unreadable_bytes += bytes.len() - offset;
+                decoding.tail = if is_torn(&bytes[offset..]) { Tail::Torn } else { Tail::Corrupt };
+                break;
+            }
+        }
+    }
+    decoding
+}
+
+/// The record starting at `offset`, and where the next one starts, if a whole valid one is there.
+fn frame_at(bytes: &[u8], offset: usize) -> Option<(Stored<'_>, usize)> {
+    let header = bytes.get(offset..offset + HEADER)?;
+    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let checksum = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let start = offset + HEADER;
+    // Cheap tests first: while resynchronising this runs at every byte of a damaged stretch.
+    if length > MAX_PAYLOAD || !bytes[start..].starts_with(PAYLOAD_START) || bytes.len() - start < length {
+        return None;
+    }
+    let payload = &bytes[start..start + length];
+    if crc32fast::hash(payload) != checksum {
+        return None;
+    }
+    let stored = serde_json::from_slice::<Stored>(payload).ok()?;
+    Some((stored, start + length))
+}
+
+/// What a crash mid-append leaves: part of a header, a record whose length runs past the end of
+/// the file, or (on file systems that extend the size before the data lands) zeros.
+fn is_torn(rest: &[u8]) -> bool {
+    if rest.len() < HEADER || rest.iter().all(|&byte| byte == 0) {
+        return true;
+    }
+    let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    length <= MAX_PAYLOAD && rest.len() - HEADER < length
 }
 
 /// One shared `Series` per distinct series, so a replayed backlog costs little memory.
@@ -104,8 +175,9 @@ mod tests {
         encode(&mut buffer, 7, &point(1.5));
         encode(&mut buffer, 8, &point(-2.0));
         let mut interned = HashMap::new();
-        let (records, end) = decode_all(&buffer, &mut interned);
-        assert_eq!(end, buffer.len());
+        let decoding = decode_all(&buffer, &mut interned);
+        assert_eq!((decoding.tail, decoding.unreadable_bytes), (Tail::Clean, 0));
+        let records = decoding.records;
         assert_eq!(records.iter().map(|r| (r.seq, r.point.value)).collect::<Vec<_>>(), [(7, 1.5), (8, -2.0)]);
         assert!(Arc::ptr_eq(&records[0].point.series, &records[1].point.series));
         assert_eq!(records[0].point, point(1.5));
@@ -120,22 +192,72 @@ mod tests {
             ends.push(buffer.len());
         }
         for cut in 0..=buffer.len() {
-            let (records, end) = decode_all(&buffer[..cut], &mut HashMap::new());
+            let decoding = decode_all(&buffer[..cut], &mut HashMap::new());
             let whole = ends.iter().filter(|&&e| e <= cut).count() - 1;
-            assert_eq!(records.len(), whole, "cut at {cut}");
-            assert_eq!(end, ends[whole]);
+            assert_eq!(decoding.records.len(), whole, "cut at {cut}");
+            assert_eq!(decoding.unreadable_bytes, cut - ends[whole]);
+            let tail = if cut == ends[whole] { Tail::Clean } else { Tail::Torn };
+            assert_eq!(decoding.tail, tail, "a cut is a torn tail, never corruption (cut at {cut})");
+        }
+    }
+
+    fn segment(count: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut buffer = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..count {
+            starts.push(buffer.len());
+            encode(&mut buffer, i, &point(i as f64));
+        }
+        (buffer, starts)
+    }
+
+    fn seqs(decoding: &Decoding) -> Vec<u64> {
+        decoding.records.iter().map(|record| record.seq).collect()
+    }
+
+    #[test]
+    fn a_flipped_byte_costs_only_its_own_record() {
+        let (clean, starts) = segment(15);
+        // Every byte of record 5 in turn: header (length, checksum) or payload.
+        for position in starts[5]..starts[6] {
+            let mut buffer = clean.clone();
+            buffer[position] ^= 0x40;
+            let decoding = decode_all(&buffer, &mut HashMap::new());
+            let expected: Vec<u64> = (0..15).filter(|&i| i != 5).collect();
+            assert_eq!(seqs(&decoding), expected, "byte {position} flipped");
+            assert_eq!((decoding.skipped_regions, decoding.tail), (1, Tail::Clean), "byte {position}");
+            assert!(decoding.is_corrupt());
         }
     }
 
     #[test]
-    fn a_flipped_bit_ends_the_readable_part() {
-        let mut buffer = Vec::new();
-        encode(&mut buffer, 1, &point(1.0));
-        let first = buffer.len();
-        encode(&mut buffer, 2, &point(2.0));
-        buffer[first + 12] ^= 0x40;
-        let (records, end) = decode_all(&buffer, &mut HashMap::new());
-        assert_eq!(records.len(), 1);
-        assert_eq!(end, first);
+    fn a_bad_length_field_costs_only_its_own_record() {
+        let (clean, starts) = segment(15);
+        for length in [0u32, 1, 100, 5_000, u32::MAX] {
+            let mut buffer = clean.clone();
+            buffer[starts[3]..starts[3] + 4].copy_from_slice(&length.to_le_bytes());
+            let decoding = decode_all(&buffer, &mut HashMap::new());
+            assert_eq!(seqs(&decoding).len(), 14, "length {length}");
+            assert!(!seqs(&decoding).contains(&3));
+        }
+    }
+
+    #[test]
+    fn damage_in_the_last_record_is_corruption_and_a_cut_is_torn() {
+        let (clean, starts) = segment(4);
+        let mut flipped = clean.clone();
+        *flipped.last_mut().unwrap() ^= 0x01;
+        let decoding = decode_all(&flipped, &mut HashMap::new());
+        assert_eq!((seqs(&decoding), decoding.tail), (vec![0, 1, 2], Tail::Corrupt));
+        assert_eq!(decoding.unreadable_bytes, clean.len() - starts[3]);
+
+        let mut garbage = clean.clone();
+        garbage.extend_from_slice(b"not a record at all");
+        assert_eq!(decode_all(&garbage, &mut HashMap::new()).tail, Tail::Corrupt);
+
+        let mut zeros = clean.clone();
+        zeros.extend_from_slice(&[0; 4096]);
+        let decoding = decode_all(&zeros, &mut HashMap::new());
+        assert_eq!((decoding.records.len(), decoding.tail), (4, Tail::Torn), "a zero-filled end is what a crash leaves");
     }
 }
