@@ -1,0 +1,2 @@
+//! Jobs as cron monitors (SPEC 9).
+pub mod deadline;
