@@ -54,7 +54,8 @@ pub struct JobTimes {
     pub last_success: Option<DateTime<Utc>>,
     /// When the daemon first loaded the job, as kept in the state directory.
     pub first_loaded: DateTime<Utc>,
-    /// When this daemon process loaded the job: when a `@reboot` job fires.
+    /// When this daemon process loaded the job: when a `@reboot` job fires. A success scheduled
+    /// at or after it is this start's run.
     pub loaded_this_process: DateTime<Utc>,
 }
 

@@ -65,9 +65,13 @@ impl Monitors {
     /// Keeps a successful run's scheduled time as the job's last success; other outcomes change
     /// nothing. The values to publish for the run come from [`super::run_values`].
     pub fn record_run(&mut self, name: &str, run: &JobRun, now: DateTime<Utc>) -> Result<(), String> {
-        if !run.outcome.is_success() || !self.watched.contains_key(name) {
+        let Some(watched) = self.watched.get_mut(name) else { return Ok(()) };
+        if !run.outcome.is_success() {
             return Ok(());
         }
+        // A `@reboot` run may be scheduled at the daemon's start, a moment before `set_jobs`
+        // noted the load: it still is this process's run.
+        watched.loaded_this_process = watched.loaded_this_process.min(run.scheduled);
         self.state.succeeded(name, run.scheduled, now);
         self.save()
     }
@@ -207,6 +211,12 @@ mod tests {
         assert_eq!(overdue_of(&monitors, "warm", "2026-05-04T10:10:00Z"), 240.0);
         monitors.record_run("warm", &run(JobOutcome::Succeeded, "2026-05-04T10:00:00Z"), at("2026-05-04T10:10:30Z")).unwrap();
         assert_eq!(overdue_of(&monitors, "warm", "2026-05-04T10:11:00Z"), 0.0);
+
+        // A run scheduled at the daemon's start, before the load was noted, is this start's run.
+        let (mut monitors, _) = Monitors::open(dir.path()).unwrap();
+        monitors.set_jobs(vec![job("warm", "@reboot")], at("2026-05-04T12:00:05Z")).unwrap();
+        monitors.record_run("warm", &run(JobOutcome::Succeeded, "2026-05-04T12:00:00Z"), at("2026-05-04T12:00:30Z")).unwrap();
+        assert_eq!(overdue_of(&monitors, "warm", "2026-05-04T13:00:00Z"), 0.0);
 
         // The next start expects a new success.
         drop(monitors);
