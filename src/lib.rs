@@ -20,6 +20,7 @@ pub mod execution;
 pub mod flake;
 pub mod flakelog;
 pub mod metrics;
+pub mod monitor;
 pub mod output;
 pub mod placeholders;
 pub mod publish;

@@ -1,0 +1,46 @@
+//! Jobs as cron monitors (SPEC 9): a job flake with `flakeMonitor` publishes whether each run
+//! succeeded and how long it took, and once a minute how far past its deadline it is; two
+//! declared alarms turn those into "failed" and "overdue" notifications, inside CloudWatch.
+//!
+//! - [`deadline`]: when a job is late, from its own schedule; `JobOverdueSeconds`.
+//! - [`state`]: each job's last success and first load, kept in `<state-dir>/monitors.json`.
+//! - [`metrics`]: the run's outcome as `JobSuccess` and `JobDuration`, the `Job` dimension.
+//! - [`alarms`]: `FL-<flake>-overdue` and `FL-<flake>-failed` as plain data and `AlarmConfig`.
+//! - [`monitors`]: the daemon's set of monitored jobs, tying the above together.
+//!
+//! # How it plugs in (not wired yet)
+//!
+//! - Flake format: `flakeMonitor` (`grace`, `failedAlarm`, `alarmEndpoints`, `alarmTags`,
+//!   `alarmActionsEnabled`) becomes a [`MonitoredJob`] (name, schedule, [`Allowance`] of grace
+//!   and `flakeTimeout`) plus [`AlarmActions`].
+//! - Daemon start: [`Monitors::open`] on `--state-dir`; after every catalog load or reload,
+//!   [`Monitors::set_jobs`] with the enabled monitored jobs.
+//! - Execution: each firing of a monitored job (including an overlap skip) becomes a [`JobRun`];
+//!   [`run_values`] gives the values, [`datapoints`] puts them on the flake's series with
+//!   `Job=<flakeName>` for the publisher, [`JobOutcome::describe`] goes in the flake's log line,
+//!   and [`Monitors::record_run`] keeps a success. `snowflake once` uses only `run_values`.
+//! - Once a minute: [`Monitors::overdue`] gives one `JobOverdueSeconds` per job, published the
+//!   same way.
+//! - Alarm reconciliation: for each monitored job, [`declared_alarms`] and
+//!   [`MonitorAlarm::config`] (with [`job_dimensions`]) become desired alarms beside the flake's
+//!   own, so they are planned, reconciled and deleted like any other.
+//!
+//! Outcome mapping from the execution's verdicts: ok -> `Succeeded`; failed (exit status or
+//! signal) and error (could not start) -> `Failed`; timeout -> `TimedOut`; stopped ->
+//! `Stopped`; a firing skipped because the previous run is still going -> `SkippedOverlap`.
+//! (rejected never happens to a job: its success is its exit status, SPEC 2.3.)
+
+pub mod alarms;
+pub mod deadline;
+pub mod metrics;
+pub mod monitors;
+pub mod state;
+
+pub use alarms::{AlarmActions, FAILED, MonitorAlarm, OVERDUE, declared_alarms};
+pub use deadline::{Allowance, DEFAULT_GRACE, JobTimes};
+pub use metrics::{
+    JOB_DIMENSION, JOB_DURATION, JOB_OVERDUE_SECONDS, JOB_SUCCESS, JobOutcome, JobRun, MonitorValue, datapoints, job_dimensions,
+    job_series, run_values,
+};
+pub use monitors::{MonitoredJob, Monitors};
+pub use state::{JobRecord, MonitorState, MonitorStateFile};
