@@ -20,6 +20,7 @@ use crate::cloudwatch::Backend;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::Flake;
 use crate::metrics::Metrics;
+use crate::outcome::PutOutcome;
 use crate::publish::{PublisherConfig, spawn_publisher};
 
 /// Longer than any `once` runs: partial batches wait for the final drain.
@@ -90,7 +91,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     drop(context);
     drop(publisher);
     let _ = publisher_task.await;
-    let calls = metrics.put_calls("ok");
+    let calls = metrics.put_calls(PutOutcome::Ok.as_str());
     let verb = if options.dry_run { "printed (dry run)" } else { "published" };
     println!("{verb}: {} of {values} value(s) in {calls} PutMetricData call(s)", drained.delivered);
     if drained.rejected > 0 {
