@@ -247,3 +247,36 @@ async fn an_outage_keeps_values_in_the_spool_for_the_next_start() {
     let report = daemon.stop(never()).await;
     assert_eq!((report.delivered, report.pending), (spooled as u64, 0));
 }
+
+/// Issue 12, item 2: validating a huge flake file (an unknown key of megabytes makes the
+/// did-you-mean suggestion slow) used to hold a runtime thread, and a healthy flake's firings
+/// were skipped as "the previous run is still going". Loading now runs on the blocking pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flake_file_slow_to_validate_stalls_neither_runs_nor_health() {
+    let h = Harness::new();
+    h.write("tick", json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Slow"}));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "a first value", || !h.values("Slow", "tick").is_empty()).await;
+
+    let mut huge = serde_json::Map::new();
+    huge.insert("flakeName".to_string(), json!("huge"));
+    huge.insert("flakeCronstring".to_string(), json!("0 0 1 1 *"));
+    huge.insert("flakeCommand".to_string(), json!("echo 1"));
+    huge.insert("flakeMetricNamespace".to_string(), json!("Slow"));
+    huge.insert("x".repeat(200 << 10), json!(1));
+    // Written aside and renamed in, so no rescan reads half of it.
+    std::fs::write(h.path("huge.tmp"), serde_json::to_vec(&huge).unwrap()).unwrap();
+    std::fs::rename(h.path("huge.tmp"), h.path("flakes/huge.json")).unwrap();
+
+    let mut always_healthy = true;
+    eventually(Duration::from_secs(300), "the huge file to be loaded", || {
+        always_healthy &= daemon.health().report().healthy;
+        daemon.metrics().encode().contains("snowflake_flakes{state=\"loaded\"} 2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.stop(never()).await;
+    assert!(always_healthy, "/healthz stayed healthy while the file was validated");
+    let log = h.log_of("tick");
+    assert!(!log.contains(" skipped "), "no firing was skipped while the file was validated:\n{log}");
+}
