@@ -1,5 +1,5 @@
-//! One firing of one flake: run its command, judge the outcome, write the flake's log line,
-//! publish the value. Shared by `snowflake once` and the daemon's scheduler.
+//! One firing of one flake: run its command, judge the outcome, publish the value (durably),
+//! record the run in the flake's log. Shared by `snowflake once` and the daemon's scheduler.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,16 +10,12 @@ use tokio::sync::watch;
 
 use crate::creds::Creds;
 use crate::flake::{Flake, FlakeKind};
-use crate::flakelog::FlakeLogs;
+use crate::flakelog::{Event, FlakeLogs, RunLine};
 use crate::metrics::Metrics;
+use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
 use crate::runner::{CommandSpec, RunOutcome, Termination, run_command};
-
-/// Longest excerpt of stdout or stderr written to a flake's log for a failed run.
-const EXCERPT_CHARS: usize = 400;
-/// Most output lines of a job copied into its log per run.
-const JOB_OUTPUT_LINES: usize = 200;
 
 /// What every run needs besides its flake.
 pub struct RunContext {
@@ -53,15 +49,15 @@ impl Prepared {
 pub enum Verdict {
     /// A metric's value, or a job's (if its output was one number).
     Ok { value: Option<f64> },
-    /// `result` is the metrics label: failed, rejected, timeout, stopped or error.
-    Failed { result: &'static str, reason: String },
+    /// Never [`RunResult::Ok`].
+    Failed { result: RunResult, reason: String },
 }
 
 impl Verdict {
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> RunResult {
         match self {
-            Verdict::Ok { .. } => "ok",
-            Verdict::Failed { result, .. } => result,
+            Verdict::Ok { .. } => RunResult::Ok,
+            Verdict::Failed { result, .. } => *result,
         }
     }
 
@@ -90,7 +86,7 @@ impl RunReport {
         match &self.verdict {
             Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
             Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
-            Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake),
+            Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake, result = result.as_str()),
         }
     }
 }
@@ -105,7 +101,7 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
 
     let mut verdict = judge(flake, &outcome);
     let mut published = false;
-    let mut durable = true;
+    let mut sent_without_spool = false;
     if let Verdict::Ok { value: Some(value) } = verdict {
         match &prepared.series {
             Ok(Some(series)) => {
@@ -113,26 +109,42 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
                 // Waits for the spool, so "ok" in the log means the value survives a crash.
                 match context.publisher.publish_durably(vec![point]).await {
                     Accepted::Durably => published = true,
-                    Accepted::WithoutSpool => (published, durable) = (true, false),
+                    Accepted::WithoutSpool => (published, sent_without_spool) = (true, true),
                     Accepted::No => {
-                        verdict =
-                            Verdict::Failed { result: "error", reason: "the publisher has stopped; the value was not taken".to_string() }
+                        verdict = Verdict::Failed {
+                            result: RunResult::Error,
+                            reason: "the publisher has stopped; the value was not taken".to_string(),
+                        }
                     }
                 }
             }
             Ok(None) => {}
-            Err(reason) => verdict = Verdict::Failed { result: "error", reason: reason.clone() },
+            Err(reason) => verdict = Verdict::Failed { result: RunResult::Error, reason: reason.clone() },
         }
     }
 
     let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
     context.metrics.run(&flake.name, report.verdict.result());
     context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
-    let mut lines = log_lines(flake, &report, &outcome, context);
-    if !durable {
-        lines[0].push_str(" spool=\"unwritable: sent without a durable copy\"");
-    }
-    context.logs.append(&flake.name, &lines);
+    let line = RunLine {
+        result: report.verdict.result(),
+        scheduled,
+        duration: outcome.duration,
+        value: match report.verdict {
+            Verdict::Ok { value } => value,
+            Verdict::Failed { .. } => None,
+        },
+        failure: match &report.verdict {
+            Verdict::Failed { reason, .. } => Some(reason.as_str()),
+            Verdict::Ok { .. } => None,
+        },
+        stdout: &outcome.stdout,
+        stderr: &outcome.stderr,
+        lingered: outcome.lingered,
+        copy_output: flake.kind == FlakeKind::Job,
+        sent_without_spool,
+    };
+    context.logs.record(&flake.name, Event::Run(&line)).await;
     report
 }
 
@@ -154,53 +166,17 @@ fn command_spec(flake: &Flake, scheduled: DateTime<Utc>, context: &RunContext) -
 pub fn judge(flake: &Flake, outcome: &RunOutcome) -> Verdict {
     let failed = |result, reason: String| Verdict::Failed { result, reason };
     match &outcome.termination {
-        Termination::SpawnFailed(reason) => failed("error", reason.clone()),
-        Termination::TimedOut => failed("timeout", format!("timed out after {:?}; its process group was terminated", flake.timeout)),
-        Termination::Stopped => failed("stopped", "stopped because the daemon is shutting down".to_string()),
-        Termination::Signaled(signal) => failed("failed", format!("killed by signal {signal}")),
-        Termination::Exited(code) if *code != 0 => failed("failed", format!("exit status {code}")),
+        Termination::SpawnFailed(reason) => failed(RunResult::Error, reason.clone()),
+        Termination::TimedOut => {
+            failed(RunResult::Timeout, format!("timed out after {:?}; its process group was terminated", flake.timeout))
+        }
+        Termination::Stopped => failed(RunResult::Stopped, "stopped because the daemon is shutting down".to_string()),
+        Termination::Signaled(signal) => failed(RunResult::Failed, format!("killed by signal {signal}")),
+        Termination::Exited(code) if *code != 0 => failed(RunResult::Failed, format!("exit status {code}")),
         Termination::Exited(_) => match (flake.kind, parse_value(&outcome.stdout.bytes, outcome.stdout.truncated)) {
             (_, Ok(value)) => Verdict::Ok { value: Some(value) },
             (FlakeKind::Job, Err(_)) => Verdict::Ok { value: None },
-            (FlakeKind::Metric, Err(rejected)) => failed("rejected", rejected.0),
+            (FlakeKind::Metric, Err(rejected)) => failed(RunResult::Rejected, rejected.0),
         },
     }
-}
-
-fn log_lines(flake: &Flake, report: &RunReport, outcome: &RunOutcome, context: &RunContext) -> Vec<String> {
-    let redactor = context.logs.redactor();
-    let mut line = format!(
-        "{} {} scheduled={} duration={}ms",
-        Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        report.verdict.result(),
-        report.scheduled.to_rfc3339_opts(SecondsFormat::Secs, true),
-        report.duration.as_millis()
-    );
-    match &report.verdict {
-        Verdict::Ok { value: Some(value) } => line.push_str(&format!(" value={value}")),
-        Verdict::Ok { value: None } => {}
-        Verdict::Failed { reason, .. } => {
-            line.push_str(&format!(" reason={:?}", redactor.redact(reason)));
-            for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
-                if !captured.bytes.is_empty() {
-                    let excerpt = crate::flake::shorten(&redactor.redact(&captured.text()), EXCERPT_CHARS);
-                    line.push_str(&format!(" {name}={excerpt:?}"));
-                }
-            }
-        }
-    }
-    if outcome.stdout.truncated || outcome.stderr.truncated {
-        line.push_str(" output_truncated=true");
-    }
-    if outcome.lingered {
-        line.push_str(" note=\"processes it left behind held its output open until the timeout; they were terminated\"");
-    }
-    let mut lines = vec![line];
-    if flake.kind == FlakeKind::Job {
-        for (name, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
-            let text = captured.text();
-            lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {output}")));
-        }
-    }
-    lines
 }

@@ -1,4 +1,9 @@
-//! Per-flake log files: `<log-dir>/<flakeName>.log`, a line per run, rotated daily.
+//! Per-flake log files: `<log-dir>/<flakeName>.log`, a line per event, rotated daily.
+//!
+//! This module is the one owner of the flake log line: [`Event`] says what happened (a run, a
+//! skipped firing, a dropped value) and [`FlakeLogs::lines`] is the one place its text is made.
+//! [`FlakeLogs::record`] writes on tokio's blocking pool, so a slow or full disk never stalls a
+//! runtime thread (scheduling, `/healthz`, delivery).
 //!
 //! Rotation is logrotate's numbered scheme: at the first write of a new (UTC) day `name.log`
 //! becomes `name.log.1`, `.1` becomes `.2`, and so on up to `--log-keep`. It costs a few renames
@@ -8,12 +13,51 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::creds::Redactor;
+use crate::outcome::RunResult;
+use crate::runner::Captured;
+
+/// Longest excerpt of stdout or stderr written to a flake's log for a failed run.
+const EXCERPT_CHARS: usize = 400;
+/// Most output lines of a job copied into its log per run.
+const JOB_OUTPUT_LINES: usize = 200;
+
+/// Something that happened to a flake, worth a line in its log.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A run finished.
+    Run(&'a RunLine<'a>),
+    /// A firing did not start a run.
+    Skipped { scheduled: DateTime<Utc>, reason: &'a str },
+    /// A value will never reach CloudWatch.
+    Dropped { value: f64, timestamp_ms: i64, reason: &'a str },
+}
+
+/// What a run's log line says.
+#[derive(Debug, Clone)]
+pub struct RunLine<'a> {
+    pub result: RunResult,
+    pub scheduled: DateTime<Utc>,
+    pub duration: Duration,
+    /// The value it produced, for a successful run.
+    pub value: Option<f64>,
+    /// Why it failed, for a failed run (its output excerpts follow it).
+    pub failure: Option<&'a str>,
+    pub stdout: &'a Captured,
+    pub stderr: &'a Captured,
+    /// Processes it left behind held its output open until the timeout.
+    pub lingered: bool,
+    /// A job's output is copied below the line.
+    pub copy_output: bool,
+    /// The value went to the publisher, but the spool could not keep a durable copy.
+    pub sent_without_spool: bool,
+}
 
 /// Writes and rotates the log files of all flakes.
 pub struct FlakeLogs {
@@ -42,12 +86,66 @@ impl FlakeLogs {
         self.dir.join(format!("{flake}.log"))
     }
 
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
+    /// The text of `event`, as written (before the final redaction of whole lines).
+    pub fn lines(&self, event: Event<'_>, now: DateTime<Utc>) -> Vec<String> {
+        let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let seconds = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        match event {
+            Event::Skipped { scheduled, reason } => vec![format!("{time} skipped scheduled={} reason={reason:?}", seconds(scheduled))],
+            Event::Dropped { value, timestamp_ms, reason } => {
+                let scheduled = DateTime::from_timestamp_millis(timestamp_ms).map_or_else(String::new, seconds);
+                vec![format!("{time} dropped value={value} scheduled={scheduled} reason={reason:?}")]
+            }
+            Event::Run(run) => self.run_lines(run, &time),
+        }
+    }
+
+    fn run_lines(&self, run: &RunLine<'_>, time: &str) -> Vec<String> {
+        let scheduled = run.scheduled.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut line = format!("{time} {} scheduled={scheduled} duration={}ms", run.result.as_str(), run.duration.as_millis());
+        if let Some(value) = run.value {
+            line.push_str(&format!(" value={value}"));
+        }
+        if let Some(reason) = run.failure {
+            // Redacted before shortening: a cut could leave a secret's head unrecognisable.
+            line.push_str(&format!(" reason={:?}", self.redactor.redact(reason)));
+            for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
+                if !captured.bytes.is_empty() {
+                    let excerpt = crate::flake::shorten(&self.redactor.redact(&captured.text()), EXCERPT_CHARS);
+                    line.push_str(&format!(" {name}={excerpt:?}"));
+                }
+            }
+        }
+        if run.stdout.truncated || run.stderr.truncated {
+            line.push_str(" output_truncated=true");
+        }
+        if run.lingered {
+            line.push_str(" note=\"processes it left behind held its output open until the timeout; they were terminated\"");
+        }
+        if run.sent_without_spool {
+            line.push_str(" spool=\"unwritable: sent without a durable copy\"");
+        }
+        let mut lines = vec![line];
+        if run.copy_output {
+            for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
+                let text = captured.text();
+                lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {output}")));
+            }
+        }
+        lines
+    }
+
+    /// Writes `event` to `flake`'s log on the blocking pool, and returns once it is written.
+    pub async fn record(self: &Arc<Self>, flake: &str, event: Event<'_>) {
+        let lines = self.lines(event, Utc::now());
+        let (logs, flake) = (self.clone(), flake.to_string());
+        if let Err(error) = tokio::task::spawn_blocking(move || logs.append(&flake, &lines)).await {
+            tracing::error!("a flake log write did not finish: {error}");
+        }
     }
 
     /// Appends `lines` (redacted) to the flake's log, rotating it first if a day has passed.
-    pub fn append(&self, flake: &str, lines: &[String]) {
+    fn append(&self, flake: &str, lines: &[String]) {
         // Flake names are validated at load time; this guards the file system regardless.
         if flake.is_empty() || flake.contains('/') || flake.starts_with('.') {
             tracing::error!(flake, "refusing to write a log file for an unsafe flake name");

@@ -3,12 +3,34 @@
 //!
 //! # Layout
 //!
-//! - [`flake`]: the flake file format and its validation into an immutable `Flake`.
-//! - [`schedule`]: crontab lines, macros, `@every`, time zones; next fire times.
+//! A flake file goes `flake` (validated) -> `catalog` (loaded, diffed) -> `daemon` (scheduled)
+//! -> `execution` (run by `runner`, judged by `output`, logged by `flakelog`) -> `publish`
+//! (spooled, batched) -> `cloudwatch`; its alarms go `alarms` (desired, planned, reconciled) ->
+//! `cloudwatch`.
+//!
+//! - [`flake`]: the flake file format and its validation into an immutable `Flake`, every
+//!   problem at once; the JSON Schema.
+//! - [`schedule`]: crontab lines, macros, `@every`, `@reboot`, time zones; next fire times.
 //! - [`placeholders`]: `${hostname}`, `${env:NAME}`, `${aws:...}` in dimensions and alarm names.
-//! - [`catalog`]: a directory of flake files as a set of flakes, and what changed between loads.
-//! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake.
-//! - [`cli`]: the command line; `main.rs` only hands over to it.
+//! - [`catalog`]: a directory of flake files as a set of flakes, last-good retention, and what
+//!   changed between loads.
+//! - [`runner`]: one command: `/bin/sh -c` in its own process group, bounded capture, timeout.
+//! - [`output`]: the number grammar of a command's output.
+//! - [`execution`]: one firing of one flake: run, judge, publish durably, log.
+//! - [`outcome`]: the closed sets of outcomes (run results, PutMetricData outcomes, drop
+//!   reasons), one word each for logs and metric labels.
+//! - [`flakelog`]: the one owner and formatter of flake log lines; per-flake files, daily
+//!   rotation, redaction, writes off the runtime threads.
+//! - [`creds`]: `creds.json` and the redactor that keeps its values out of every log.
+//! - [`publish`]: batches per region and namespace, pacing, retries, bisection of rejected
+//!   batches, and the durable spool behind one async handle.
+//! - [`alarms`]: desired alarms, normalisation and diff, the managed-names file, plan, reconcile.
+//! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
+//!   and a dry-run printer.
+//! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
+//! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
+//!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`.
+//! - [`cli`]: the command line, signals and process-wide setup; `main.rs` only hands over to it.
 
 pub mod alarms;
 pub mod catalog;
@@ -21,6 +43,7 @@ pub mod flake;
 pub mod flakelog;
 pub mod metrics;
 pub mod monitor;
+pub mod outcome;
 pub mod output;
 pub mod placeholders;
 pub mod publish;

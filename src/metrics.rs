@@ -9,12 +9,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use strum::VariantArray;
+
+use crate::outcome::{DropReason, PutOutcome, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub flake: String,
-    /// ok, failed, rejected, timeout, stopped, error
-    pub result: String,
+    /// [`RunResult::as_str`]
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,14 +27,14 @@ pub struct FlakeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// ok, throttled, unavailable, credentials, invalid
-    pub outcome: String,
+    /// [`PutOutcome::as_str`]
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// age, size
-    pub reason: String,
+    /// [`DropReason::as_str`]
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,9 +49,6 @@ pub struct StateLabels {
     pub state: String,
 }
 
-/// Every result label a run can have, so a removed flake's series can all be dropped.
-pub const RUN_RESULTS: [&str; 6] = ["ok", "failed", "rejected", "timeout", "stopped", "error"];
-
 /// All of the daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +61,8 @@ pub struct Metrics {
     pub put_metric_data_calls: Family<OutcomeLabels, Counter>,
     pub spool_bytes: Gauge,
     pub spool_datapoints: Gauge,
+    /// 1 while the spool cannot be written (datapoints are sent without a durable copy).
+    pub spool_write_failing: Gauge,
     pub spool_dropped: Family<ReasonLabels, Counter>,
     pub alarm_changes: Family<ActionLabels, Counter>,
     pub flakes: Family<StateLabels, Gauge>,
@@ -90,6 +92,7 @@ impl Metrics {
             put_metric_data_calls: Family::default(),
             spool_bytes: Gauge::default(),
             spool_datapoints: Gauge::default(),
+            spool_write_failing: Gauge::default(),
             spool_dropped: Family::default(),
             alarm_changes: Family::default(),
             flakes: Family::default(),
@@ -112,6 +115,11 @@ impl Metrics {
         registry.register("spool_bytes", "Size of the durable spool on disk", metrics.spool_bytes.clone());
         registry.register("spool_datapoints", "Datapoints waiting in the spool", metrics.spool_datapoints.clone());
         registry.register(
+            "spool_write_failing",
+            "1 while the spool cannot be written and datapoints go out without a durable copy",
+            metrics.spool_write_failing.clone(),
+        );
+        registry.register(
             "spool_dropped_datapoints",
             "Datapoints dropped from the spool by age or size limit",
             metrics.spool_dropped.clone(),
@@ -130,11 +138,11 @@ impl Metrics {
             metrics.http_connections_refused.clone(),
         );
         // Known series start at zero, so dashboards and rate() see them before the first event.
-        for outcome in ["ok", "throttled", "unavailable", "credentials", "invalid"] {
-            let _ = metrics.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.to_string() });
+        for outcome in PutOutcome::VARIANTS {
+            let _ = metrics.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.as_str() });
         }
-        for reason in ["age", "size"] {
-            let _ = metrics.spool_dropped.get_or_create(&ReasonLabels { reason: reason.to_string() });
+        for reason in DropReason::VARIANTS {
+            let _ = metrics.spool_dropped.get_or_create(&ReasonLabels { reason: reason.as_str() });
         }
         for action in ["create", "update", "delete", "tag"] {
             let _ = metrics.alarm_changes.get_or_create(&ActionLabels { action: action.to_string() });
@@ -152,24 +160,26 @@ impl Metrics {
         text
     }
 
-    pub fn run(&self, flake: &str, result: &str) {
-        self.runs.get_or_create(&RunLabels { flake: flake.to_string(), result: result.to_string() }).inc();
+    pub fn run(&self, flake: &str, result: RunResult) {
+        self.runs.get_or_create(&RunLabels { flake: flake.to_string(), result: result.as_str() }).inc();
     }
 
-    pub fn put_call(&self, outcome: &str) {
-        self.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).inc();
+    pub fn put_call(&self, outcome: PutOutcome) {
+        self.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
     }
 
+    /// PutMetricData calls so far whose outcome's label is `outcome` (as in /metrics).
     pub fn put_calls(&self, outcome: &str) -> u64 {
-        self.put_metric_data_calls.get(&OutcomeLabels { outcome: outcome.to_string() }).map_or(0, |counter| counter.get())
+        let Some(outcome) = PutOutcome::VARIANTS.iter().find(|known| known.as_str() == outcome) else { return 0 };
+        self.put_metric_data_calls.get(&OutcomeLabels { outcome: outcome.as_str() }).map_or(0, |counter| counter.get())
     }
 
     pub fn alarm_change(&self, action: &str) {
         self.alarm_changes.get_or_create(&ActionLabels { action: action.to_string() }).inc();
     }
 
-    pub fn spool_drop(&self, reason: &str, count: u64) {
-        self.spool_dropped.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc_by(count);
+    pub fn spool_drop(&self, reason: DropReason, count: u64) {
+        self.spool_dropped.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc_by(count);
     }
 
     pub fn skipped_overlap(&self, flake: &str) {
@@ -185,8 +195,8 @@ impl Metrics {
 
     /// Drops a removed flake's series so a churning flakes directory does not grow /metrics.
     pub fn forget_flake(&self, flake: &str) {
-        for result in RUN_RESULTS {
-            self.runs.remove(&RunLabels { flake: flake.to_string(), result: result.to_string() });
+        for result in RunResult::VARIANTS {
+            self.runs.remove(&RunLabels { flake: flake.to_string(), result: result.as_str() });
         }
         self.skipped_overlaps.remove(&FlakeLabels { flake: flake.to_string() });
     }
@@ -199,9 +209,9 @@ mod tests {
     #[test]
     fn encodes_counters_with_labels_and_forgets_flakes() {
         let metrics = Metrics::new();
-        metrics.run("disk", "ok");
-        metrics.run("disk", "ok");
-        metrics.put_call("ok");
+        metrics.run("disk", RunResult::Ok);
+        metrics.run("disk", RunResult::Ok);
+        metrics.put_call(PutOutcome::Ok);
         metrics.lateness.observe(0.004);
         let text = metrics.encode();
         assert!(text.contains("snowflake_runs_total{flake=\"disk\",result=\"ok\"} 2"), "{text}");

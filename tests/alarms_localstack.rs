@@ -205,7 +205,7 @@ async fn a_hosts_reconcile_costs_the_same_among_300_other_hosts_alarms_and_still
     let reconciler =
         Reconciler::new(cloudwatch.clone(), ManagedFile::new(state.path()), ReconcileConfig::default(), Arc::new(Metrics::new()));
     let host = flake("this-host", untagged(&["a", "b", "c", "d"]));
-    let (declared, _) = desired_alarms(&[host.clone()], Some(REGION));
+    let (declared, _) = desired_alarms(std::slice::from_ref(&host), Some(REGION));
     let reconcile_and_count = |desired: Vec<specialsnowflake::alarms::DesiredAlarm>| {
         let (reconciler, localstack) = (&reconciler, &localstack);
         async move {

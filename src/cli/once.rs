@@ -20,6 +20,7 @@ use crate::cloudwatch::Backend;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::Flake;
 use crate::metrics::Metrics;
+use crate::outcome::PutOutcome;
 use crate::publish::{PublisherConfig, spawn_publisher};
 
 /// Longer than any `once` runs: partial batches wait for the final drain.
@@ -38,6 +39,8 @@ pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &Glo
 }
 
 async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> Result<bool, String> {
+    // Processes a timed-out command leaves behind with setsid are ended with it, as in the daemon.
+    crate::runner::supervise_descendants();
     let flakes = select_flakes(pattern, options).await?;
     let selected = flakes.clone();
     let (creds, logs) = setup::creds_and_logs(options)?;
@@ -90,7 +93,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     drop(context);
     drop(publisher);
     let _ = publisher_task.await;
-    let calls = metrics.put_calls("ok");
+    let calls = metrics.put_calls(PutOutcome::Ok.as_str());
     let verb = if options.dry_run { "printed (dry run)" } else { "published" };
     println!("{verb}: {} of {values} value(s) in {calls} PutMetricData call(s)", drained.delivered);
     if drained.rejected > 0 {

@@ -1,14 +1,17 @@
-//! `snowflake run`: the daemon's own flags, and handing over to `daemon::run`.
+//! `snowflake run`: the daemon's own flags, the process-wide setup (signals, open-file limit),
+//! and handing over to the `daemon` library.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::GlobalOptions;
 use super::setup;
 use super::values::{Listen, parse_listen, parse_size};
-use crate::daemon::{DaemonConfig, run as run_daemon};
+use crate::daemon::{self, DaemonConfig, Services};
 use crate::schedule::parse_flag_duration;
 
 #[derive(Args, Debug, Clone)]
@@ -47,13 +50,29 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
         eprintln!("error: --heartbeat-namespace {namespace:?}: {reason}");
         return ExitCode::from(2);
     }
-    let (creds, logs) = match setup::creds_and_logs(options) {
-        Ok(pair) => pair,
+    match serve(options, run).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
+            tracing::error!("{reason}");
             eprintln!("error: {reason}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+/// The daemon with the real CloudWatch (or the dry-run printer), stopped by SIGTERM or SIGINT (a
+/// second one cuts the shutdown grace short); SIGHUP re-reads every flake file.
+async fn serve(options: &GlobalOptions, run: &RunOptions) -> Result<(), String> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(|error| format!("cannot handle SIGTERM: {error}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| format!("cannot handle SIGINT: {error}"))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|error| format!("cannot handle SIGHUP: {error}"))?;
+    raise_open_file_limit();
+    if std::process::id() == 1 {
+        tracing::warn!(
+            "running as PID 1 without an init: exited grandchildren of flake commands are not reaped; use the image's tini or `docker run --init`"
+        );
+    }
+    let (creds, logs) = setup::creds_and_logs(options)?;
     let config = DaemonConfig {
         flakes_dir: options.flakes.clone(),
         state_dir: options.state_dir.clone(),
@@ -71,12 +90,41 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
     };
     let backend = setup::backend(options).await;
     crate::runner::supervise_descendants();
-    match run_daemon(config, creds, logs, backend, setup::loader(options)).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(reason) => {
-            tracing::error!("{reason}");
-            eprintln!("error: {reason}");
-            ExitCode::FAILURE
+    let services =
+        Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };
+    let daemon = daemon::start(config, services).await?;
+    let reload = daemon.reload().clone();
+    let signal_name = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: re-reading every flake file");
+                reload.reread_all();
+            }
         }
+    };
+    tracing::info!("{signal_name}: stopping");
+    daemon
+        .stop(async {
+            let again = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!("{again} again");
+        })
+        .await;
+    Ok(())
+}
+
+/// Each running command holds two pipes; thousands of flakes firing at once need more than the
+/// usual soft limit of 1024 descriptors, and the hard limit is ours to take.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, "cannot raise the open-file limit: {error}");
     }
 }

@@ -43,13 +43,19 @@ struct State {
 #[derive(Clone)]
 pub struct FakeCloudWatch {
     state: Arc<Mutex<State>>,
-    /// PutMetricData calls that panic (a bug in a caller's task, simulated).
+    /// PutMetricData calls that panic (a bug in a caller's task, simulated). Fault injection is
+    /// for tests only: the dry run uses this fake as its store, and must never panic on purpose.
+    #[cfg(any(test, feature = "test-support"))]
     panics: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for FakeCloudWatch {
     fn default() -> Self {
-        FakeCloudWatch { state: Arc::new(Mutex::new(State::default())), panics: Arc::default() }
+        FakeCloudWatch {
+            state: Arc::new(Mutex::new(State::default())),
+            #[cfg(any(test, feature = "test-support"))]
+            panics: Arc::default(),
+        }
     }
 }
 
@@ -78,6 +84,7 @@ impl FakeCloudWatch {
     }
 
     /// The next `count` PutMetricData calls panic, outside any lock.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn panic_next_puts(&self, count: usize) {
         self.panics.store(count, std::sync::atomic::Ordering::SeqCst);
     }
@@ -187,8 +194,11 @@ fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
 
 impl CloudWatch for FakeCloudWatch {
     async fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> Result<(), CallError> {
-        let panics = &self.panics;
-        if panics.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1)).is_ok()
+        #[cfg(any(test, feature = "test-support"))]
+        if self
+            .panics
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1))
+            .is_ok()
         {
             panic!("the fake was told to panic");
         }

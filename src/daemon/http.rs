@@ -110,12 +110,11 @@ async fn respond(request: Request<Incoming>, health: Arc<Health>, metrics: Arc<M
             .expect("static response parts")
     };
     Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz") if health.is_alive() => response(StatusCode::OK, "text/plain", "ok\n".to_string()),
-        (&Method::GET, "/healthz") => response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            format!("scheduler stalled: no pass for {:?}\n", health.since_last_tick()),
-        ),
+        (&Method::GET, "/healthz") => {
+            let report = health.report();
+            let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            response(status, "text/plain", report.body)
+        }
         (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode()),
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".to_string()),
     })

@@ -1,9 +1,15 @@
-//! `snowflake run`: the daemon. Wires the catalog, scheduler, runner, publisher, alarm
-//! reconciler, HTTP endpoint and heartbeat together, and stops them in order.
+//! `snowflake run` as a library: the daemon wires the catalog, scheduler, runner, publisher,
+//! alarm reconciler, HTTP endpoint and heartbeat together, and stops them in order.
 //!
-//! Stopping (SIGTERM or SIGINT): no new runs; running commands get `--shutdown-grace`, then their
-//! process groups are terminated; the publisher sends what it can within a few seconds and leaves
-//! the rest in the spool; exit status 0. A second signal skips the grace.
+//! In the style of mini-redis's `server::run(listener, shutdown)`: [`start`] is fallible and
+//! opens and validates everything (heartbeat region, spool, listen address) before any flake
+//! runs, `@reboot` ones included; [`Daemon::stop`] ends it. [`run`] is both around a shutdown
+//! future. It is generic over [`CloudWatch`], so tests run the whole daemon in process on the
+//! fake; signals belong to the caller (`cli::run`).
+//!
+//! Stopping: no new runs; running commands get `--shutdown-grace` (or less, if `hurry` completes
+//! first), then their process groups are terminated; the publisher sends what it can within a
+//! few seconds and leaves the rest in the spool.
 
 mod health;
 mod heartbeat;
@@ -13,26 +19,29 @@ mod reload;
 mod scheduler;
 pub mod shutdown;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
-use crate::cloudwatch::Backend;
+use crate::cloudwatch::CloudWatch;
 use crate::creds::Creds;
 use crate::execution::RunContext;
 use crate::flakelog::FlakeLogs;
 use crate::metrics::Metrics;
 use crate::publish::spool::disk::DiskSpool;
 use crate::publish::spool::{MemorySpool, Spool};
-use crate::publish::{PublisherConfig, Replay, spawn_publisher};
-use health::Health;
-use reload::{ProblemReporter, Reloader, Snapshot};
+use crate::publish::{DrainReport, PublisherConfig, Replay, spawn_publisher};
+pub use health::{Health, HealthReport};
+pub use reload::ReloadHandle;
+use reload::{LoadedCatalog, Reloader, Snapshot};
 use scheduler::Scheduler;
 
 /// How long stopped runs may take to end: the runner's SIGKILL grace and abandon delay, with room.
@@ -40,9 +49,10 @@ const RUNS_END_WITHIN: Duration = Duration::from_secs(15);
 
 /// Everything the daemon is configured with (the command line, resolved).
 pub struct DaemonConfig {
-    pub flakes_dir: std::path::PathBuf,
-    pub state_dir: std::path::PathBuf,
-    pub workdir: std::path::PathBuf,
+    pub flakes_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub workdir: PathBuf,
+    /// Keeps the spool in memory: a dry run must not touch the daemon's state.
     pub dry_run: bool,
     pub listen: Option<SocketAddr>,
     pub reconcile_interval: Duration,
@@ -56,38 +66,72 @@ pub struct DaemonConfig {
     pub publisher: PublisherConfig,
 }
 
-/// Runs until SIGTERM or SIGINT. Errors are start-up failures, worded for the operator.
-pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backend: Backend, loader: Loader) -> Result<(), String> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|error| format!("cannot handle SIGTERM: {error}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| format!("cannot handle SIGINT: {error}"))?;
-    raise_open_file_limit();
-    if std::process::id() == 1 {
-        tracing::warn!(
-            "running as PID 1 without an init: exited grandchildren of flake commands are not reaped; use the image's tini or `docker run --init`"
-        );
-    }
+/// What the daemon works with, built by its caller: the CLI, or a test with the fake.
+pub struct Services<C> {
+    pub cloudwatch: Arc<C>,
+    /// The region of flakes that name none (the SDK's chain); `None` if there is none.
+    pub default_region: Option<String>,
+    pub creds: Creds,
+    pub logs: Arc<FlakeLogs>,
+    pub loader: Loader,
+}
 
-    let default_region = backend.default_region();
+/// A running daemon: everything is open, flakes are scheduled.
+pub struct Daemon {
+    stop_new_runs: shutdown::Trigger,
+    stop_running: shutdown::Trigger,
+    shutdown_grace: Duration,
+    scheduler: JoinHandle<tokio::task::JoinSet<()>>,
+    publisher: JoinHandle<DrainReport>,
+    /// Reload, reconcile, HTTP and heartbeat: they end at `stop_new_runs`.
+    helpers: Vec<JoinHandle<()>>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    reload: ReloadHandle,
+}
+
+/// Starts the daemon, runs it until `shutdown` completes, then stops it (`hurry` cuts the grace
+/// of running commands short). Errors are start-up failures, worded for the operator.
+pub async fn run<C: CloudWatch>(
+    config: DaemonConfig,
+    services: Services<C>,
+    shutdown: impl Future<Output = ()>,
+    hurry: impl Future<Output = ()>,
+) -> Result<DrainReport, String> {
+    let daemon = start(config, services).await?;
+    shutdown.await;
+    Ok(daemon.stop(hurry).await)
+}
+
+/// Opens and validates everything, then loads the flakes and starts every task. Nothing has run
+/// when this fails.
+pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -> Result<Daemon, String> {
+    let Services { cloudwatch, default_region, creds, logs, loader } = services;
+    if config.heartbeat_namespace.is_some() && default_region.is_none() {
+        return Err("--heartbeat-namespace needs a default AWS region (AWS_REGION or a profile's region)".to_string());
+    }
     if default_region.is_none() {
         tracing::warn!("no default AWS region (AWS_REGION, profile or IMDS): only flakes with flakeRegion can publish");
     }
     let metrics = Arc::new(Metrics::new());
-    let (spool, replay) = open_spool(&config, &metrics)?;
-    let (publisher, publisher_task) =
-        spawn_publisher(Arc::new(backend.clone()), spool, replay, config.publisher.clone(), metrics.clone(), logs.clone());
-
-    let mut catalog = Catalog::new(config.flakes_dir.clone(), loader);
-    let initial = catalog.rescan(false).await;
-    let mut reporter = ProblemReporter::default();
-    reporter.report(&catalog, &initial.broken);
-    if catalog.dir_missing() {
-        tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
-    }
-    tracing::info!(flakes = catalog.flakes().len(), invalid = catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
-
+    let (spool, replay) = open_spool(&config, &metrics).await?;
+    let health = Arc::new(Health::new(metrics.clone()));
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
-    let health = Arc::new(Health::default());
+    let http_task = match config.listen {
+        Some(address) => Some(http::serve(address, health.clone(), metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    // Nothing below fails: from here on, flakes run.
+
+    let (publisher, publisher_task) =
+        spawn_publisher(cloudwatch.clone(), spool, replay, config.publisher.clone(), metrics.clone(), logs.clone());
+    let (loaded, initial) = LoadedCatalog::new(Catalog::new(config.flakes_dir.clone(), loader)).rescan(false).await;
+    if loaded.catalog.dir_missing() {
+        tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
+    }
+    tracing::info!(flakes = loaded.catalog.flakes().len(), invalid = loaded.catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
+
     let context = Arc::new(RunContext {
         workdir: config.workdir.clone(),
         creds,
@@ -102,82 +146,130 @@ pub async fn run(config: DaemonConfig, creds: Creds, logs: Arc<FlakeLogs>, backe
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = tokio::spawn(scheduler.run(changes_rx, shutdown.clone()));
 
-    let snapshot = Snapshot::of(&catalog);
+    let snapshot = Snapshot::of(&loaded.catalog);
     snapshot.count_into(&metrics);
     let (snapshot_tx, snapshot_rx) = watch::channel(snapshot);
     let reconcile_now = Arc::new(Notify::new());
+    let reload = ReloadHandle::default();
     let reloader = Reloader {
-        catalog,
-        reporter,
+        loaded,
         changes: changes_tx,
         snapshot: snapshot_tx,
         reconcile: reconcile_now.clone(),
         rescan_every: config.rescan_interval,
         metrics: metrics.clone(),
+        reread: reload.clone(),
     };
-    let reload_task = tokio::spawn(reloader.run(shutdown.clone()));
-    let reconciler =
-        Reconciler::new(Arc::new(backend.clone()), ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
-    let reconcile_task = tokio::spawn(reconcile_loop::run(
+    let mut helpers = vec![tokio::spawn(reloader.run(shutdown.clone()))];
+    let reconciler = Reconciler::new(cloudwatch, ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
+    helpers.push(tokio::spawn(reconcile_loop::run(
         reconciler,
         snapshot_rx,
         reconcile_now,
         config.reconcile_interval,
         default_region.clone(),
         shutdown.clone(),
-    ));
-    let http_task = match config.listen {
-        Some(address) => Some(http::serve(address, health, metrics.clone(), shutdown.clone()).await?),
-        None => None,
-    };
-    let heartbeat_task = match (&config.heartbeat_namespace, &default_region) {
-        (Some(namespace), Some(region)) => {
-            let host = crate::placeholders::HostFacts::local();
-            let host = crate::placeholders::Facts::hostname(&host).unwrap_or_else(|_| "unknown".to_string());
-            Some(tokio::spawn(heartbeat::run(namespace.clone(), region.clone(), host, publisher.clone(), shutdown.clone())))
-        }
-        (Some(_), None) => return Err("--heartbeat-namespace needs a default AWS region (AWS_REGION or a profile's region)".to_string()),
-        (None, _) => None,
-    };
-    drop(publisher);
+    )));
+    helpers.extend(http_task);
+    if let (Some(namespace), Some(region)) = (&config.heartbeat_namespace, &default_region) {
+        let host = crate::placeholders::HostFacts::local();
+        let host = crate::placeholders::Facts::hostname(&host).unwrap_or_else(|_| "unknown".to_string());
+        helpers.push(tokio::spawn(heartbeat::run(namespace.clone(), region.clone(), host, publisher.clone(), shutdown.clone())));
+    }
     tracing::info!(dry_run = config.dry_run, "snowflake daemon running");
-
-    let signal_name = wait_for_signal(&mut terminate, &mut interrupt).await;
-    tracing::info!(grace = ?config.shutdown_grace, "{signal_name}: stopping; no new runs, waiting for running commands");
-    stop_new_runs.trigger();
-    let mut runs = scheduler_task.await.map_err(|error| format!("the scheduler failed: {error}"))?;
-    let finished_in_grace = tokio::select! {
-        finished = tokio::time::timeout(config.shutdown_grace, async { while runs.join_next().await.is_some() {} }) => finished.is_ok(),
-        signal = wait_for_signal(&mut terminate, &mut interrupt) => {
-            tracing::info!("{signal} again: not waiting any longer");
-            false
-        }
-    };
-    if !finished_in_grace {
-        tracing::warn!(running = runs.len(), "terminating the process groups of commands still running");
-        stop_running.trigger();
-        // Runs end within a few seconds of being stopped (SIGTERM, SIGKILL, then they stop
-        // reading); this bound only guards against the unforeseen.
-        let ended = tokio::time::timeout(RUNS_END_WITHIN, async { while runs.join_next().await.is_some() {} }).await;
-        if ended.is_err() {
-            tracing::error!(running = runs.len(), "runs did not end after being stopped; abandoning them");
-            runs.shutdown().await;
-        }
-    }
-    for task in [Some(reload_task), Some(reconcile_task), http_task, heartbeat_task].into_iter().flatten() {
-        task.abort();
-        let _ = task.await;
-    }
-    let report = publisher_task.await.map_err(|error| format!("the publisher failed: {error}"))?;
-    tracing::info!(delivered = report.delivered, left_in_spool = report.pending, "stopped");
-    Ok(())
+    Ok(Daemon {
+        stop_new_runs,
+        stop_running,
+        shutdown_grace: config.shutdown_grace,
+        scheduler: scheduler_task,
+        publisher: publisher_task,
+        helpers,
+        health,
+        metrics,
+        reload,
+    })
 }
 
-fn open_spool(config: &DaemonConfig, metrics: &Metrics) -> Result<(Box<dyn Spool>, Replay), String> {
+impl Daemon {
+    /// The daemon's counters, as `/metrics` serves them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What `/healthz` answers.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Forces a re-read of every flake file (SIGHUP).
+    pub fn reload(&self) -> &ReloadHandle {
+        &self.reload
+    }
+
+    /// Stops the daemon in order; returns the publisher's totals. Running commands get the
+    /// shutdown grace, cut short if `hurry` completes first.
+    pub async fn stop(self, hurry: impl Future<Output = ()>) -> DrainReport {
+        tracing::info!(grace = ?self.shutdown_grace, "stopping; no new runs, waiting for running commands");
+        self.stop_new_runs.trigger();
+        let mut runs = match self.scheduler.await {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::error!("the scheduler failed: {error}");
+                tokio::task::JoinSet::new()
+            }
+        };
+        let finished_in_grace = tokio::select! {
+            finished = tokio::time::timeout(self.shutdown_grace, async { while runs.join_next().await.is_some() {} }) => finished.is_ok(),
+            () = hurry => {
+                tracing::info!("asked again: not waiting any longer");
+                false
+            }
+        };
+        if !finished_in_grace {
+            tracing::warn!(running = runs.len(), "terminating the process groups of commands still running");
+            self.stop_running.trigger();
+            // Runs end within a few seconds of being stopped (SIGTERM, SIGKILL, then they stop
+            // reading); this bound only guards against the unforeseen.
+            let ended = tokio::time::timeout(RUNS_END_WITHIN, async { while runs.join_next().await.is_some() {} }).await;
+            if ended.is_err() {
+                tracing::error!(running = runs.len(), "runs did not end after being stopped; abandoning them");
+                runs.shutdown().await;
+            }
+        }
+        for task in self.helpers {
+            task.abort();
+            let _ = task.await;
+        }
+        // The runs and helpers held the last publisher handles: it now sends what it can and ends.
+        let report = self.publisher.await.unwrap_or_else(|error| {
+            tracing::error!("the publisher failed: {error}");
+            DrainReport::default()
+        });
+        if report.unspooled > 0 {
+            tracing::error!(
+                delivered = report.delivered,
+                left_in_spool = report.left_in_spool(),
+                lost = report.unspooled,
+                "stopped; datapoints the spool could not store were not delivered and are lost"
+            );
+        } else {
+            tracing::info!(delivered = report.delivered, left_in_spool = report.left_in_spool(), "stopped");
+        }
+        report
+    }
+}
+
+/// The daemon's spool and what a previous run left in it; in memory for a dry run. Opened on
+/// the blocking pool: replaying a large spool reads and checks every record.
+async fn open_spool(config: &DaemonConfig, metrics: &Metrics) -> Result<(Box<dyn Spool>, Replay), String> {
     if config.dry_run {
         return Ok((Box::new(MemorySpool::default()), Vec::new()));
     }
-    let (spool, recovered) = DiskSpool::open(&config.state_dir, config.spool_max_bytes, Utc::now().timestamp_millis())?;
+    let (state_dir, max_bytes) = (config.state_dir.clone(), config.spool_max_bytes);
+    let opened = tokio::task::spawn_blocking(move || DiskSpool::open(&state_dir, max_bytes, Utc::now().timestamp_millis()))
+        .await
+        .map_err(|error| format!("opening the spool did not finish: {error}"))?;
+    let (spool, recovered) = opened?;
     metrics.spool_corrupt_segments.inc_by(recovered.corrupt_segments as u64);
     if !recovered.points.is_empty() {
         tracing::info!(
@@ -187,23 +279,4 @@ fn open_spool(config: &DaemonConfig, metrics: &Metrics) -> Result<(Box<dyn Spool
         );
     }
     Ok((Box::new(spool), recovered.points))
-}
-
-async fn wait_for_signal(terminate: &mut Signal, interrupt: &mut Signal) -> &'static str {
-    tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    }
-}
-
-/// Each running command holds two pipes; thousands of flakes firing at once need more than the
-/// usual soft limit of 1024 descriptors, and the hard limit is ours to take.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!(soft, hard, "cannot raise the open-file limit: {error}");
-    }
 }

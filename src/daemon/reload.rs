@@ -1,15 +1,17 @@
 //! Hot reload: the flakes directory is watched (inotify, debounced) and also rescanned every few
 //! seconds in case watching is unavailable (some network and container file systems deliver no
-//! events); SIGHUP forces a full re-read. Each rescan's changes go to the scheduler, and a
-//! snapshot of the catalog goes to the alarm reconciler.
+//! events); [`ReloadHandle::reread_all`] (SIGHUP, in the CLI) forces a full re-read. Each rescan's
+//! changes go to the scheduler, and a snapshot of the catalog goes to the alarm reconciler.
+//!
+//! Rescans run on tokio's blocking pool: reading and validating thousands of files, or one huge
+//! one, must not hold a runtime thread that scheduling, `/healthz` and delivery need.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::shutdown::Shutdown;
@@ -51,12 +53,15 @@ impl ProblemReporter {
         for report in catalog.reports().filter(|report| !report.problems.is_empty()) {
             current.insert(report.path.clone(), report.problems.clone());
         }
+        // Built once: a thousand broken files must not rebuild the flake map a thousand times.
+        let broken_now: HashSet<&PathBuf> = broken.iter().map(|report| &report.path).collect();
+        let running = catalog.flakes();
+        let running_from: HashSet<&PathBuf> = running.iter().map(|flake| &flake.source).collect();
         for (path, problems) in &current {
             if self.reported.get(path) == Some(problems) {
                 continue;
             }
-            let keeps_running =
-                broken.iter().any(|report| &report.path == path) && catalog.flakes().iter().any(|flake| &flake.source == path);
+            let keeps_running = broken_now.contains(path) && running_from.contains(path);
             for problem in problems {
                 let file = path.display();
                 if problem.is_error() && keeps_running {
@@ -72,24 +77,61 @@ impl ProblemReporter {
     }
 }
 
-pub struct Reloader {
+/// The catalog and what has been said about it, moved to the blocking pool for each rescan.
+pub struct LoadedCatalog {
     pub catalog: Catalog,
     pub reporter: ProblemReporter,
+}
+
+impl LoadedCatalog {
+    pub fn new(catalog: Catalog) -> LoadedCatalog {
+        LoadedCatalog { catalog, reporter: ProblemReporter::default() }
+    }
+
+    /// Rescans (reads, validates, diffs, reports problems) on the blocking pool.
+    pub async fn rescan(mut self, force: bool) -> (LoadedCatalog, Changes) {
+        let runtime = tokio::runtime::Handle::current();
+        let rescanned = tokio::task::spawn_blocking(move || {
+            // IMDS lookups inside the rescan still use the runtime's I/O driver.
+            let changes = runtime.block_on(self.catalog.rescan(force));
+            self.reporter.report(&self.catalog, &changes.broken);
+            (self, changes)
+        })
+        .await;
+        rescanned.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+}
+
+/// Asks the reload task for a full re-read (every file, changed or not).
+#[derive(Clone, Default)]
+pub struct ReloadHandle {
+    reread: Arc<Notify>,
+}
+
+impl ReloadHandle {
+    pub fn reread_all(&self) {
+        self.reread.notify_one();
+    }
+}
+
+pub struct Reloader {
+    pub loaded: LoadedCatalog,
     pub changes: mpsc::Sender<Changes>,
     pub snapshot: watch::Sender<Snapshot>,
     pub reconcile: Arc<Notify>,
     pub rescan_every: Duration,
     pub metrics: Arc<Metrics>,
+    pub reread: ReloadHandle,
 }
 
 impl Reloader {
     pub async fn run(mut self, mut shutdown: Shutdown) {
         let (events_tx, mut events) = mpsc::channel::<()>(1);
         let mut watcher = self.watch(events_tx.clone());
-        let mut hangup = signal(SignalKind::hangup()).ok();
         let mut rescans = tokio::time::interval(self.rescan_every);
         rescans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rescans.tick().await;
+        let reread = self.reread.reread.clone();
         loop {
             let force = tokio::select! {
                 Some(()) = events.recv() => {
@@ -103,24 +145,24 @@ impl Reloader {
                     }
                     false
                 }
-                Some(()) = recv_hangup(&mut hangup) => {
-                    tracing::info!("SIGHUP: re-reading every flake file");
+                _ = reread.notified() => {
+                    tracing::info!("re-reading every flake file");
                     true
                 }
                 _ = shutdown.recv() => return,
             };
-            self.rescan(force).await;
+            self = self.rescan(force).await;
         }
     }
 
-    async fn rescan(&mut self, force: bool) {
-        let changes = self.catalog.rescan(force).await;
-        self.reporter.report(&self.catalog, &changes.broken);
+    async fn rescan(mut self, force: bool) -> Self {
+        let changes;
+        (self.loaded, changes) = self.loaded.rescan(force).await;
         let changed = !changes.is_empty();
         if changed && self.changes.send(changes).await.is_err() {
-            return;
+            return self;
         }
-        let snapshot = Snapshot::of(&self.catalog);
+        let snapshot = Snapshot::of(&self.loaded.catalog);
         let broken_changed =
             self.snapshot.borrow().broken_files != snapshot.broken_files || self.snapshot.borrow().dir_missing != snapshot.dir_missing;
         if changed || broken_changed {
@@ -130,6 +172,7 @@ impl Reloader {
         if changed {
             self.reconcile.notify_one();
         }
+        self
     }
 
     /// Starts watching the flakes directory; `None` (with a warning) if it cannot.
@@ -139,23 +182,17 @@ impl Reloader {
                 let _ = events.try_send(());
             }
         };
+        let dir = self.loaded.catalog.dir();
         let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
-            watcher.watch(self.catalog.dir(), RecursiveMode::Recursive)?;
+            watcher.watch(dir, RecursiveMode::Recursive)?;
             Ok(watcher)
         });
         match watched {
             Ok(watcher) => Some(watcher),
             Err(error) => {
-                tracing::warn!(dir = %self.catalog.dir().display(), every = ?self.rescan_every, "cannot watch the flakes directory ({error}); changes are picked up by rescans instead");
+                tracing::warn!(dir = %dir.display(), every = ?self.rescan_every, "cannot watch the flakes directory ({error}); changes are picked up by rescans instead");
                 None
             }
         }
-    }
-}
-
-async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match hangup {
-        Some(signal) => signal.recv().await,
-        None => std::future::pending().await,
     }
 }

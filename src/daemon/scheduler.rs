@@ -24,6 +24,7 @@ use super::shutdown::Shutdown;
 use crate::catalog::Changes;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::Flake;
+use crate::flakelog::Event;
 
 /// The loop wakes at least this often: for health, for clock checks, for changes.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -226,12 +227,13 @@ impl Scheduler {
         history.last_fired = Some(scheduled);
         if history.running.swap(true, Ordering::AcqRel) {
             self.context.metrics.skipped_overlap(name);
-            let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-            let line = format!(
-                "{time} skipped scheduled={} reason=\"the previous run is still going\"",
-                scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)
-            );
-            self.context.logs.append(name, &[line]);
+            let (logs, name) = (self.context.logs.clone(), name.to_string());
+            // Written on the blocking pool: the loop does not wait for the disk, and a stop waits
+            // for the line as it does for runs.
+            self.runs.spawn(async move {
+                let reason = "the previous run is still going";
+                logs.record(&name, Event::Skipped { scheduled, reason }).await;
+            });
             return;
         }
         let guard = RunningGuard(history.running.clone());
@@ -251,12 +253,11 @@ impl Scheduler {
     /// Logs a firing passed over because a later firing of the same flake was already due.
     fn skip_superseded(&mut self, name: &str, scheduled: DateTime<Utc>) {
         tracing::debug!(flake = name, scheduled = %scheduled.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: the scheduler was held up and a later firing is due");
-        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let line = format!(
-            "{time} skipped scheduled={} reason=\"the daemon was held up past this firing; the flake's next firing, already due, runs instead\"",
-            scheduled.to_rfc3339_opts(SecondsFormat::Secs, true)
-        );
-        self.context.logs.append(name, &[line]);
+        let (logs, name) = (self.context.logs.clone(), name.to_string());
+        self.runs.spawn(async move {
+            let reason = "the daemon was held up past this firing; the flake's next firing, already due, runs instead";
+            logs.record(&name, Event::Skipped { scheduled, reason }).await;
+        });
     }
 
     /// After the wall clock went back by `by`: plan each flake from the later of `now` and its

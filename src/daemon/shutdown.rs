@@ -1,7 +1,7 @@
 //! Telling every task that the daemon is stopping.
 //!
-//! One [`Trigger`] flips a watch channel; every task holds a [`Shutdown`] and either checks
-//! [`Shutdown::is_shutdown`] or awaits [`Shutdown::recv`] in its `select!`.
+//! One [`Trigger`] flips a watch channel; every task holds a [`Shutdown`] and awaits
+//! [`Shutdown::recv`] in its `select!`.
 
 use tokio::sync::watch;
 
@@ -33,10 +33,6 @@ impl Trigger {
 }
 
 impl Shutdown {
-    pub fn is_shutdown(&self) -> bool {
-        *self.receiver.borrow()
-    }
-
     /// Waits until the signal is sent (or the trigger is dropped).
     pub async fn recv(&mut self) {
         let _ = self.receiver.wait_for(|stopped| *stopped).await;

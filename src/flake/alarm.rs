@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::context::Context;
 use super::fields::{Fields, describe, shorten};
 use super::keys::{ALARM_KEYS, ENDPOINT_KEYS, warn_unknown};
 use super::model::{Alarm, MetricTarget, Statistic};
 use super::problem::Problems;
-use super::validate::Context;
 use crate::placeholders::expand;
 
 const MAX_ALARM_NAME: usize = 255;

@@ -5,6 +5,7 @@
 //! suggestion. Validation reports every problem of a file at once, each with its field path.
 
 mod alarm;
+mod context;
 mod fields;
 mod keys;
 mod model;
@@ -13,10 +14,11 @@ mod schema;
 mod units;
 mod validate;
 
+pub use context::Context;
 pub use fields::shorten;
 pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
 pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;
-pub use validate::{Context, namespace_problem, parse_flake};
+pub use validate::{namespace_problem, parse_flake};

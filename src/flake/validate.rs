@@ -4,24 +4,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::alarm::parse_alarms;
+use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
 use super::model::{Flake, FlakeKind, MetricTarget};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
-use crate::placeholders::{Facts, expand};
+use crate::placeholders::expand;
 use crate::schedule::Schedule;
-
-/// What validation needs from outside the file.
-pub struct Context<'a> {
-    /// Zone of schedules without a `CRON_TZ=` prefix (`--timezone`).
-    pub default_zone: Tz,
-    pub facts: &'a dyn Facts,
-}
 
 /// Longest `flakeTimeout` accepted: a day. Longer runs are not what a metric schedule is for.
 const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;

@@ -4,6 +4,7 @@
 //! datapoint costs a pointer, a value and a timestamp: a long outage's backlog stays small in memory.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,9 @@ impl Series {
     }
 }
 
+/// CloudWatch does not accept datapoints older than two weeks: the one statement of that rule.
+pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// (region, namespace)
 pub type QueueKey = (String, String);
 
@@ -70,6 +74,11 @@ impl Datapoint {
             unit: self.series.unit.clone(),
             storage_resolution: self.series.storage_resolution,
         }
+    }
+
+    /// Older than CloudWatch accepts at `now_ms`: it can only be dropped.
+    pub fn is_too_old(&self, now_ms: i64) -> bool {
+        self.timestamp_ms < now_ms - MAX_AGE.as_millis() as i64
     }
 
     /// A generous estimate of this datum's share of a PutMetricData request, for the 1 MB limit.

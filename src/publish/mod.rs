@@ -4,12 +4,13 @@
 mod datapoint;
 mod pace;
 mod publisher;
+mod queue;
 mod send;
 pub mod spool;
 
-pub use datapoint::{Datapoint, QueueKey, Series};
+pub use datapoint::{Datapoint, MAX_AGE, QueueKey, Series};
 pub use pace::Pace;
 
 /// Spooled datapoints left by a previous run, with their sequence numbers, oldest first.
 pub type Replay = Vec<(u64, Datapoint)>;
-pub use publisher::{Accepted, DrainReport, MAX_AGE, PublisherConfig, PublisherHandle, spawn_publisher};
+pub use publisher::{Accepted, DrainReport, PublisherConfig, PublisherHandle, spawn_publisher};

@@ -5,35 +5,32 @@
 //! for everything that arrived meanwhile) -> sent when its queue holds a full batch of 1000 or
 //! `flush_interval` after it arrived -> acknowledged in the spool once CloudWatch accepted it.
 //! While CloudWatch is unreachable, queues keep growing (bounded by the spool's size limit) and
-//! drain in full batches when it returns.
+//! drain in full batches when it returns. Each queue's requests follow [`super::queue::State`].
+//!
+//! If the spool cannot be written (a full disk), datapoints are still sent, without a durable
+//! copy: the gauge `snowflake_spool_write_failing` is 1 and `/healthz` says so until a write works
+//! again, and a stop counts what it loses apart from what stays in the spool.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::datapoint::{Datapoint, QueueKey};
 use super::pace::Pace;
+use super::queue::{MAX_DATUMS, Queue, Queued, Settled, State};
 use super::send::{SendOutcome, send_isolating};
-use super::spool::{Dropped, Spool};
+use super::spool::{Dropped, Spool, SpoolHandle};
 use crate::cloudwatch::CloudWatch;
-use crate::flakelog::FlakeLogs;
+use crate::flakelog::{Event, FlakeLogs};
 use crate::metrics::Metrics;
+use crate::outcome::DropReason;
 
-/// PutMetricData's limits.
-const MAX_DATUMS: usize = 1000;
-const MAX_REQUEST_BYTES: usize = 1_000_000;
-/// CloudWatch does not accept datapoints older than two weeks.
-pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 const LIMIT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// With jitter, retries come at most 20 s apart: an outage ends, delivery resumes promptly.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How the publisher batches, paces and stops.
 #[derive(Debug, Clone)]
@@ -67,6 +64,15 @@ pub struct DrainReport {
     pub rejected: u64,
     /// Still waiting (in memory and in the spool) when the report was made.
     pub pending: u64,
+    /// Of `pending`, those the spool could not store: a stop loses them.
+    pub unspooled: u64,
+}
+
+impl DrainReport {
+    /// What waits in the spool for the next start.
+    pub fn left_in_spool(&self) -> u64 {
+        self.pending - self.unspooled
+    }
 }
 
 enum Message {
@@ -141,7 +147,7 @@ pub fn spawn_publisher<C: CloudWatch>(
     let mut publisher = Publisher {
         pace: Arc::new(Pace::per_second(config.max_put_rate)),
         cloudwatch,
-        spool: Arc::new(Mutex::new(spool)),
+        spool: SpoolHandle::new(spool),
         config,
         metrics,
         logs,
@@ -163,23 +169,6 @@ pub fn spawn_publisher<C: CloudWatch>(
     (PublisherHandle { tx }, task)
 }
 
-/// A spooled datapoint waiting in its queue.
-struct Queued {
-    /// `None` if the spool could not store it (it is still sent, just not durably).
-    seq: Option<u64>,
-    point: Datapoint,
-    ready_at: Instant,
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Queued>,
-    sending: bool,
-    retry_at: Option<Instant>,
-    /// Present while requests for this queue fail.
-    backoff: Option<ExponentialBackoff>,
-}
-
 /// What a send task reports back: the first `count` items of the queue were in the batch.
 struct Sent {
     key: QueueKey,
@@ -189,7 +178,7 @@ struct Sent {
 
 struct Publisher<C> {
     cloudwatch: Arc<C>,
-    spool: Arc<Mutex<Box<dyn Spool>>>,
+    spool: SpoolHandle,
     config: PublisherConfig,
     metrics: Arc<Metrics>,
     logs: Arc<FlakeLogs>,
@@ -245,8 +234,14 @@ impl<C: CloudWatch> Publisher<C> {
         }
         self.commit(true).await;
         let report = self.report();
-        if report.pending > 0 {
-            tracing::info!(pending = report.pending, "publisher stopped; undelivered datapoints stay in the spool for the next start");
+        if report.left_in_spool() > 0 {
+            tracing::info!(
+                pending = report.left_in_spool(),
+                "publisher stopped; undelivered datapoints stay in the spool for the next start"
+            );
+        }
+        if report.unspooled > 0 {
+            tracing::error!(lost = report.unspooled, "publisher stopped; undelivered datapoints the spool could not store are lost");
         }
         report
     }
@@ -255,8 +250,7 @@ impl<C: CloudWatch> Publisher<C> {
     fn lost(&mut self, error: tokio::task::JoinError) {
         tracing::error!("a PutMetricData task failed: {error}; its datapoints stay queued");
         if let Some(queue) = self.in_flight_keys.remove(&error.id()).and_then(|key| self.queues.get_mut(&key)) {
-            queue.sending = false;
-            queue.retry_at = Some(Instant::now() + BACKOFF_MAX);
+            queue.lost();
         }
     }
 
@@ -269,12 +263,8 @@ impl<C: CloudWatch> Publisher<C> {
             let full = self.unspooled.len() >= MAX_DATUMS;
             consider(if urgent || full { now } else { *arrived + self.config.commit_window });
         }
-        for queue in self.queues.values().filter(|queue| !queue.sending) {
-            if let Some(retry_at) = queue.retry_at {
-                consider(retry_at);
-            } else if let Some(front) = queue.items.front() {
-                consider(if urgent || queue.items.len() >= MAX_DATUMS { now } else { front.ready_at });
-            }
+        for at in self.queues.values().filter_map(|queue| queue.wake_at(urgent, now)) {
+            consider(at);
         }
         for (deadline, _) in &self.drains {
             consider(*deadline);
@@ -294,19 +284,14 @@ impl<C: CloudWatch> Publisher<C> {
         }
         let batch = std::mem::take(&mut self.unspooled);
         let points: Vec<Datapoint> = batch.iter().map(|(point, _)| point.clone()).collect();
-        let spool = self.spool.clone();
-        let appended = tokio::task::spawn_blocking(move || spool.lock().unwrap_or_else(|p| p.into_inner()).append(&points)).await;
-        let first_seq = match appended {
-            Ok(Ok(first)) => Some(first),
-            Ok(Err(error)) => {
+        let first_seq = match self.spool.append(points).await {
+            Ok(first) => Some(first),
+            Err(error) => {
                 tracing::error!("cannot write to the spool, sending {} datapoint(s) without a durable copy: {error}", batch.len());
                 None
             }
-            Err(error) => {
-                tracing::error!("spool write did not finish: {error}");
-                None
-            }
         };
+        self.metrics.spool_write_failing.set(i64::from(first_seq.is_none()));
         for (index, (point, arrived)) in batch.into_iter().enumerate() {
             let seq = first_seq.map(|first| first + index as u64);
             self.enqueue(Queued { seq, point, ready_at: arrived + self.config.flush_interval });
@@ -316,7 +301,7 @@ impl<C: CloudWatch> Publisher<C> {
         }
         // The size bound is checked right after the spool grew.
         self.next_limit_check = Instant::now();
-        self.update_spool_gauges();
+        self.update_spool_gauges().await;
     }
 
     fn enqueue(&mut self, queued: Queued) {
@@ -330,71 +315,54 @@ impl<C: CloudWatch> Publisher<C> {
             return;
         }
         self.next_limit_check = now + LIMIT_CHECK_INTERVAL;
-        let spool = self.spool.clone();
-        let now_ms = Utc::now().timestamp_millis();
-        let Ok(dropped) = tokio::task::spawn_blocking(move || spool.lock().unwrap_or_else(|p| p.into_inner()).enforce_limits(now_ms)).await
-        else {
-            return;
-        };
-        self.forget_dropped(&dropped);
+        let dropped = self.spool.enforce_limits(Utc::now().timestamp_millis()).await;
+        self.forget_dropped(&dropped).await;
     }
 
-    fn forget_dropped(&mut self, dropped: &Dropped) {
+    async fn forget_dropped(&mut self, dropped: &Dropped) {
         if dropped.is_empty() {
             return;
         }
         if dropped.age_count > 0 {
             tracing::warn!(count = dropped.age_count, "dropped spooled datapoints older than 14 days: CloudWatch no longer accepts them");
-            self.metrics.spool_drop("age", dropped.age_count);
+            self.metrics.spool_drop(DropReason::Age, dropped.age_count);
         }
         if dropped.size_count > 0 {
             tracing::warn!(count = dropped.size_count, "dropped the oldest spooled datapoints to stay under --spool-max-bytes");
-            self.metrics.spool_drop("size", dropped.size_count);
+            self.metrics.spool_drop(DropReason::Size, dropped.size_count);
         }
         for queue in self.queues.values_mut() {
             // Items being sent stay: their outcome will be acknowledged, which is harmless.
-            let keep_front = if queue.sending { queue.items.len().min(MAX_DATUMS) } else { 0 };
+            let keep_front = if queue.state() == State::Sending { queue.items.len().min(MAX_DATUMS) } else { 0 };
             let mut index = 0;
             queue.items.retain(|item| {
                 index += 1;
                 index <= keep_front || item.seq.is_none_or(|seq| !dropped.contains(seq))
             });
         }
-        self.update_spool_gauges();
+        self.update_spool_gauges().await;
     }
 
-    /// Starts a request for every queue that is due and not already sending or backing off.
+    /// Starts a request for every queue that is due and neither sending nor backing off.
     async fn start_sends(&mut self, urgent: bool) {
         let now = Instant::now();
-        let oldest_accepted = Utc::now().timestamp_millis() - MAX_AGE.as_millis() as i64;
+        let now_ms = Utc::now().timestamp_millis();
         let mut expired: Vec<Queued> = Vec::new();
         for (key, queue) in self.queues.iter_mut() {
-            if queue.sending || queue.retry_at.is_some_and(|at| at > now) {
+            if !queue.may_send(now) {
                 continue;
             }
-            while queue.items.front().is_some_and(|item| item.point.timestamp_ms < oldest_accepted) {
+            while queue.items.front().is_some_and(|item| item.point.is_too_old(now_ms)) {
                 expired.extend(queue.items.pop_front());
             }
-            let Some(front) = queue.items.front() else {
-                queue.retry_at = None;
-                continue;
-            };
-            let due = urgent || queue.retry_at.is_some() || queue.items.len() >= MAX_DATUMS || front.ready_at <= now;
-            if !due {
+            if queue.items.is_empty() {
+                queue.idle();
                 continue;
             }
-            queue.retry_at = None;
-            let mut bytes = key.1.len() + 256;
-            let mut data = Vec::with_capacity(queue.items.len().min(MAX_DATUMS));
-            for item in queue.items.iter().take(MAX_DATUMS) {
-                let size = item.point.estimated_bytes();
-                if !data.is_empty() && bytes + size > MAX_REQUEST_BYTES {
-                    break;
-                }
-                bytes += size;
-                data.push(item.point.datum());
+            if !queue.is_due(urgent, now) {
+                continue;
             }
-            queue.sending = true;
+            let data = queue.begin_send(&key.1);
             let (cloudwatch, pace, metrics, task_key) = (self.cloudwatch.clone(), self.pace.clone(), self.metrics.clone(), key.clone());
             let task = self.in_flight.spawn(async move {
                 let outcome = send_isolating(cloudwatch.as_ref(), &pace, &metrics, &task_key.0, &task_key.1, &data).await;
@@ -404,9 +372,9 @@ impl<C: CloudWatch> Publisher<C> {
         }
         if !expired.is_empty() {
             for item in &expired {
-                self.log_dropped(&item.point, "it is older than the 14 days CloudWatch accepts");
+                self.log_dropped(&item.point, "it is older than the 14 days CloudWatch accepts").await;
             }
-            self.metrics.spool_drop("age", expired.len() as u64);
+            self.metrics.spool_drop(DropReason::Age, expired.len() as u64);
             self.ack(expired.iter().filter_map(|item| item.seq).collect()).await;
         }
     }
@@ -414,7 +382,6 @@ impl<C: CloudWatch> Publisher<C> {
     /// Takes a finished request's outcome: acknowledge what is done, keep the rest at the front.
     async fn finish(&mut self, sent: Sent) {
         let Some(queue) = self.queues.get_mut(&sent.key) else { return };
-        queue.sending = false;
         let batch: Vec<Queued> = queue.items.drain(..sent.count.min(queue.items.len())).collect();
         let mut done = vec![false; batch.len()];
         let mut acks = Vec::with_capacity(batch.len());
@@ -434,42 +401,29 @@ impl<C: CloudWatch> Publisher<C> {
         }
 
         let (region, namespace) = &sent.key;
-        match &sent.outcome.failure {
-            Some(error) => {
-                let first_failure = queue.backoff.is_none();
-                let backoff = queue.backoff.get_or_insert_with(|| {
-                    ExponentialBuilder::default()
-                        .with_min_delay(BACKOFF_MIN)
-                        .with_max_delay(BACKOFF_MAX)
-                        .with_jitter()
-                        .without_max_times()
-                        .build()
-                });
-                let delay = backoff.next().unwrap_or(BACKOFF_MAX);
-                queue.retry_at = Some(Instant::now() + delay);
-                let waiting = queue.items.len();
-                if first_failure {
-                    tracing::warn!(
-                        region,
-                        namespace,
-                        waiting,
-                        "PutMetricData failed, retrying with backoff; datapoints wait in the spool: {error}"
-                    );
-                } else {
-                    tracing::debug!(region, namespace, waiting, retry_in = ?delay, "PutMetricData failed again: {error}");
-                }
+        let waiting = queue.items.len();
+        match (queue.settle(sent.outcome.failure.is_some()), &sent.outcome.failure) {
+            (Settled::Failed { first_failure: true, .. }, Some(error)) => {
+                tracing::warn!(
+                    region,
+                    namespace,
+                    waiting,
+                    "PutMetricData failed, retrying with backoff; datapoints wait in the spool: {error}"
+                );
             }
-            None => {
-                if queue.backoff.take().is_some() {
-                    tracing::info!(region, namespace, backlog = queue.items.len(), "PutMetricData works again; sending the backlog");
-                }
+            (Settled::Failed { retry_in, .. }, Some(error)) => {
+                tracing::debug!(region, namespace, waiting, retry_in = ?retry_in, "PutMetricData failed again: {error}");
             }
+            (Settled::Delivered { recovered: true }, _) => {
+                tracing::info!(region, namespace, backlog = waiting, "PutMetricData works again; sending the backlog");
+            }
+            _ => {}
         }
         self.totals.delivered += delivered as u64;
         self.totals.rejected += rejected.len() as u64;
         for (point, message) in &rejected {
             self.metrics.datapoints_rejected.inc();
-            self.log_dropped(point, &format!("CloudWatch rejected it: {message}"));
+            self.log_dropped(point, &format!("CloudWatch rejected it: {message}")).await;
         }
         self.ack(acks).await;
     }
@@ -478,20 +432,16 @@ impl<C: CloudWatch> Publisher<C> {
         if seqs.is_empty() {
             return;
         }
-        let spool = self.spool.clone();
-        let result = tokio::task::spawn_blocking(move || spool.lock().unwrap_or_else(|p| p.into_inner()).ack(&seqs)).await;
-        if let Ok(Err(error)) = result {
+        if let Err(error) = self.spool.ack(seqs).await {
             // Only costs duplicates after a restart (at-least-once), so a warning is enough.
             tracing::warn!("cannot record delivered datapoints in the spool: {error}");
         }
-        self.update_spool_gauges();
+        self.update_spool_gauges().await;
     }
 
-    fn log_dropped(&self, point: &Datapoint, reason: &str) {
-        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let scheduled = chrono::DateTime::from_timestamp_millis(point.timestamp_ms)
-            .map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
-        self.logs.append(&point.series.flake, &[format!("{time} dropped value={} scheduled={scheduled} reason={:?}", point.value, reason)]);
+    async fn log_dropped(&self, point: &Datapoint, reason: &str) {
+        let event = Event::Dropped { value: point.value, timestamp_ms: point.timestamp_ms, reason };
+        self.logs.record(&point.series.flake, event).await;
     }
 
     fn answer_drains(&mut self) {
@@ -514,7 +464,7 @@ impl<C: CloudWatch> Publisher<C> {
     fn all_failing(&self) -> bool {
         self.unspooled.is_empty()
             && self.in_flight.is_empty()
-            && self.queues.values().filter(|queue| !queue.items.is_empty()).all(|queue| queue.backoff.is_some())
+            && self.queues.values().filter(|queue| !queue.items.is_empty()).all(Queue::is_failing)
     }
 
     fn is_idle(&self) -> bool {
@@ -523,11 +473,13 @@ impl<C: CloudWatch> Publisher<C> {
 
     fn report(&self) -> DrainReport {
         let queued: usize = self.queues.values().map(|queue| queue.items.len()).sum();
-        DrainReport { pending: (self.unspooled.len() + queued) as u64, ..self.totals }
+        let queued_unspooled: usize = self.queues.values().map(|queue| queue.items.iter().filter(|item| item.seq.is_none()).count()).sum();
+        let unspooled = (self.unspooled.len() + queued_unspooled) as u64;
+        DrainReport { pending: (self.unspooled.len() + queued) as u64, unspooled, ..self.totals }
     }
 
-    fn update_spool_gauges(&self) {
-        let stats = self.spool.lock().unwrap_or_else(|p| p.into_inner()).stats();
+    async fn update_spool_gauges(&self) {
+        let stats = self.spool.stats().await;
         self.metrics.spool_bytes.set(stats.bytes as i64);
         self.metrics.spool_datapoints.set(stats.pending as i64);
     }

@@ -9,6 +9,7 @@ use std::ops::Range;
 use super::pace::Pace;
 use crate::cloudwatch::{CallError, CloudWatch, Datum, ErrorKind};
 use crate::metrics::Metrics;
+use crate::outcome::PutOutcome;
 
 /// What happened to each datum of a batch, by index into it.
 #[derive(Debug, Default)]
@@ -36,12 +37,12 @@ pub async fn send_isolating<C: CloudWatch>(
         pace.wait().await;
         match cloudwatch.put_metric_data(region, namespace, &batch[range.clone()]).await {
             Ok(()) => {
-                metrics.put_call("ok");
+                metrics.put_call(PutOutcome::Ok);
                 metrics.datapoints_published.inc_by(range.len() as u64);
                 outcome.delivered.extend(range);
             }
             Err(error) if error.kind == ErrorKind::Invalid => {
-                metrics.put_call("invalid");
+                metrics.put_call(PutOutcome::Invalid);
                 if range.len() == 1 {
                     outcome.rejected.push((range.start, error.to_string()));
                 } else {
@@ -52,9 +53,9 @@ pub async fn send_isolating<C: CloudWatch>(
             }
             Err(error) => {
                 metrics.put_call(match error.kind {
-                    ErrorKind::Throttling => "throttled",
-                    ErrorKind::Credentials => "credentials",
-                    _ => "unavailable",
+                    ErrorKind::Throttling => PutOutcome::Throttled,
+                    ErrorKind::Credentials => PutOutcome::Credentials,
+                    _ => PutOutcome::Unavailable,
                 });
                 outcome.failure = Some(error);
                 break;

@@ -1,9 +1,13 @@
 //! Where datapoints wait until CloudWatch accepted them: the interface, the durable
-//! [`disk::DiskSpool`] of the daemon, and the in-memory spool used by `snowflake once` and
-//! `--dry-run` (which must not touch the daemon's state).
+//! [`disk::DiskSpool`] of the daemon, the in-memory spool used by `snowflake once` and
+//! `--dry-run` (which must not touch the daemon's state), and the [`SpoolHandle`] through which
+//! the publisher uses either off the runtime's threads.
 
 pub mod disk;
+mod handle;
 mod record;
+
+pub use handle::SpoolHandle;
 
 use std::io;
 use std::ops::Range;

@@ -1,0 +1,282 @@
+//! The whole daemon in this process, on the in-memory CloudWatch: scheduling, publishing, hot
+//! reload, alarm reconciliation, shutdown, and a start that fails before any flake runs.
+//!
+//! Real time, with `@every 1s` flakes, not tokio's paused clock: the scheduler plans by the wall
+//! clock (`Utc::now`, which a paused tokio clock does not move) and every run is a real
+//! `/bin/sh` child, during which an auto-advancing paused clock would jump straight to the run's
+//! timeout. Each test still takes only a few seconds.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use specialsnowflake::catalog::Loader;
+use specialsnowflake::cloudwatch::fake::{FakeCloudWatch, Operation};
+use specialsnowflake::cloudwatch::{CallError, ErrorKind};
+use specialsnowflake::creds::{Creds, Redactor};
+use specialsnowflake::daemon::{self, DaemonConfig, Services};
+use specialsnowflake::flakelog::FlakeLogs;
+use specialsnowflake::placeholders::HostFacts;
+use specialsnowflake::publish::PublisherConfig;
+
+const REGION: &str = "us-east-1";
+
+struct Harness {
+    fake: FakeCloudWatch,
+    root: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["flakes", "logs", "state"] {
+            std::fs::create_dir(root.path().join(dir)).unwrap();
+        }
+        Harness { fake: FakeCloudWatch::new(), root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative)
+    }
+
+    fn write(&self, name: &str, flake: serde_json::Value) {
+        std::fs::write(self.path(&format!("flakes/{name}.json")), serde_json::to_string_pretty(&flake).unwrap()).unwrap();
+    }
+
+    fn log_of(&self, flake: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("logs/{flake}.log"))).unwrap_or_default()
+    }
+
+    fn config(&self) -> DaemonConfig {
+        DaemonConfig {
+            flakes_dir: self.path("flakes"),
+            state_dir: self.path("state"),
+            workdir: self.root.path().to_path_buf(),
+            dry_run: false,
+            listen: None,
+            reconcile_interval: Duration::from_secs(600),
+            rescan_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(5),
+            spool_max_bytes: 1 << 30,
+            heartbeat_namespace: None,
+            max_concurrent_runs: 16,
+            command_nice: 0,
+            publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },
+        }
+    }
+
+    fn services(&self) -> Services<FakeCloudWatch> {
+        Services {
+            cloudwatch: Arc::new(self.fake.clone()),
+            default_region: Some(REGION.to_string()),
+            creds: Creds::default(),
+            logs: Arc::new(FlakeLogs::open(&self.path("logs"), 7, Redactor::default()).unwrap()),
+            loader: Loader::new(chrono_tz::Tz::UTC, HostFacts::local()),
+        }
+    }
+
+    fn values(&self, namespace: &str, metric: &str) -> Vec<f64> {
+        self.fake.data(REGION, namespace).into_iter().filter(|datum| datum.metric_name == metric).map(|datum| datum.value).collect()
+    }
+}
+
+/// Waits (real time, polling) until `done` holds; fails the test with `what` after `within`.
+async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn never() -> impl Future<Output = ()> {
+    std::future::pending()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firings_are_published_with_their_scheduled_second_and_logged() {
+    let h = Harness::new();
+    h.write(
+        "tick",
+        json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 7", "flakeMetricNamespace": "InProcess"}),
+    );
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "three values of tick", || h.values("InProcess", "tick").len() >= 3).await;
+
+    let data = h.fake.data(REGION, "InProcess");
+    assert!(data.iter().all(|datum| datum.value == 7.0), "{data:?}");
+    assert!(data.iter().all(|datum| datum.timestamp_ms % 1000 == 0), "each value carries its scheduled second: {data:?}");
+    let mut seconds: Vec<i64> = data.iter().map(|datum| datum.timestamp_ms).collect();
+    seconds.dedup();
+    assert_eq!(seconds.len(), data.len(), "no firing is published twice: {data:?}");
+    assert!(daemon.health().report().healthy);
+    let metrics = daemon.metrics().encode();
+    assert!(metrics.contains("snowflake_runs_total{flake=\"tick\",result=\"ok\"}"), "{metrics}");
+
+    let report = daemon.stop(never()).await;
+    assert!(report.delivered >= 3, "{report:?}");
+    assert_eq!((report.pending, report.unspooled, report.rejected), (0, 0, 0), "{report:?}");
+    let log = h.log_of("tick");
+    assert!(log.lines().filter(|line| line.contains(" ok scheduled=") && line.ends_with(" value=7")).count() >= 3, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_changes_and_removes_flakes() {
+    let h = Harness::new();
+    let flake = |name: &str, value: u32| json!({"flakeName": name, "flakeCronstring": "@every 1s", "flakeCommand": format!("echo {value}"), "flakeMetricNamespace": "Reload"});
+    h.write("a", flake("a", 1));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "a value of a", || !h.values("Reload", "a").is_empty()).await;
+
+    h.write("b", flake("b", 2));
+    eventually(Duration::from_secs(10), "the added flake b to publish", || !h.values("Reload", "b").is_empty()).await;
+    h.write("a", flake("a", 3));
+    eventually(Duration::from_secs(10), "the changed flake a to publish 3", || h.values("Reload", "a").contains(&3.0)).await;
+    std::fs::remove_file(h.path("flakes/b.json")).unwrap();
+    daemon.reload().reread_all();
+    eventually(Duration::from_secs(10), "b to be unloaded", || daemon.metrics().encode().contains("snowflake_flakes{state=\"loaded\"} 1"))
+        .await;
+    // A run of b already started may still land; after that, nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = h.values("Reload", "b").len();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(h.values("Reload", "b").len(), settled, "a removed flake no longer runs");
+    assert!(!daemon.metrics().encode().contains("flake=\"b\""), "a removed flake's series are forgotten");
+    daemon.stop(never()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_reconciled_at_start_and_after_a_change() {
+    let h = Harness::new();
+    let with_alarm = |threshold: u32| {
+        json!({"flakeName": "disk", "flakeCronstring": "0 0 1 1 *", "flakeCommand": "echo 1", "flakeMetricNamespace": "Alarms",
+               "flakeAlarms": [{"alarmName": "high", "alarmThreshold": threshold, "alarmOperator": ">"}]})
+    };
+    h.write("disk", with_alarm(90));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "the alarm to be created", || h.fake.alarm(REGION, "FL-disk-high").is_some()).await;
+    assert_eq!(h.fake.alarm(REGION, "FL-disk-high").unwrap().threshold, Some(90.0));
+
+    h.write("disk", with_alarm(95));
+    eventually(Duration::from_secs(10), "the alarm to be updated", || {
+        h.fake.alarm(REGION, "FL-disk-high").is_some_and(|alarm| alarm.threshold == Some(95.0))
+    })
+    .await;
+    daemon.stop(never()).await;
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-disk-high"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_ends_long_runs_and_hurry_cuts_the_grace_short() {
+    let h = Harness::new();
+    let started_mark = h.path("started");
+    let command = format!("touch {}; sleep 30", started_mark.display());
+    h.write("long", json!({"flakeName": "long", "flakeCronstring": "@reboot", "flakeCommand": command, "flakeMetricNamespace": "Stop"}));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(5), "the @reboot run to start", || started_mark.exists()).await;
+    let started = tokio::time::Instant::now();
+    daemon.stop(async {}).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "hurry skipped the 5 s grace; took {:?}", started.elapsed());
+    let log = h.log_of("long");
+    assert!(log.contains(" stopped scheduled="), "{log}");
+}
+
+/// A flake that leaves a mark when it runs, to prove a failed start ran nothing.
+fn reboot_marker(h: &Harness) -> PathBuf {
+    let marker = h.path("ran");
+    h.write("mark", json!({"flakeName": "mark", "flakeType": "job", "flakeCronstring": "@reboot", "flakeCommand": format!("touch {}", marker.display())}));
+    marker
+}
+
+async fn assert_start_fails(h: &Harness, config: DaemonConfig, services: Services<FakeCloudWatch>, expected: &str, marker: &Path) {
+    let error = daemon::start(config, services).await.err().expect("the start fails");
+    assert!(error.contains(expected), "{error}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marker.exists(), "no flake ran, not even an @reboot one");
+    assert_eq!(h.fake.calls(Operation::PutMetricData) + h.fake.calls(Operation::DescribeAlarms), 0, "CloudWatch was not called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_open_everything_runs_nothing() {
+    let h = Harness::new();
+    let marker = reboot_marker(&h);
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = DaemonConfig { listen: Some(taken.local_addr().unwrap()), ..h.config() };
+    assert_start_fails(&h, config, h.services(), "--listen", &marker).await;
+
+    let config = DaemonConfig { heartbeat_namespace: Some("Snowflake".to_string()), ..h.config() };
+    let services = Services { default_region: None, ..h.services() };
+    assert_start_fails(&h, config, services, "--heartbeat-namespace needs a default AWS region", &marker).await;
+
+    std::fs::write(h.path("not-a-dir"), "").unwrap();
+    let config = DaemonConfig { state_dir: h.path("not-a-dir"), ..h.config() };
+    assert_start_fails(&h, config, h.services(), "not-a-dir", &marker).await;
+
+    // And with everything in order, the @reboot flake runs once.
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(5), "the @reboot flake to run", || marker.exists()).await;
+    daemon.stop(never()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_keeps_values_in_the_spool_for_the_next_start() {
+    let h = Harness::new();
+    h.fake.set_down(Operation::PutMetricData, CallError::new(ErrorKind::Unavailable, None, "no route"));
+    h.write(
+        "tick",
+        json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 4", "flakeMetricNamespace": "Outage"}),
+    );
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "two runs", || h.log_of("tick").matches(" ok ").count() >= 2).await;
+    let report = daemon.stop(never()).await;
+    assert_eq!(report.delivered, 0);
+    assert!(report.left_in_spool() >= 2, "{report:?}");
+    assert_eq!(report.unspooled, 0, "{report:?}");
+
+    // The next start replays them once CloudWatch is back.
+    let fake = FakeCloudWatch::new();
+    let services = Services { cloudwatch: Arc::new(fake.clone()), ..h.services() };
+    std::fs::remove_file(h.path("flakes/tick.json")).unwrap();
+    let daemon = daemon::start(h.config(), services).await.unwrap();
+    let spooled = report.left_in_spool() as usize;
+    eventually(Duration::from_secs(10), "the spooled values to be delivered", || fake.data(REGION, "Outage").len() >= spooled).await;
+    let report = daemon.stop(never()).await;
+    assert_eq!((report.delivered, report.pending), (spooled as u64, 0));
+}
+
+/// Issue 12, item 2: validating a huge flake file (an unknown key of megabytes makes the
+/// did-you-mean suggestion slow) used to hold a runtime thread, and a healthy flake's firings
+/// were skipped as "the previous run is still going". Loading now runs on the blocking pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flake_file_slow_to_validate_stalls_neither_runs_nor_health() {
+    let h = Harness::new();
+    h.write("tick", json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Slow"}));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "a first value", || !h.values("Slow", "tick").is_empty()).await;
+
+    let mut huge = serde_json::Map::new();
+    huge.insert("flakeName".to_string(), json!("huge"));
+    huge.insert("flakeCronstring".to_string(), json!("0 0 1 1 *"));
+    huge.insert("flakeCommand".to_string(), json!("echo 1"));
+    huge.insert("flakeMetricNamespace".to_string(), json!("Slow"));
+    huge.insert("x".repeat(200 << 10), json!(1));
+    // Written aside and renamed in, so no rescan reads half of it.
+    std::fs::write(h.path("huge.tmp"), serde_json::to_vec(&huge).unwrap()).unwrap();
+    std::fs::rename(h.path("huge.tmp"), h.path("flakes/huge.json")).unwrap();
+
+    let mut always_healthy = true;
+    eventually(Duration::from_secs(300), "the huge file to be loaded", || {
+        always_healthy &= daemon.health().report().healthy;
+        daemon.metrics().encode().contains("snowflake_flakes{state=\"loaded\"} 2")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.stop(never()).await;
+    assert!(always_healthy, "/healthz stayed healthy while the file was validated");
+    let log = h.log_of("tick");
+    assert!(!log.contains(" skipped "), "no firing was skipped while the file was validated:\n{log}");
+}
