@@ -112,10 +112,16 @@ async fn run(params: Params, scratch: &Path) -> Report {
     // Brand new: converged once every declared alarm exists.
     let mut converged_after = None;
     let restart = started + params.restart_at;
+    let mut next_progress = started;
     while Instant::now() < restart {
         tokio::time::sleep(Duration::from_secs(10)).await;
         if converged_after.is_none() && account.alarm_count(REGION) >= want_alarms {
             converged_after = Some(started.elapsed());
+            eprintln!("{} hosts: converged after {:.1} min", params.hosts, started.elapsed().as_secs_f64() / 60.0);
+        }
+        if Instant::now() >= next_progress {
+            progress(&params, &account, started, want_alarms);
+            next_progress += Duration::from_secs(1800);
         }
     }
 
@@ -247,4 +253,16 @@ async fn reconcile(
         tokio::time::sleep(wait).await;
         wait = cadence::next_check_after(interval, rng.f64());
     }
+}
+
+/// A line on stderr every simulated half hour, so a long run shows where it is.
+fn progress(params: &Params, account: &Account, started: Instant, want_alarms: usize) {
+    let throttled: u64 = Api::ALL.iter().map(|&api| account.tally(api).throttled).sum();
+    eprintln!(
+        "{} hosts: simulated {:.1} h, {} of {want_alarms} alarms, {} datums delivered, {throttled} calls throttled",
+        params.hosts,
+        started.elapsed().as_secs_f64() / 3600.0,
+        account.alarm_count(REGION),
+        account.deliveries().datums
+    );
 }

@@ -1,6 +1,7 @@
-//! The one handle to the publisher's spool. Every operation runs on tokio's blocking pool, so a
-//! slow disk (an fsync can take seconds) stalls neither the runtime's threads nor, through them,
-//! scheduling and `/healthz`. Operations are serialised: the spool is a single append-only log.
+//! The one handle to the publisher's spool. Every operation on the disk spool runs on tokio's
+//! blocking pool, so a slow disk (an fsync can take seconds) stalls neither the runtime's threads
+//! nor, through them, scheduling and `/healthz`; the in-memory spool of `once` and `--dry-run` is
+//! worked on in place. Operations are serialised: the spool is a single append-only log.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,11 +12,15 @@ use crate::publish::Datapoint;
 #[derive(Clone)]
 pub struct SpoolHandle {
     spool: Arc<Mutex<Box<dyn Spool>>>,
+    /// An in-memory spool (`once`, `--dry-run`) is worked on in place: a hop to the blocking
+    /// pool would cost more than the work.
+    on_disk: bool,
 }
 
 impl SpoolHandle {
     pub fn new(spool: Box<dyn Spool>) -> SpoolHandle {
-        SpoolHandle { spool: Arc::new(Mutex::new(spool)) }
+        let on_disk = spool.on_disk();
+        SpoolHandle { spool: Arc::new(Mutex::new(spool)), on_disk }
     }
 
     /// Stores `points` with one write and one sync; returns the first sequence number.
@@ -38,6 +43,9 @@ impl SpoolHandle {
     }
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&mut dyn Spool) -> T + Send + 'static) -> io::Result<T> {
+        if !self.on_disk {
+            return Ok(work(lock(&self.spool).as_mut()));
+        }
         let spool = self.spool.clone();
         tokio::task::spawn_blocking(move || work(lock(&spool).as_mut()))
             .await

@@ -55,6 +55,11 @@ pub trait Spool: Send {
     fn enforce_limits(&mut self, now_ms: i64) -> Dropped;
 
     fn stats(&self) -> SpoolStats;
+
+    /// True if operations touch the disk (and so belong on the blocking pool).
+    fn on_disk(&self) -> bool {
+        true
+    }
 }
 
 /// Keeps nothing: for one-shot commands and dry runs, whose data is not the daemon's to keep.
@@ -83,5 +88,9 @@ impl Spool for MemorySpool {
 
     fn stats(&self) -> SpoolStats {
         SpoolStats { bytes: 0, pending: self.pending }
+    }
+
+    fn on_disk(&self) -> bool {
+        false
     }
 }
