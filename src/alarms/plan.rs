@@ -21,6 +21,13 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every flake of a directory. Deleting is allowed only while the directory can be read and
+    /// holds a valid flake: a missing or emptied directory is far more often a mount or deploy
+    /// problem than a decision to delete every alarm.
+    pub fn all(dir_missing: bool, valid_flakes: usize, broken_files: Vec<PathBuf>) -> Scope {
+        Scope::All { deletes_allowed: !dir_missing && valid_flakes > 0, broken_files }
+    }
+
     /// Whether managed alarms recorded for `flake` are in this scope.
     pub fn covers(&self, flake: &str) -> bool {
         match self {
@@ -66,20 +73,14 @@ pub struct Plan {
     pub kept: Vec<(String, String, String)>,
     /// Managed alarms that no longer exist and no flake declares: only forgotten.
     pub forgotten: Vec<(String, String)>,
-    /// Every desired alarm, for bookkeeping after apply.
-    pub desired: Vec<DesiredAlarm>,
     /// Regions whose alarms could not be read, with the reason: nothing is changed there.
     pub unreadable: Vec<(String, String)>,
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.creates.is_empty() && self.updates.is_empty() && self.tag_changes.is_empty() && self.deletes.is_empty()
-    }
-
     /// Compares desired with actual (`(region, name)` -> described) and the managed list.
     pub fn new(desired: &[DesiredAlarm], actual: &BTreeMap<(String, String), DescribedAlarm>, managed: &Managed, scope: &Scope) -> Plan {
-        let mut plan = Plan { desired: desired.to_vec(), ..Plan::default() };
+        let mut plan = Plan::default();
         let desired_keys: HashMap<(String, String), &DesiredAlarm> = desired.iter().map(|alarm| (alarm.key(), alarm)).collect();
 
         for alarm in desired {

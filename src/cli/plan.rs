@@ -23,7 +23,7 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
     for skip in &skipped {
         eprintln!("{}: alarm {} skipped: {}", skip.flake, skip.alarm, skip.reason);
     }
-    let scope = Scope::All { deletes_allowed: !catalog.dir_missing() && !flakes.is_empty(), broken_files: catalog.broken_files() };
+    let scope = Scope::all(catalog.dir_missing(), flakes.len(), catalog.broken_files());
     let reconciler =
         Reconciler::new(Arc::new(backend), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), Arc::new(Metrics::new()));
     match reconciler.plan(&desired, &scope).await {

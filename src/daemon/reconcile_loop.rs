@@ -40,8 +40,7 @@ async fn reconcile<C: CloudWatch>(reconciler: &Reconciler<C>, snapshot: &Snapsho
     for skip in &skipped {
         tracing::error!(flake = skip.flake, alarm = skip.alarm, "alarm skipped: {}", skip.reason);
     }
-    let scope =
-        Scope::All { deletes_allowed: !snapshot.dir_missing && !snapshot.flakes.is_empty(), broken_files: snapshot.broken_files.clone() };
+    let scope = Scope::all(snapshot.dir_missing, snapshot.flakes.len(), snapshot.broken_files.clone());
     match reconciler.reconcile(&desired, &scope).await {
         Ok(applied) if applied.writes() > 0 || !applied.failures.is_empty() => tracing::info!(
             created = applied.created,

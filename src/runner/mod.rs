@@ -70,12 +70,6 @@ pub struct RunOutcome {
     pub lingered: bool,
 }
 
-impl RunOutcome {
-    pub fn succeeded(&self) -> bool {
-        self.termination == Termination::Exited(0)
-    }
-}
-
 /// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
 pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) -> RunOutcome {
     let started = Instant::now();
