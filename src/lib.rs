@@ -15,7 +15,8 @@
 //! - [`catalog`]: a directory of flake files as a set of flakes, last-good retention, and what
 //!   changed between loads.
 //! - [`runner`]: one command: `/bin/sh -c` in its own process group, bounded capture, timeout.
-//! - [`output`]: the number grammar of a command's output.
+//! - [`output`]: the number grammar of a command's output, and the JSON, Nagios and Prometheus
+//!   parsers of SPEC 8 (not yet wired into execution).
 //! - [`execution`]: one firing of one flake: run, judge, publish durably, log.
 //! - [`outcome`]: the closed sets of outcomes (run results, PutMetricData outcomes, drop
 //!   reasons), one word each for logs and metric labels.
@@ -24,7 +25,10 @@
 //! - [`creds`]: `creds.json` and the redactor that keeps its values out of every log.
 //! - [`publish`]: batches per region and namespace, pacing, retries, bisection of rejected
 //!   batches, and the durable spool behind one async handle.
-//! - [`alarms`]: desired alarms, normalisation and diff, the managed-names file, plan, reconcile.
+//! - [`alarms`]: desired alarms, normalisation and diff, the managed-names file, plan, reconcile
+//!   (by name, in proportion to this host's own alarms), and the fleet-spreading drift cadence.
+//! - [`monitor`]: cron monitoring of jobs (SPEC 9): deadlines from the schedule, durable last
+//!   successes, job values and alarm declarations (not yet wired into the daemon).
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
 //! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
