@@ -31,6 +31,8 @@
 //!   successes, job values and alarm declarations (not yet wired into the daemon).
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
+//! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when
+//!   unreadable.
 //! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
 //! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
 //!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`.
@@ -53,3 +55,4 @@ pub mod placeholders;
 pub mod publish;
 pub mod runner;
 pub mod schedule;
+pub mod statefile;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,13 +111,13 @@ impl ManagedFile {
         Ok(match serde_json::from_str::<Managed>(&text) {
             Ok(managed) if managed.version == FORMAT_VERSION => managed,
             outcome => {
-                let aside = self.path.with_extension(format!("json.unreadable-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
                 let reason = match outcome {
                     Ok(managed) => format!("format version {} is not {FORMAT_VERSION}", managed.version),
                     Err(error) => error.to_string(),
                 };
-                let _ = std::fs::rename(&self.path, &aside);
-                tracing::error!(path = %self.path.display(), moved_to = %aside.display(), "the managed-alarm list cannot be understood ({reason}); the alarms it listed are no longer deleted automatically");
+                let aside = crate::statefile::set_aside(&self.path)
+                    .map_or_else(|error| format!("nowhere: {error}"), |aside| aside.display().to_string());
+                tracing::error!(path = %self.path.display(), moved_to = aside, "the managed-alarm list cannot be understood ({reason}); the alarms it listed are no longer deleted automatically");
                 Managed { version: FORMAT_VERSION, ..Managed::default() }
             }
         })
@@ -126,13 +125,8 @@ impl ManagedFile {
 
     /// Replaces the file atomically.
     pub fn save(&self, managed: &Managed) -> Result<(), String> {
-        let temporary = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(managed).expect("the managed list serializes");
-        let written = File::create(&temporary)
-            .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|_| file.sync_all()))
-            .and_then(|_| std::fs::rename(&temporary, &self.path))
-            .and_then(|_| self.path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|dir| dir.sync_all())));
-        written.map_err(|error| format!("{}: cannot be written: {error}", self.path.display()))
+        crate::statefile::replace(&self.path, &text).map_err(|error| format!("{}: cannot be written: {error}", self.path.display()))
     }
 }
 

@@ -15,8 +15,6 @@
 //! run; `save` with the names of the jobs still monitored after either changes the state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -133,35 +131,15 @@ impl MonitorStateFile {
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&on_disk).expect("the monitor state serializes");
-        let temporary = self.path.with_extension("json.tmp");
-        let written = self
-            .path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| File::create(&temporary))
-            .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|_| file.sync_all()))
-            .and_then(|_| std::fs::rename(&temporary, &self.path))
-            .and_then(|_| self.path.parent().map_or(Ok(()), |dir| File::open(dir).and_then(|dir| dir.sync_all())));
-        written.map_err(|error| format!("{}: cannot be written: {error}; is --state-dir writable?", self.path.display()))
+        crate::statefile::replace(&self.path, &text)
+            .map_err(|error| format!("{}: cannot be written: {error}; is --state-dir writable?", self.path.display()))
     }
 
     /// Renames the file to a name no earlier set-aside file has, so none is ever overwritten.
     fn move_aside(&self) -> Result<PathBuf, String> {
-        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
-        let mut aside = self.path.with_extension(format!("json.unreadable-{stamp}"));
-        let mut attempt = 1;
-        while aside.exists() {
-            attempt += 1;
-            aside = self.path.with_extension(format!("json.unreadable-{stamp}-{attempt}"));
-        }
-        std::fs::rename(&self.path, &aside).map_err(|error| {
-            format!(
-                "{}: cannot be understood and cannot be moved aside to {} ({error}); move it away by hand",
-                self.path.display(),
-                aside.display()
-            )
-        })?;
-        Ok(aside)
+        crate::statefile::set_aside(&self.path).map_err(|error| {
+            format!("{}: cannot be understood and cannot be moved aside ({error}); move it away by hand", self.path.display())
+        })
     }
 }
 
