@@ -292,3 +292,41 @@ fn a_grandchild_that_calls_setsid_does_not_survive_the_timeout() {
     let (status, _) = daemon.stop(Duration::from_secs(30));
     assert!(status.success());
 }
+
+/// The zombie children of a running process, by reading its threads' `children` lists.
+fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut zombies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().filter_map(Result::ok) {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|child| child.parse::<u32>().ok()) {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+                zombies.push(child);
+            }
+        }
+    }
+    zombies
+}
+
+#[test]
+fn an_escaped_process_that_leads_its_own_group_is_ended_and_reaped() {
+    // GNU timeout puts itself in a process group of its own: the run's group signals miss it, it
+    // is handed to the daemon, ended by its marker, and then its zombie must be reaped too.
+    let workspace = Workspace::new();
+    let pidfile = workspace.root.path().join("own-group.pid");
+    let command = format!("timeout 600 sh -c 'echo $$ > {}; exec sleep 600'; echo 1", pidfile.display());
+    workspace.add(
+        "own-group",
+        json!({"flakeName": "own-group", "flakeCronstring": "@reboot", "flakeCommand": command, "flakeType": "job", "flakeTimeout": 1}),
+    );
+    let daemon = Daemon::start(workspace.snowflake().arg("--dry-run"), &workspace, &[]);
+    daemon.wait_for(Duration::from_secs(10), "the command to start", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|text| text.trim().parse::<i32>().is_ok())
+    });
+    let sleeper: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    daemon.wait_for(Duration::from_secs(20), "the run to time out", || workspace.log_of("own-group").contains("timeout"));
+    daemon.wait_for(Duration::from_secs(15), "the escaped process to be ended", || !alive(sleeper));
+    daemon.wait_for(Duration::from_secs(10), "no zombie child left with the daemon", || zombie_children(daemon.child.id()).is_empty());
+    let (status, _) = daemon.stop(Duration::from_secs(30));
+    assert!(status.success());
+}

@@ -10,13 +10,14 @@
 //!
 //! Being a subreaper means reaping the orphans handed over, too, without ever stealing the exit
 //! status of a process that tokio waits for: nothing here calls `waitpid(-1)`. Only specific
-//! zombie children are reaped, and only those that cannot be a run's shell or another process
-//! the daemon started itself (they are in a run's process group or in a session of their own).
+//! zombie children are reaped: not a registered run shell (a sweep excludes spawns, so every
+//! shell is registered when it looks) and not in the daemon's own process group. Orphans that
+//! made a process group of their own (`timeout`, `set -m`, `setpgrp`) are reaped like the rest.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -50,6 +51,10 @@ struct Registry {
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+/// Held (shared) by every spawn from before its fork until its shell is registered, and
+/// (exclusive) by a sweep: so a sweep never meets a shell of ours that is not registered yet, and
+/// may reap every other zombie child.
+static SPAWN_GATE: RwLock<()> = RwLock::new(());
 static WAKE: Notify = Notify::const_new();
 static SUPERVISING: AtomicBool = AtomicBool::new(false);
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
@@ -129,17 +134,23 @@ impl Drop for Shell {
 ///
 /// The spawn (a fork and exec, which blocks the calling thread until the exec) runs on the
 /// blocking pool: a thousand spawns at once must not hold the runtime's worker threads, which
-/// fire the timeouts and answer `/healthz`. Until the shell is registered, a sweep that meets it
-/// leaves it alone anyway: it leads a process group in the daemon's session (see [`Own`]).
+/// fire the timeouts and answer `/healthz`. The shell is registered before the spawn gate is
+/// released, so no sweep can take it for an orphan.
 pub(super) async fn spawn(mut command: Command) -> io::Result<(Child, Shell)> {
-    let child = match tokio::task::spawn_blocking(move || command.spawn()).await {
+    let spawned = tokio::task::spawn_blocking(move || {
+        let _gate = SPAWN_GATE.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let child = command.spawn()?;
+        if let Some(pid) = child.id() {
+            *registry().shells.entry(pid).or_default() += 1;
+        }
+        Ok::<Child, io::Error>(child)
+    })
+    .await;
+    let child = match spawned {
         Ok(spawned) => spawned?,
         Err(error) => return Err(io::Error::other(format!("the spawning thread failed: {error}"))),
     };
     let pid = child.id();
-    if let Some(pid) = pid {
-        *registry().shells.entry(pid).or_default() += 1;
-    }
     Ok((child, Shell { pid }))
 }
 
@@ -155,6 +166,8 @@ pub(super) fn end_escaped(marker: &str) {
 /// One pass over the daemon's children: reaps orphaned zombies, ends escaped processes of ended
 /// runs. Returns true while something is being ended (sweep again soon).
 fn sweep() -> bool {
+    // Spawns in flight: look again shortly rather than hold the runtime thread waiting for them.
+    let Ok(_gate) = SPAWN_GATE.try_write() else { return true };
     let mut registry = registry();
     let now = Instant::now();
     registry.ended.retain(|_, at| now.duration_since(*at) < MARKER_KEPT);
@@ -165,8 +178,10 @@ fn sweep() -> bool {
             continue;
         }
         let Some(stat) = Stat::read(pid) else { continue };
-        if !own.started(&stat) && stat.state == 'Z' {
-            // Not a shell of ours and not started by this process: an orphan handed over.
+        if stat.state == 'Z' && stat.group != own.group {
+            // Not a registered shell (none can be unregistered while the gate is held) and not
+            // in the daemon's own group: an orphan handed over, whatever group it made itself
+            // (`timeout`, `set -m` and `setpgrp` make their own).
             let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
             registry.terminated.remove(&pid);
             continue;
@@ -200,43 +215,33 @@ fn signal_process_and_group(pid: Pid, signal: Signal) {
     let _ = kill(pid, signal);
 }
 
-/// The daemon's process group and session: a process in both was started by the daemon itself
-/// (not by a run, whose shell has a group of its own) and is left to whoever started it.
+/// The daemon's process group: a zombie in it was started by the daemon itself (not by a run,
+/// whose shell has a group of its own) and is left to whoever started it.
 struct Own {
     group: i32,
-    session: i32,
 }
 
 impl Own {
     fn read() -> Own {
-        Own { group: nix::unistd::getpgrp().as_raw(), session: nix::unistd::getsid(None).map_or(-1, Pid::as_raw) }
-    }
-
-    /// True if `stat` may belong to a process this daemon started and waits for: same group and
-    /// session as the daemon, or a group of its own in the daemon's session (a run shell).
-    fn started(&self, stat: &Stat) -> bool {
-        stat.session == self.session && (stat.group == self.group || stat.group == stat.pid)
+        Own { group: nix::unistd::getpgrp().as_raw() }
     }
 }
 
 /// The fields of `/proc/<pid>/stat` the sweep needs.
 struct Stat {
-    pid: i32,
     state: char,
     group: i32,
-    session: i32,
 }
 
 impl Stat {
     fn read(pid: u32) -> Option<Stat> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // After the parenthesised command name (which may hold anything): state, ppid, pgrp, session.
+        // After the parenthesised command name (which may hold anything): state, ppid, pgrp.
         let mut fields = text.rsplit_once(')')?.1.split_whitespace();
         let state = fields.next()?.chars().next()?;
         let _parent = fields.next()?;
         let group = fields.next()?.parse().ok()?;
-        let session = fields.next()?.parse().ok()?;
-        Some(Stat { pid: pid as i32, state, group, session })
+        Some(Stat { state, group })
     }
 }
 
@@ -273,8 +278,8 @@ mod tests {
     fn reads_its_own_stat_and_marker_free_environment() {
         let stat = Stat::read(std::process::id()).unwrap();
         let own = Own::read();
-        assert_eq!((stat.group, stat.session), (own.group, own.session));
-        assert!(own.started(&stat));
+        assert_eq!(stat.group, own.group);
+        assert_ne!(stat.state, 'Z', "a running process is no zombie");
         assert_eq!(run_marker(std::process::id()), std::env::var(RUN_MARKER).ok());
     }
 
