@@ -91,7 +91,7 @@ impl<C: CloudWatch> Reconciler<C> {
     /// Plans without changing anything (takes the lock only to read a consistent file).
     pub async fn plan(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Plan, String> {
         let _lock = self.managed.lock().await?;
-        let managed = self.managed.load()?;
+        let managed = self.load_managed().await?;
         self.plan_with(desired, &managed, scope).await.map(|(plan, _)| plan)
     }
 
@@ -121,7 +121,7 @@ impl<C: CloudWatch> Reconciler<C> {
     /// Plans and applies.
     pub async fn reconcile(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Applied, String> {
         let _lock = self.managed.lock().await?;
-        let mut managed = self.managed.load()?;
+        let mut managed = self.load_managed().await?;
         let (plan, actual) = self.plan_with(desired, &managed, scope).await?;
         let mut applied = Applied::default();
         for (region, reason) in &plan.unreadable {
@@ -147,7 +147,7 @@ impl<C: CloudWatch> Reconciler<C> {
         for (region, name) in &plan.forgotten {
             managed.remove(region, name);
         }
-        self.managed.save(&managed)?;
+        self.save_managed(&managed).await?;
 
         for alarm in &plan.creates {
             match self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await {
@@ -183,8 +183,23 @@ impl<C: CloudWatch> Reconciler<C> {
         self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
         self.apply_deletes(&plan, &mut managed, &mut applied).await;
 
-        self.managed.save(&managed)?;
+        self.save_managed(&managed).await?;
         Ok(applied)
+    }
+
+    /// The managed-alarm list, read on the blocking pool (it is a file; see `save_managed`).
+    async fn load_managed(&self) -> Result<Managed, String> {
+        let file = self.managed.clone();
+        tokio::task::spawn_blocking(move || file.load()).await.map_err(|error| format!("reading the managed-alarm list failed: {error}"))?
+    }
+
+    /// Saves the managed-alarm list on the blocking pool: it fsyncs twice, which must not hold a
+    /// runtime thread that fires timeouts and answers `/healthz`.
+    async fn save_managed(&self, managed: &Managed) -> Result<(), String> {
+        let (file, managed) = (self.managed.clone(), managed.clone());
+        tokio::task::spawn_blocking(move || file.save(&managed))
+            .await
+            .map_err(|error| format!("saving the managed-alarm list failed: {error}"))?
     }
 
     /// The actual alarms relevant to `scope`, by (region, name), and the regions that could not
