@@ -130,6 +130,33 @@ mod tests {
         }
     }
 
+    fn flake_file(extra: Value) -> (Option<crate::flake::Flake>, Vec<String>) {
+        let mut object =
+            json!({"flakeName": "lat", "flakeCronstring": "@every 10s", "flakeCommand": "echo 1", "flakeMetricNamespace": "N"});
+        object.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let facts = crate::placeholders::tests::FixedFacts;
+        let context = crate::flake::Context { default_zone: chrono_tz::Tz::UTC, facts: &facts };
+        let (flake, problems) = crate::flake::parse_flake(std::path::Path::new("f.json"), &object.to_string(), &context);
+        (flake, problems.into_iter().map(|problem| problem.to_string()).collect())
+    }
+
+    #[test]
+    fn the_window_reaches_the_series_and_alarm_periods_are_checked_against_it() {
+        let (flake, problems) = flake_file(json!({"flakeAggregate": "2m", "flakeAlarms": [
+            {"alarmName": "ok", "alarmOperator": ">", "alarmThreshold": 1, "alarmPeriodLength": 240},
+            {"alarmName": "uneven", "alarmOperator": ">", "alarmThreshold": 1, "alarmPeriodLength": 60}]}));
+        let flake = flake.unwrap();
+        let series = crate::publish::Series::of_flake(&flake, Some("us-east-1")).unwrap().unwrap();
+        assert_eq!(series.aggregate_seconds, Some(120));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("flakeAggregate: warning: alarm FL-lat-uneven has a 60 s period"), "{problems:?}");
+
+        let (flake, problems) = flake_file(json!({"flakeAggregate": "10s", "flakeStorageResolution": 1}));
+        assert_eq!(flake.unwrap().metric.unwrap().aggregate_seconds, Some(10), "{problems:?}");
+        let (flake, problems) = flake_file(json!({"flakeAggregate": "10s"}));
+        assert!(flake.is_none() && problems[0].starts_with("flakeAggregate: "), "{problems:?}");
+    }
+
     #[test]
     fn absent_is_no_aggregation() {
         let object = json!({});
