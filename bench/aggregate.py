@@ -109,7 +109,11 @@ def start_daemon(snowflake: str, root: Path, endpoint: str) -> subprocess.Popen:
                SNOWFLAKE_LOG_LEVEL="warn", SNOWFLAKE_TIMEZONE="UTC")
     env.pop("AWS_PROFILE", None)
     output = open(root / "daemon.log", "w")
-    return subprocess.Popen([snowflake, "run"], env=env, stdout=output, stderr=output, cwd=root)
+    daemon = subprocess.Popen([snowflake, "run", "--listen", "off"], env=env, stdout=output, stderr=output, cwd=root)
+    time.sleep(2)
+    if daemon.poll() is not None:
+        sys.exit(f"the daemon in {root} exited at start: {(root / 'daemon.log').read_text()}")
+    return daemon
 
 
 def statistics(client, namespace: str, metric: str, start: dt.datetime, end: dt.datetime) -> dict:
@@ -149,7 +153,10 @@ def main() -> None:
         run["daemon"].wait(timeout=60)
         run["exit"] = run["daemon"].returncode
 
-    steady_from, steady_to = started + 90, stopped - 30
+    # Whole minutes from the middle of the second one: each holds one release of the windows and
+    # six rounds of firings.
+    steady_from = started - started % 60 + 90
+    steady_to = steady_from + 60 * ((stopped - 30 - steady_from) // 60)
     rows = {}
     for name, run in runs.items():
         requests = run["counter"].requests
@@ -191,7 +198,7 @@ def main() -> None:
 LocalStack: one plain, one with `flakeAggregate: "60s"`. Both flakes sets print the same number for the same scheduled
 time, so both daemons produce the same values. Datums and values are counted by a proxy in front of LocalStack that
 decodes every PutMetricData request (not by SpecialSnowflake's own counters). Totals include the partial windows at
-start and stop (a stop sends the open window); "steady" counts requests from 90 s after the start to 30 s before the stop.
+start and stop (a stop sends the open window); "steady" counts the requests of whole minutes between them.
 
 | daemon | PutMetricData calls | datums | values | datums per minute (steady) | calls per minute (steady) | exit |
 |---|---|---|---|---|---|---|

@@ -28,23 +28,23 @@ pub struct Batch {
 }
 
 /// A datum being built.
-struct Group {
-    first: usize,
+struct Group<'a> {
+    first: &'a Datapoint,
     timestamp_ms: i64,
     /// (value, count), in order of first appearance.
     values: Vec<(f64, f64)>,
 }
 
-/// The longest front of `points` that fits one request (1000 datums, about 1 MB), folded.
+/// The longest front of `points` that fits one request (1000 datums, about 1 MB), folded. Reads
+/// no further than that front: a long backlog costs no more than a full batch.
 pub fn fold_front<'a>(points: impl IntoIterator<Item = &'a Datapoint>, namespace: &str) -> Batch {
-    let points: Vec<&Datapoint> = points.into_iter().collect();
     let mut bytes = namespace.len() + 256;
-    let mut groups: Vec<Group> = Vec::new();
+    let mut groups: Vec<Group<'a>> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     // The datum each (series, timestamp) is filling now; a full one is replaced by a new one.
-    let mut filling: HashMap<(&Series, i64), usize> = HashMap::new();
+    let mut filling: HashMap<(&'a Series, i64), usize> = HashMap::new();
     let mut taken = 0;
-    for (index, point) in points.iter().enumerate() {
+    for (index, point) in points.into_iter().enumerate() {
         let timestamp_ms = point.datum_timestamp_ms();
         let key = (point.series.as_ref(), timestamp_ms);
         if let Some(&group_index) = filling.get(&key) {
@@ -72,14 +72,14 @@ pub fn fold_front<'a>(points: impl IntoIterator<Item = &'a Datapoint>, namespace
         }
         bytes += size;
         filling.insert(key, groups.len());
-        groups.push(Group { first: index, timestamp_ms, values: vec![(point.value, 1.0)] });
+        groups.push(Group { first: point, timestamp_ms, values: vec![(point.value, 1.0)] });
         members.push(vec![index]);
         taken = index + 1;
     }
     let data = groups
         .into_iter()
         .map(|group| {
-            let mut datum = points[group.first].datum();
+            let mut datum = group.first.datum();
             datum.timestamp_ms = group.timestamp_ms;
             if group.values.len() > 1 || group.values[0].1 > 1.0 {
                 datum.value = 0.0;
@@ -216,6 +216,9 @@ mod tests {
         let points: Vec<Datapoint> = (0..1500).map(|i| point(&s, 1.0, MINUTE + i)).collect();
         let batch = fold_front(&points, "N");
         assert_eq!((batch.data.len(), batch.taken), (1000, 1000));
+        // It reads one item past the batch and no further, however long the backlog.
+        let endless = points[..1001].iter().chain(std::iter::from_fn(|| -> Option<&Datapoint> { panic!("read past the batch") }));
+        assert_eq!(fold_front(endless, "N").taken, 1000);
         // Equal values of one window fold without limit on their count.
         let folded = series("agg", Some(60), 60);
         let points: Vec<Datapoint> = (0..5000).map(|i| point(&folded, 1.0, MINUTE + i)).collect();
