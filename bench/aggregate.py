@@ -195,7 +195,7 @@ def main() -> None:
     print(f"""## Aggregation: datums and calls with and without `flakeAggregate`
 
 {args.flakes} flakes at `@every 10s` for {args.minutes:g} minutes, two daemons side by side in the same run against one
-LocalStack: one plain, one with `flakeAggregate: "60s"`. Both flakes sets print the same number for the same scheduled
+LocalStack: one plain, one with `flakeAggregate: "60s"`. Both flake sets print the same number for the same scheduled
 time, so both daemons produce the same values. Datums and values are counted by a proxy in front of LocalStack that
 decodes every PutMetricData request (not by SpecialSnowflake's own counters). Totals include the partial windows at
 start and stop (a stop sends the open window); "steady" counts the requests of whole minutes between them.
