@@ -39,14 +39,20 @@ impl DryRun {
 fn datum_json(datum: &Datum) -> Value {
     let timestamp = DateTime::from_timestamp_millis(datum.timestamp_ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     let dimensions: BTreeMap<&str, &str> = datum.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    json!({
+    let mut line = json!({
         "metricName": datum.metric_name,
         "dimensions": dimensions,
         "value": datum.value,
         "timestamp": timestamp,
         "unit": datum.unit,
         "storageResolution": datum.storage_resolution,
-    })
+    });
+    if !datum.counted_values.is_empty() {
+        line.as_object_mut().expect("an object").remove("value");
+        line["values"] = datum.counted_values.iter().map(|(value, _)| *value).collect();
+        line["counts"] = datum.counted_values.iter().map(|(_, count)| *count).collect();
+    }
+    line
 }
 
 impl CloudWatch for DryRun {

@@ -17,6 +17,9 @@ pub enum Operation {
     UntagResource,
 }
 
+/// PutMetricData's limit on `Values` in one datum.
+const MAX_VALUES_PER_DATUM: usize = 150;
+
 type DatumCheck = Arc<dyn Fn(&Datum) -> Option<String> + Send + Sync>;
 
 /// An alarm as stored, with its tags.
@@ -206,6 +209,9 @@ impl CloudWatch for FakeCloudWatch {
         self.with(|state| {
             if data.len() > 1000 {
                 return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 1000 datums per request"));
+            }
+            if data.iter().any(|datum| datum.counted_values.len() > MAX_VALUES_PER_DATUM) {
+                return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 150 values per datum"));
             }
             if let Some(check) = &state.datum_check
                 && let Some(reason) = data.iter().find_map(|datum| check(datum))

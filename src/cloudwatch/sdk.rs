@@ -132,13 +132,18 @@ fn to_described(alarm: &MetricAlarm) -> DescribedAlarm {
 }
 
 fn to_metric_datum(datum: &Datum) -> MetricDatum {
-    MetricDatum::builder()
+    let builder = if datum.counted_values.is_empty() {
+        MetricDatum::builder().value(datum.value)
+    } else {
+        let (values, counts) = datum.counted_values.iter().copied().unzip();
+        MetricDatum::builder().set_values(Some(values)).set_counts(Some(counts))
+    };
+    builder
         .metric_name(&datum.metric_name)
         .set_dimensions(
             (!datum.dimensions.is_empty())
                 .then(|| datum.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect()),
         )
-        .value(datum.value)
         .timestamp(DateTime::from_millis(datum.timestamp_ms))
         .unit(StandardUnit::from(datum.unit.as_str()))
         .storage_resolution(datum.storage_resolution)

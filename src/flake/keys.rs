@@ -29,6 +29,7 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnvironment",
     "flakeWorkingDirectory",
     "flakeEnabled",
+    "flakeAggregate",
 ];
 
 /// Keys of one entry of `flakeAlarms`.

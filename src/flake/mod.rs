@@ -4,6 +4,7 @@
 //! strings, comment keys (`_x`, `x_comment`) are silent, other unknown keys are warnings with a
 //! suggestion. Validation reports every problem of a file at once, each with its field path.
 
+mod aggregate;
 mod alarm;
 mod context;
 mod fields;

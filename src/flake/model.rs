@@ -33,6 +33,8 @@ pub struct MetricTarget {
     pub unit: &'static str,
     /// 60 (standard) or 1 (high resolution).
     pub storage_resolution: i32,
+    /// `flakeAggregate` in seconds: one datum per window instead of one per value.
+    pub aggregate_seconds: Option<u32>,
 }
 
 /// `Statistic` or `ExtendedStatistic` of an alarm.

@@ -128,6 +128,24 @@ struct FlakeFile {
     flake_working_directory: Option<String>,
     /// false keeps the file loaded and validated but never runs it.
     flake_enabled: Option<BoolOrString>,
+    /// Send the values of each window as one datum (Values/Counts) at the window's start, once it
+    /// closed: "60s", "5m", ... a multiple of 60 s (of 1 s with flakeStorageResolution 1), at most 1h.
+    flake_aggregate: Option<Duration>,
+}
+
+/// A duration such as "60s", "5m" or "1m30s", or a whole number of seconds.
+struct Duration;
+
+impl JsonSchema for Duration {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*(\d+[hms])+\s*$"}]})
+    }
 }
 
 /// One CloudWatch metric alarm on the flake's metric.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
 use super::context::Context;
 use super::fields::{Fields, shorten};
@@ -85,6 +86,9 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+    if let Some(window) = metric.as_ref().and_then(|metric| metric.aggregate_seconds) {
+        check_alarm_periods(window, &alarms, problems);
+    }
 
     Some(Flake {
         name: name?,
@@ -152,7 +156,7 @@ fn parse_metric_target(
                 problems,
             );
         } else {
-            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution"] {
+            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution", "flakeAggregate"] {
                 if fields.raw(key).is_some() {
                     problems.warning(key, "is ignored: this job has no flakeMetricNamespace, so its output is never published");
                 }
@@ -189,6 +193,7 @@ fn parse_metric_target(
         }
     };
 
+    let aggregate_seconds = parse_aggregate(fields, storage_resolution, problems);
     let dimensions = parse_dimensions(fields, context, problems);
     Some(MetricTarget {
         namespace: namespace?,
@@ -196,6 +201,7 @@ fn parse_metric_target(
         dimensions: dimensions?,
         unit: unit?,
         storage_resolution: storage_resolution?,
+        aggregate_seconds: aggregate_seconds?,
     })
 }
 
