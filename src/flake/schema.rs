@@ -128,6 +128,19 @@ struct FlakeFile {
     flake_working_directory: Option<String>,
     /// false keeps the file loaded and validated but never runs it.
     flake_enabled: Option<BoolOrString>,
+    /// Declared limits drawn as labelled horizontal lines on this flake's dashboard graph (at most 20).
+    #[schemars(length(max = 20))]
+    flake_annotations: Option<Vec<AnnotationEntry>>,
+}
+
+/// One declared limit on the dashboard graph.
+#[derive(JsonSchema)]
+struct AnnotationEntry {
+    /// Text beside the line, such as "quota".
+    #[schemars(length(min = 1, max = 255))]
+    label: String,
+    /// Where the line is drawn.
+    value: NumberOrString,
 }
 
 /// One CloudWatch metric alarm on the flake's metric.
@@ -170,7 +183,7 @@ struct Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flake::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+    use crate::flake::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
 
     fn property_names(schema: &serde_json::Value) -> Vec<String> {
         let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
@@ -190,6 +203,7 @@ mod tests {
         assert_eq!(property_names(&schema), sorted(FLAKE_KEYS));
         assert_eq!(property_names(&schema["$defs"]["AlarmEntry"]), sorted(ALARM_KEYS));
         assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["AnnotationEntry"]), sorted(ANNOTATION_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName", "flakeCronstring", "flakeCommand"]);
     }

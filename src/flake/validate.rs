@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::alarm::parse_alarms;
+use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
@@ -85,6 +86,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+    let annotations = parse_annotations(&fields, problems);
 
     Some(Flake {
         name: name?,
@@ -99,6 +101,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         environment: environment?,
         working_directory,
         enabled,
+        annotations: annotations?,
     })
 }
 
