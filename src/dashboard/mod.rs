@@ -24,3 +24,6 @@ pub fn host_label() -> String {
     use crate::placeholders::Facts;
     crate::placeholders::HostFacts::local().hostname().unwrap_or_else(|_| "an unnamed host".to_string())
 }
+
+#[cfg(test)]
+mod tests;
