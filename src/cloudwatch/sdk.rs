@@ -258,9 +258,15 @@ impl CloudWatch for SdkCloudWatch {
     }
 }
 
-/// `ResourceNotFound` (a dashboard that does not exist), whichever way the protocol spelled it.
+/// A dashboard that does not exist: CloudWatch says `ResourceNotFound`; LocalStack 4.13 says
+/// `InvalidParameterValue` with "Dashboard x does not exist.", which is recognised only with that
+/// message, so a real invalid parameter is never mistaken for an absent dashboard.
 fn is_not_found(error: &CallError) -> bool {
-    matches!(error.code.as_deref(), Some("ResourceNotFound" | "ResourceNotFoundException" | "DashboardNotFoundError"))
+    match error.code.as_deref() {
+        Some("ResourceNotFound" | "ResourceNotFoundException" | "DashboardNotFoundError") => true,
+        Some("InvalidParameterValue") => error.message.starts_with("Dashboard ") && error.message.ends_with(" does not exist."),
+        _ => false,
+    }
 }
 
 fn validation_message(message: &aws_sdk_cloudwatch::types::DashboardValidationMessage) -> String {
