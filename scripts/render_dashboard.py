@@ -115,6 +115,7 @@ def draw_graph(axis, client, properties, start, end):
             ha="right",
             fontsize=7,
             color=colour,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
         )
     axis.set_title(f"{properties['title']}\n{stat}, {period} s", fontsize=9)
     axis.tick_params(labelsize=7)
@@ -135,33 +136,53 @@ def draw_alarms(axis, client, region_arns):
     columns = 2
     for index, name in enumerate(names):
         state = states.get(name, "missing")
-        x, y = (index % columns) / columns, 1 - (index // columns + 1) / (math.ceil(len(names) / columns) + 1)
+        x, y = (index % columns) / columns, 1 - (index // columns + 0.5) / math.ceil(len(names) / columns)
         axis.text(x + 0.01, y, f"● {name}: {state}", fontsize=8, color=STATE_COLOURS.get(state, "black"), transform=axis.transAxes)
     axis.set_title("Alarm status", fontsize=9)
 
 
+def latest_value(client, namespace, name, dims, end):
+    """The newest value of a metric in the last hour, or None."""
+    result = client.get_metric_data(
+        MetricDataQueries=[metric_query(0, namespace, name, [(d["Name"], d["Value"]) for d in dims], "Average", 60)],
+        StartTime=end - dt.timedelta(hours=1),
+        EndTime=end + dt.timedelta(minutes=2),
+        ScanBy="TimestampDescending",
+    )
+    values = result["MetricDataResults"][0]["Values"]
+    return values[0] if values else None
+
+
 def seed_history(client, graphs, hours):
-    """Publishes an illustrative history for each graph's explicit metric lines: a wander around
-    the graph's thresholds, so a picture for the docs shows lines, limits and shading. Only for
-    documentation pictures against LocalStack; never point this at a real account."""
+    """Publishes an illustrative history before each explicit metric line's newest real value: a
+    wander from near the graph's threshold towards that value, so a picture for the docs shows
+    lines, limits and shading. For documentation pictures against LocalStack only; never point
+    this at a real account."""
     import random
 
     rng = random.Random(11)
     now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
     for widget in graphs:
         properties = widget["properties"]
-        thresholds = [line["value"] for line in properties.get("annotations", {}).get("horizontal", [])] or [1.0]
-        centre, spread = sum(thresholds) / len(thresholds), max(abs(t) for t in thresholds) * 0.35 or 1.0
+        thresholds = [line["value"] for line in properties.get("annotations", {}).get("horizontal", [])]
         step = max(60, properties["period"])
         for row in properties["metrics"]:
             if isinstance(row[0], dict):
                 continue
             namespace, name, rest = row[0], row[1], row[2:]
             dims = [{"Name": k, "Value": v} for k, v in zip(rest[0::2], rest[1::2])]
-            value, data = centre, []
-            for minute in range(int(hours * 3600 // step), 0, -1):
-                value = value + rng.uniform(-0.3, 0.3) * spread + (centre - value) * 0.1
-                data.append({"MetricName": name, "Dimensions": dims, "Timestamp": now - dt.timedelta(seconds=minute * step), "Value": value})
+            real = latest_value(client, namespace, name, dims, now)
+            target = real if real is not None else (thresholds[0] if thresholds else 1.0)
+            start = thresholds[0] if thresholds else target
+            spread = max(abs(target - start) * 0.15, abs(target) * 0.05, 0.05)
+            count = int(hours * 3600 // step)
+            value, data = start, []
+            for index in range(count, 0, -1):
+                pull = target + (start - target) * index / count
+                value = value + rng.uniform(-1, 1) * spread + (pull - value) * 0.2
+                if min(start, target) >= 0:
+                    value = abs(value)  # counts and percentages do not go below zero
+                data.append({"MetricName": name, "Dimensions": dims, "Timestamp": now - dt.timedelta(seconds=index * step), "Value": value})
             for index in range(0, len(data), 500):
                 client.put_metric_data(Namespace=namespace, MetricData=data[index : index + 500])
 
@@ -189,9 +210,11 @@ def main():
         seed_history(client, graphs, args.hours)
     header = next((w["properties"]["markdown"] for w in widgets if w["type"] == "text"), "")
 
-    rows = math.ceil(len(graphs) / 2) + (1 if alarm_widgets else 0)
-    figure = plt.figure(figsize=(13, 1.2 + 3.1 * rows))
-    grid = figure.add_gridspec(rows, 2, hspace=0.55, wspace=0.15)
+    graph_rows = math.ceil(len(graphs) / 2)
+    alarm_rows = math.ceil(sum(len(w["properties"]["alarms"]) for w in alarm_widgets) / 2)
+    ratios = ([0.25 + 0.18 * alarm_rows] if alarm_widgets else []) + [1] * graph_rows
+    figure = plt.figure(figsize=(13, 0.8 + 3.1 * sum(ratios)))
+    grid = figure.add_gridspec(len(ratios), 2, hspace=0.55, wspace=0.15, height_ratios=ratios)
     end = dt.datetime.now(dt.timezone.utc)
     start = end - dt.timedelta(hours=args.hours)
     row = 0
