@@ -66,10 +66,16 @@ async fn run_with_dashboard_draws_every_example_and_undoes_a_hand_edit_with_no_w
     let widgets = created["widgets"].as_array().unwrap();
     let text = created.to_string();
     for flake in ["example-hourly", "example-job", "example-liveness", "MemoryAvailablePercent", "example-perminute"] {
-        assert!(widgets.iter().any(|widget| widget["properties"]["title"] == format!("{flake} (SpecialSnowflake/Examples)")), "{flake}: {text}");
+        assert!(
+            widgets.iter().any(|widget| widget["properties"]["title"] == format!("{flake} (SpecialSnowflake/Examples)")),
+            "{flake}: {text}"
+        );
     }
-    for (alarm, value, fill) in [("disk-nearly-full", 90.0, "above"), ("high-load", 8.0, "above"), ("low-memory-", 10.0, "below"), ("process-down-", 1.0, "below")] {
-        let drawn = widgets.iter().flat_map(|widget| widget["properties"]["annotations"]["horizontal"].as_array().cloned().unwrap_or_default());
+    for (alarm, value, fill) in
+        [("disk-nearly-full", 90.0, "above"), ("high-load", 8.0, "above"), ("low-memory-", 10.0, "below"), ("process-down-", 1.0, "below")]
+    {
+        let drawn =
+            widgets.iter().flat_map(|widget| widget["properties"]["annotations"]["horizontal"].as_array().cloned().unwrap_or_default());
         assert!(
             drawn.clone().any(|line| line["label"].as_str().unwrap().contains(alarm) && line["value"] == value && line["fill"] == fill),
             "threshold of {alarm}: {text}"
@@ -84,8 +90,16 @@ async fn run_with_dashboard_draws_every_example_and_undoes_a_hand_edit_with_no_w
     assert_eq!(localstack.requests("PutDashboard"), 1, "a dashboard that did not change is not written again");
 
     // A hand edit is undone at the next reconcile.
-    cloudwatch.put_dashboard(REGION, &name, r#"{"widgets":[{"type":"text","x":0,"y":0,"width":6,"height":2,"properties":{"markdown":"edited by hand"}}]}"#).await.unwrap();
-    wait_for(Duration::from_secs(30), "the hand edit to be undone", async || body_of(&cloudwatch, &name).await.as_ref() == Some(&created)).await;
+    cloudwatch
+        .put_dashboard(
+            REGION,
+            &name,
+            r#"{"widgets":[{"type":"text","x":0,"y":0,"width":6,"height":2,"properties":{"markdown":"edited by hand"}}]}"#,
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the hand edit to be undone", async || body_of(&cloudwatch, &name).await.as_ref() == Some(&created))
+        .await;
     assert_eq!(localstack.requests("PutDashboard"), 3, "the hand edit and one correction");
     stop(child);
     let state = std::fs::read_to_string(workspace.state().join("dashboards.json")).unwrap();

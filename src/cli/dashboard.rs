@@ -30,7 +30,9 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
         (true, _) => None,
         (false, Some(account)) => Some(account),
         (false, None) => {
-            note("note: no alarm could be read for its ARN, so alarm ARNs hold ${AWS::Partition} and ${AWS::AccountId} (fill them in with Fn::Sub)");
+            note(
+                "note: no alarm could be read for its ARN, so alarm ARNs hold ${AWS::Partition} and ${AWS::AccountId} (fill them in with Fn::Sub)",
+            );
             Some(Account::placeholder())
         }
     };

@@ -45,6 +45,10 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
             code = ExitCode::FAILURE;
         }
     }
+    if dashboard.is_some() && default_region.is_none() {
+        eprintln!("error: --dashboard needs a default AWS region (AWS_REGION or a profile's region)");
+        code = ExitCode::FAILURE;
+    }
     let target = dashboard.zip(default_region.clone()).map(|(name, region)| Target { name, region });
     let dashboards = DashboardReconciler::new(backend, &options.state_dir, target, ReconcileConfig::default());
     let input = dashboard_input(&flakes, &desired, &host_label(), default_region.as_deref());

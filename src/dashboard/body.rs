@@ -192,7 +192,8 @@ fn quoted(text: &str) -> String {
 }
 
 fn left_out_note(left_out: &[Graph], y: u32) -> Value {
-    let mut names: Vec<String> = left_out.iter().take(NAMED_LEFT_OUT).map(|graph| format!("- {} ({})", graph.title, graph.region)).collect();
+    let mut names: Vec<String> =
+        left_out.iter().take(NAMED_LEFT_OUT).map(|graph| format!("- {} ({})", graph.title, graph.region)).collect();
     if left_out.len() > NAMED_LEFT_OUT {
         names.push(format!("- and {} more", left_out.len() - NAMED_LEFT_OUT));
     }

@@ -86,14 +86,13 @@ pub enum Fill {
 }
 
 impl Fill {
-    /// The fill of an alarm's `ComparisonOperator`: the side where it alarms.
-    pub fn of_comparison(comparison: &str) -> Fill {
-        if comparison.starts_with("Greater") {
-            Fill::Above
-        } else if comparison.starts_with("Less") {
-            Fill::Below
-        } else {
-            Fill::None
+    /// The side where an alarm with this `ComparisonOperator` fires; `None` for operators that
+    /// compare with a band rather than a threshold (anomaly detection), which have no line.
+    pub fn of_comparison(comparison: &str) -> Option<Fill> {
+        match comparison {
+            "GreaterThanThreshold" | "GreaterThanOrEqualToThreshold" => Some(Fill::Above),
+            "LessThanThreshold" | "LessThanOrEqualToThreshold" => Some(Fill::Below),
+            _ => None,
         }
     }
 }
@@ -146,7 +145,9 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
             metric_name: config.metric_name.clone(),
             dimensions: config.dimensions.clone(),
         });
-        graph.annotations.push(Annotation { label: config.name.clone(), value: config.threshold, fill: Fill::of_comparison(&config.comparison) });
+        if let Some(fill) = Fill::of_comparison(&config.comparison) {
+            graph.annotations.push(Annotation { label: config.name.clone(), value: config.threshold, fill });
+        }
         let statistic = match &config.statistic {
             crate::cloudwatch::AlarmStatistic::Standard(name) | crate::cloudwatch::AlarmStatistic::Extended(name) => name.clone(),
         };

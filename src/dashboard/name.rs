@@ -69,7 +69,10 @@ mod tests {
     #[test]
     fn placeholders_are_expanded_and_made_to_fit() {
         assert_eq!(dashboard_name("snowflake-${hostname}", &Host("web-1")).unwrap(), "snowflake-web-1");
-        assert_eq!(dashboard_name("snowflake-${hostname}", &Host("ip-10-0-0-7.ec2.internal")).unwrap(), "snowflake-ip-10-0-0-7-ec2-internal");
+        assert_eq!(
+            dashboard_name("snowflake-${hostname}", &Host("ip-10-0-0-7.ec2.internal")).unwrap(),
+            "snowflake-ip-10-0-0-7-ec2-internal"
+        );
         assert_eq!(dashboard_name("${env:STAGE}_hosts", &Host("x")).unwrap(), "prod_hosts");
     }
 

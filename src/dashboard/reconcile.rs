@@ -130,7 +130,8 @@ impl<C: CloudWatch> DashboardReconciler<C> {
             return Some(account);
         }
         let region = &alarms.first()?.region;
-        let names: Vec<String> = alarms.iter().filter(|alarm| &alarm.region == region).take(100).map(|alarm| alarm.config.name.clone()).collect();
+        let names: Vec<String> =
+            alarms.iter().filter(|alarm| &alarm.region == region).take(100).map(|alarm| alarm.config.name.clone()).collect();
         let found = match self.call(|| self.cloudwatch.describe_alarms_named(region, &names)).await {
             Ok(found) => found,
             Err(error) => {
@@ -270,7 +271,9 @@ impl<C: CloudWatch> DashboardReconciler<C> {
     /// On the blocking pool: it fsyncs.
     async fn save_owned(&self, owned: &Owned) -> Result<(), String> {
         let (file, owned) = (self.owned.clone(), owned.clone());
-        tokio::task::spawn_blocking(move || file.save(&owned)).await.map_err(|error| format!("saving the dashboard list failed: {error}"))?
+        tokio::task::spawn_blocking(move || file.save(&owned))
+            .await
+            .map_err(|error| format!("saving the dashboard list failed: {error}"))?
     }
 
     /// One call, retried with backoff: throttling until it goes through, other retryable

@@ -162,7 +162,12 @@ fn beyond_500_widgets_graphs_are_left_out_and_named() {
     // No two widgets overlap.
     let mut cells = std::collections::HashSet::new();
     for widget in all {
-        let (x, y, w, h) = (widget["x"].as_u64().unwrap(), widget["y"].as_u64().unwrap(), widget["width"].as_u64().unwrap(), widget["height"].as_u64().unwrap());
+        let (x, y, w, h) = (
+            widget["x"].as_u64().unwrap(),
+            widget["y"].as_u64().unwrap(),
+            widget["width"].as_u64().unwrap(),
+            widget["height"].as_u64().unwrap(),
+        );
         assert!(x + w <= 24);
         for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
             assert!(cells.insert(cell), "widgets overlap at {cell:?}");
@@ -182,11 +187,16 @@ fn alarms_on_a_metric_no_flake_publishes_get_a_graph_of_their_own() {
     foreign.config.dimensions = [("InstanceId".to_string(), "i-0abc".to_string())].into();
     foreign.config.comparison = "GreaterThanOrEqualToThreshold".to_string();
     foreign.config.threshold = 1.0;
+    alarms.push(foreign.clone());
+    // An anomaly band (SPEC 10) has no threshold to draw.
+    foreign.config.name = "FL-host-status-band".to_string();
+    foreign.config.comparison = "LessThanLowerOrGreaterThanUpperThreshold".to_string();
     alarms.push(foreign);
     let body = body(&dashboard_input(&flakes, &alarms, "web-1", Some(REGION)), Some(&account()));
     let graph = graph(&body, "StatusCheckFailed_System (AWS/EC2)");
     assert_eq!(graph["properties"]["metrics"], json!([["AWS/EC2", "StatusCheckFailed_System", "InstanceId", "i-0abc"]]));
-    assert_eq!(graph["properties"]["annotations"]["horizontal"][0]["fill"], "above");
+    let lines = graph["properties"]["annotations"]["horizontal"].as_array().unwrap();
+    assert_eq!((lines.len(), lines[0]["fill"].as_str()), (1, Some("above")), "{lines:?}");
 }
 
 #[test]
@@ -201,7 +211,10 @@ fn without_the_account_alarms_are_not_listed_and_bodies_compare_by_value() {
     // Another JSON writer may spell 90.0 as 90: still the same dashboard.
     let respelled: Value = serde_json::from_str(&with.text().replace("90.0", "90")).unwrap();
     assert!(with.text().contains("90.0") && same_body(&with.json, &respelled));
-    assert_eq!(Account::of_arn("arn:aws-cn:cloudwatch:cn-north-1:123:alarm:a:b"), Some(Account { partition: "aws-cn".into(), id: "123".into() }));
+    assert_eq!(
+        Account::of_arn("arn:aws-cn:cloudwatch:cn-north-1:123:alarm:a:b"),
+        Some(Account { partition: "aws-cn".into(), id: "123".into() })
+    );
     assert_eq!(Account::of_arn("not an arn"), None);
 }
 
@@ -214,7 +227,11 @@ mod reconcile {
     use crate::cloudwatch::{CallError, ErrorKind};
 
     fn quick() -> ReconcileConfig {
-        ReconcileConfig { backoff_min: Duration::from_millis(1), throttled_backoff_max: Duration::from_millis(5), ..ReconcileConfig::default() }
+        ReconcileConfig {
+            backoff_min: Duration::from_millis(1),
+            throttled_backoff_max: Duration::from_millis(5),
+            ..ReconcileConfig::default()
+        }
     }
 
     fn keeper(fake: &FakeCloudWatch, state: &Path, name: Option<&str>) -> DashboardReconciler<FakeCloudWatch> {
@@ -261,7 +278,11 @@ mod reconcile {
         assert_eq!(fake.calls(Operation::PutDashboard), 1);
         assert_eq!(fake.calls(Operation::DescribeAlarms) - describes, 1, "the alarms' own; the account is known by now");
 
-        fake.insert_dashboard(REGION, "snowflake-web-1", r#"{"widgets":[{"type":"text","x":0,"y":0,"width":6,"height":2,"properties":{"markdown":"mine now"}}]}"#);
+        fake.insert_dashboard(
+            REGION,
+            "snowflake-web-1",
+            r#"{"widgets":[{"type":"text","x":0,"y":0,"width":6,"height":2,"properties":{"markdown":"mine now"}}]}"#,
+        );
         let applied = pass_with(&fake, state.path(), &daemon).await;
         assert!(applied.updated, "{applied:?}");
         assert_eq!(serde_json::from_str::<Value>(&fake.dashboard(REGION, "snowflake-web-1").unwrap()).unwrap(), stored);
@@ -312,6 +333,10 @@ mod reconcile {
         assert!(applied.created, "{applied:?}");
         assert_eq!(fake.calls(Operation::PutDashboard), 4);
         let plan = keeper(&fake, state.path(), Some("e")).plan(&input, &alarms, true).await.unwrap();
-        assert!(plan.render().contains("- delete dashboard d (eu-west-1)  [this host created it; --dashboard is now e]"), "{}", plan.render());
+        assert!(
+            plan.render().contains("- delete dashboard d (eu-west-1)  [this host created it; --dashboard is now e]"),
+            "{}",
+            plan.render()
+        );
     }
 }

@@ -45,10 +45,7 @@ pub fn parse_annotations(fields: &Fields, problems: &mut Problems) -> Option<Vec
             if !fits {
                 problems.error(
                     entry.path("label"),
-                    format!(
-                        "\"{}\" must be 1-{MAX_LABEL_CHARS} characters of text without control characters",
-                        shorten(label, 40)
-                    ),
+                    format!("\"{}\" must be 1-{MAX_LABEL_CHARS} characters of text without control characters", shorten(label, 40)),
                 );
             }
             fits
