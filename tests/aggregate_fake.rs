@@ -168,6 +168,7 @@ async fn the_daemon_sends_one_datum_per_window_and_a_stop_sends_the_open_one() {
         shutdown_grace: Duration::from_secs(5),
         spool_max_bytes: 1 << 30,
         heartbeat_namespace: None,
+        dashboard: None,
         max_concurrent_runs: 16,
         command_nice: 0,
         publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },

@@ -89,4 +89,20 @@ impl CloudWatch for DryRun {
         self.print(json!({"dryRun": "UntagResource", "region": region, "resourceArn": arn, "tagKeys": keys}));
         self.memory.untag_resource(region, arn, keys).await
     }
+
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        self.memory.get_dashboard(region, name).await
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        // The body as JSON, not as a string of JSON, so that `jq` can read it.
+        let body_json: Value = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+        self.print(json!({"dryRun": "PutDashboard", "region": region, "dashboardName": name, "dashboardBody": body_json}));
+        self.memory.put_dashboard(region, name, body).await
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.print(json!({"dryRun": "DeleteDashboards", "region": region, "dashboardNames": names}));
+        self.memory.delete_dashboards(region, names).await
+    }
 }

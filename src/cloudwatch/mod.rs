@@ -127,4 +127,14 @@ pub trait CloudWatch: Send + Sync + 'static {
     fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> impl Future<Output = Result<(), CallError>> + Send;
 
     fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// A dashboard's body as CloudWatch stores it; `None` if there is no dashboard of that name.
+    fn get_dashboard(&self, region: &str, name: &str) -> impl Future<Output = Result<Option<String>, CallError>> + Send;
+
+    /// Creates or replaces a dashboard; returns CloudWatch's validation messages (warnings it
+    /// accepted the body with).
+    fn put_dashboard(&self, region: &str, name: &str, body: &str) -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
+
+    /// Deletes dashboards; a name that does not exist is not an error.
+    fn delete_dashboards(&self, region: &str, names: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
 }

@@ -30,7 +30,11 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeWorkingDirectory",
     "flakeEnabled",
     "flakeAggregate",
+    "flakeAnnotations",
 ];
+
+/// Keys of one entry of `flakeAnnotations`.
+pub const ANNOTATION_KEYS: &[&str] = &["label", "value"];
 
 /// Keys of one entry of `flakeAlarms`.
 pub const ALARM_KEYS: &[&str] = &[

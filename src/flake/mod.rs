@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod alarm;
+mod annotations;
 mod context;
 mod fields;
 mod keys;
@@ -17,8 +18,8 @@ mod validate;
 
 pub use context::Context;
 pub use fields::shorten;
-pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
-pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+pub use model::{Alarm, Annotation, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;

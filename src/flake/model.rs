@@ -78,6 +78,13 @@ pub struct Alarm {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A declared limit drawn on the flake's dashboard graph (`flakeAnnotations`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    pub label: String,
+    pub value: f64,
+}
+
 /// A flake, ready to schedule, run, publish and alarm on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flake {
@@ -97,4 +104,6 @@ pub struct Flake {
     /// Relative paths are relative to the daemon's `--workdir`.
     pub working_directory: Option<PathBuf>,
     pub enabled: bool,
+    /// Declared limits for the dashboard graph of its metric.
+    pub annotations: Vec<Annotation>,
 }

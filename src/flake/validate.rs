@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
+use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
@@ -89,6 +90,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     if let Some(window) = metric.as_ref().and_then(|metric| metric.aggregate_seconds) {
         check_alarm_periods(window, &alarms, problems);
     }
+    let annotations = parse_annotations(&fields, problems);
 
     Some(Flake {
         name: name?,
@@ -103,6 +105,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         environment: environment?,
         working_directory,
         enabled,
+        annotations: annotations?,
     })
 }
 
