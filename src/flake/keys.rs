@@ -29,6 +29,7 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnvironment",
     "flakeWorkingDirectory",
     "flakeEnabled",
+    "flakeMonitor",
 ];
 
 /// Keys of one entry of `flakeAlarms`.
@@ -46,6 +47,9 @@ pub const ALARM_KEYS: &[&str] = &[
     "alarmActionsEnabled",
     "alarmTags",
 ];
+
+/// Keys of `flakeMonitor`.
+pub const MONITOR_KEYS: &[&str] = &["grace", "failedAlarm", "alarmEndpoints", "alarmActionsEnabled", "alarmTags"];
 
 /// Keys of `alarmEndpoints`: one per alarm state, spelled as the original tool spelled them.
 pub const ENDPOINT_KEYS: &[&str] = &["ok", "alarm", "insufficient_data"];

@@ -95,4 +95,6 @@ pub struct Flake {
     /// Relative paths are relative to the daemon's `--workdir`.
     pub working_directory: Option<PathBuf>,
     pub enabled: bool,
+    /// `flakeMonitor` of a job flake (SPEC 9); `None`: not monitored.
+    pub monitor: Option<super::FlakeMonitor>,
 }

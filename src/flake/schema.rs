@@ -128,6 +128,24 @@ struct FlakeFile {
     flake_working_directory: Option<String>,
     /// false keeps the file loaded and validated but never runs it.
     flake_enabled: Option<BoolOrString>,
+    /// Job flakes only: watch the job as a cron monitor (JobSuccess, JobDuration, JobOverdueSeconds and two alarms); needs flakeMetricNamespace.
+    flake_monitor: Option<MonitorEntry>,
+}
+
+/// `flakeMonitor`: the alarms FL-<flakeName>-overdue and FL-<flakeName>-failed.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct MonitorEntry {
+    /// How late a run may be beyond its next fire time and flakeTimeout: a duration such as "30m" or "1h30m", or seconds; default "5m".
+    grace: Option<StringOrNumber>,
+    /// false leaves out FL-<flakeName>-failed; default true.
+    failed_alarm: Option<BoolOrString>,
+    /// Actions per alarm state, for both alarms.
+    alarm_endpoints: Option<Endpoints>,
+    /// Default true.
+    alarm_actions_enabled: Option<BoolOrString>,
+    /// Tag key -> value, at most 50, for both alarms.
+    alarm_tags: Option<BTreeMap<String, StringOrNumber>>,
 }
 
 /// One CloudWatch metric alarm on the flake's metric.
@@ -170,7 +188,7 @@ struct Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flake::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+    use crate::flake::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MONITOR_KEYS};
 
     fn property_names(schema: &serde_json::Value) -> Vec<String> {
         let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
@@ -190,6 +208,7 @@ mod tests {
         assert_eq!(property_names(&schema), sorted(FLAKE_KEYS));
         assert_eq!(property_names(&schema["$defs"]["AlarmEntry"]), sorted(ALARM_KEYS));
         assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["MonitorEntry"]), sorted(MONITOR_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName", "flakeCronstring", "flakeCommand"]);
     }

@@ -11,6 +11,7 @@ use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
 use super::model::{Flake, FlakeKind, MetricTarget};
+use super::monitor::{MonitoredFlake, parse_monitor};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
 use crate::placeholders::expand;
@@ -85,6 +86,9 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+    let monitored =
+        MonitoredFlake { name: name.as_deref(), kind, dimensions: metric.as_ref().map(|metric| &metric.dimensions), alarms: &alarms };
+    let monitor = parse_monitor(&fields, &monitored, problems);
 
     Some(Flake {
         name: name?,
@@ -99,6 +103,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         environment: environment?,
         working_directory,
         enabled,
+        monitor,
     })
 }
 

@@ -7,8 +7,9 @@
 //! - [`metrics`]: the run's outcome as `JobSuccess` and `JobDuration`, the `Job` dimension.
 //! - [`alarms`]: `FL-<flake>-overdue` and `FL-<flake>-failed` as plain data and `AlarmConfig`.
 //! - [`monitors`]: the daemon's set of monitored jobs, tying the above together.
+//! - [`shared`]: the daemon's one `Monitors`, shared by runs, reloads and the overdue tick.
 //!
-//! # How it plugs in (not wired yet)
+//! # How it plugs in
 //!
 //! - Flake format: `flakeMonitor` (`grace`, `failedAlarm`, `alarmEndpoints`, `alarmTags`,
 //!   `alarmActionsEnabled`) becomes a [`MonitoredJob`] (name, schedule, [`Allowance`] of grace
@@ -34,13 +35,15 @@ pub mod alarms;
 pub mod deadline;
 pub mod metrics;
 pub mod monitors;
+pub mod shared;
 pub mod state;
 
-pub use alarms::{AlarmActions, FAILED, MonitorAlarm, OVERDUE, declared_alarms};
+pub use alarms::{AlarmActions, FAILED, MonitorAlarm, OVERDUE, declared_alarms, flake_alarms};
 pub use deadline::{Allowance, DEFAULT_GRACE, JobTimes};
 pub use metrics::{
     JOB_DIMENSION, JOB_DURATION, JOB_OVERDUE_SECONDS, JOB_SUCCESS, JobOutcome, JobRun, MonitorValue, datapoints, job_dimensions,
     job_series, run_values,
 };
 pub use monitors::{MonitoredJob, Monitors};
+pub use shared::SharedMonitors;
 pub use state::{JobRecord, MonitorState, MonitorStateFile};
