@@ -97,9 +97,9 @@ async fn a_failing_job_and_a_hanging_job_set_off_their_alarms_and_both_recover()
     workspace.add("hanging", monitored_job(&hanging, &namespace, "test -f \"$OK_FILE\" || sleep 300", &ok_file, json!({})));
     let started = Utc::now();
     let daemon = Daemon::start(
-        with_aws(&mut workspace.snowflake(), &endpoint).args(["--flush-interval", "500ms", "--reconcile-interval", "1h"]),
+        with_aws(&mut workspace.snowflake(), &endpoint).args(["--flush-interval", "500ms"]),
         &workspace,
-        &[],
+        &["--reconcile-interval", "1h"],
     );
 
     // The daemon declared the alarms as SPEC 9 has them.
@@ -109,11 +109,11 @@ async fn a_failing_job_and_a_hanging_job_set_off_their_alarms_and_both_recover()
         assert!(created.elapsed() < Duration::from_secs(30), "the monitors' alarms were not created; log:\n{}", daemon.log());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let declared = cloudwatch.describe_alarms_named(REGION, &[overdue_name.clone()]).await.unwrap().pop().unwrap();
+    let declared = cloudwatch.describe_alarms_named(REGION, std::slice::from_ref(&overdue_name)).await.unwrap().pop().unwrap();
     assert_eq!((declared.metric_name.as_deref(), declared.statistic.as_deref()), (Some("JobOverdueSeconds"), Some("Maximum")));
     assert_eq!((declared.period, declared.evaluation_periods, declared.threshold), (Some(300), Some(1), Some(0.0)));
     assert_eq!(declared.treat_missing_data.as_deref(), Some("breaching"));
-    let failed = cloudwatch.describe_alarms_named(REGION, &[failed_name.clone()]).await.unwrap().pop().unwrap();
+    let failed = cloudwatch.describe_alarms_named(REGION, std::slice::from_ref(&failed_name)).await.unwrap().pop().unwrap();
     assert_eq!(
         (failed.metric_name.as_deref(), failed.period, failed.treat_missing_data.as_deref()),
         (Some("JobSuccess"), Some(60), Some("notBreaching"))

@@ -93,7 +93,7 @@ pub fn parse_monitor(fields: &Fields, flake: &MonitoredFlake, problems: &mut Pro
 /// A duration such as `"30m"` or `"1h30m"`, or a number of seconds (`300`, `"300"`).
 fn parse_grace(fields: &Fields, problems: &mut Problems) -> Option<Duration> {
     let path = fields.path("grace");
-    let hint = "write a duration such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds; remove it for the default 5m";
+    let hint = "grace is a duration such as \"90s\", \"30m\" or \"1h30m\", or a number of seconds; remove it for the default 5m";
     let seconds = match fields.raw("grace") {
         None => return Some(DEFAULT_GRACE),
         Some(Value::Number(number)) => number.as_f64(),
@@ -101,21 +101,19 @@ fn parse_grace(fields: &Fields, problems: &mut Problems) -> Option<Duration> {
             Ok(seconds) => Some(seconds),
             Err(_) => {
                 return parse_duration(text, false)
-                    .map_err(|reason| {
-                        problems.error(path.clone(), format!("\"{}\" is not a duration ({reason}); {hint}", shorten(text, 40)))
-                    })
+                    .map_err(|reason| problems.error(path.clone(), format!("{} ({hint})", shorten(&reason, 120))))
                     .ok();
             }
         },
         Some(other) => {
-            problems.error(path, format!("must be a duration, got {}; {hint}", describe(other)));
+            problems.error(path, format!("must be a duration, got {} ({hint})", describe(other)));
             return None;
         }
     };
     match seconds {
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds <= u32::MAX as f64 => Some(Duration::from_secs_f64(seconds)),
         _ => {
-            problems.error(path, format!("is not a duration of zero or more seconds; {hint}"));
+            problems.error(path, format!("is not a duration of zero or more seconds ({hint})"));
             None
         }
     }

@@ -11,20 +11,22 @@
 //!
 //! # How it plugs in
 //!
-//! - Flake format: `flakeMonitor` (`grace`, `failedAlarm`, `alarmEndpoints`, `alarmTags`,
-//!   `alarmActionsEnabled`) becomes a [`MonitoredJob`] (name, schedule, [`Allowance`] of grace
-//!   and `flakeTimeout`) plus [`AlarmActions`].
-//! - Daemon start: [`Monitors::open`] on `--state-dir`; after every catalog load or reload,
-//!   [`Monitors::set_jobs`] with the enabled monitored jobs.
-//! - Execution: each firing of a monitored job (including an overlap skip) becomes a [`JobRun`];
-//!   [`run_values`] gives the values, [`datapoints`] puts them on the flake's series with
-//!   `Job=<flakeName>` for the publisher, [`JobOutcome::describe`] goes in the flake's log line,
-//!   and [`Monitors::record_run`] keeps a success. `snowflake once` uses only `run_values`.
-//! - Once a minute: [`Monitors::overdue`] gives one `JobOverdueSeconds` per job, published the
-//!   same way.
-//! - Alarm reconciliation: for each monitored job, [`declared_alarms`] and
-//!   [`MonitorAlarm::config`] (with [`job_dimensions`]) become desired alarms beside the flake's
-//!   own, so they are planned, reconciled and deleted like any other.
+//! - Flake format: `flakeMonitor` is parsed by `flake::monitor` into `Flake::monitor`;
+//!   [`MonitoredJob::of_flake`] gives the name, schedule and [`Allowance`] (grace and
+//!   `flakeTimeout`).
+//! - Daemon start: [`Monitors::open`] on `--state-dir` (in memory for `--dry-run`), shared as
+//!   [`SharedMonitors`]; the initial load and every reload call [`SharedMonitors::set_jobs`]
+//!   before the scheduler hears of the flakes.
+//! - Execution (`crate::execution`): each run of a monitored job becomes a [`JobRun`]; its
+//!   [`run_values`] go to the publisher with the run's own value as [`datapoints`] on the flake's
+//!   series plus `Job=<flakeName>`; [`JobOutcome::describe`] goes in the flake's log line; the
+//!   daemon's runs then [`SharedMonitors::record_run`]. An overlap skip publishes `JobSuccess` 0
+//!   (`execution::skip_overlapping`). `snowflake once` publishes the values and keeps no state.
+//! - Once a minute (`daemon::overdue`): [`Monitors::overdue`] gives one `JobOverdueSeconds` per
+//!   job, published the same way.
+//! - Alarm reconciliation: `alarms::desired` adds [`flake_alarms`] (built from
+//!   [`declared_alarms`], [`MonitorAlarm::config`] and [`job_dimensions`]) beside the flake's own
+//!   alarms, so they are planned, reconciled and deleted like any other.
 //!
 //! Outcome mapping from the execution's verdicts: ok -> `Succeeded`; failed (exit status or
 //! signal) and error (could not start) -> `Failed`; timeout -> `TimedOut`; stopped ->
