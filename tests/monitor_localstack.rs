@@ -69,7 +69,8 @@ async fn wait_for_state(cloudwatch: &SdkCloudWatch, name: &str, want: &str, limi
     }
 }
 
-/// The largest value of `metric` for `job` between `from` and now, in one-second buckets.
+/// The largest value of `metric` for `job` between `from` and now (minute buckets: LocalStack
+/// answers a long range of one-second buckets slowly).
 async fn maximum(cloudwatch: &SdkCloudWatch, namespace: &str, metric: &str, job: &str, from: DateTime<Utc>) -> Option<f64> {
     let dimensions = vec![("Job".to_string(), job.to_string())];
     let query = MetricQuery {
@@ -78,7 +79,7 @@ async fn maximum(cloudwatch: &SdkCloudWatch, namespace: &str, metric: &str, job:
         dimensions: &dimensions,
         start_ms: from.timestamp_millis() - 60_000,
         end_ms: Utc::now().timestamp_millis() + 60_000,
-        period_seconds: 1,
+        period_seconds: 60,
     };
     let buckets = cloudwatch.statistics(REGION, &query).await.unwrap();
     buckets.iter().map(|bucket| bucket.maximum).reduce(f64::max)
@@ -124,14 +125,17 @@ async fn a_failing_job_and_a_hanging_job_set_off_their_alarms_and_both_recover()
     let mut quicker: AlarmConfig = OVERDUE.config(&hanging, &namespace, &job_dims, &Default::default());
     quicker.period = 60;
     cloudwatch.put_metric_alarm(REGION, &quicker).await.unwrap();
+    // While within its minute of grace the hanging job reports 0, and the alarm is OK. (Before the
+    // first value, missing data is breaching, so an ALARM seen first would prove nothing.)
+    wait_for_state(&cloudwatch, &overdue_name, "OK", Duration::from_secs(200), Some(&daemon)).await;
 
     // The failing job's first run (on the next minute) sets off its failed alarm.
     wait_for_state(&cloudwatch, &failed_name, "ALARM", Duration::from_secs(200), Some(&daemon)).await;
     assert!(workspace.log_of(&failing).contains("monitor=\"failure\""), "{}", workspace.log_of(&failing));
     assert_eq!(maximum(&cloudwatch, &namespace, "JobSuccess", &failing, started).await, Some(0.0));
 
-    // The hanging job times out every minute and has never succeeded: it is on time (0) until a
-    // minute of grace and its 5 s limit have passed after its first fire time, then overdue.
+    // The hanging job times out every minute and has never succeeded: once a minute of grace and
+    // its 5 s limit have passed after its first fire time, it is overdue.
     wait_for_state(&cloudwatch, &overdue_name, "ALARM", Duration::from_secs(300), Some(&daemon)).await;
     assert!(workspace.log_of(&hanging).contains("monitor=\"failure (timed out)\""), "{}", workspace.log_of(&hanging));
     let late = maximum(&cloudwatch, &namespace, "JobOverdueSeconds", &hanging, started).await;
