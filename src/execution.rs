@@ -12,6 +12,7 @@ use crate::creds::Creds;
 use crate::flake::{Flake, FlakeKind};
 use crate::flakelog::{Event, FlakeLogs, RunLine};
 use crate::metrics::Metrics;
+use crate::monitor::{self, JobOutcome, JobRun, SharedMonitors, run_values};
 use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
@@ -27,6 +28,9 @@ pub struct RunContext {
     pub metrics: Arc<Metrics>,
     /// Niceness of commands (see `runner::command_niceness`).
     pub command_nice: Option<i32>,
+    /// The daemon's job monitors, which keep each monitored job's last success; `None` for
+    /// `snowflake once`, which publishes a monitored job's values but keeps no state.
+    pub monitors: Option<SharedMonitors>,
 }
 
 /// A flake ready to run: the flake and the series its values go to (computed once per load).
@@ -75,8 +79,9 @@ pub struct RunReport {
     pub lateness: Duration,
     pub duration: Duration,
     pub verdict: Verdict,
-    /// The value went to the publisher.
-    pub published: bool,
+    /// How many datapoints went to the publisher: the value, and a monitored job's `JobSuccess`
+    /// and `JobDuration`.
+    pub published: usize,
 }
 
 impl RunReport {
@@ -100,27 +105,45 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     let lateness = (started - scheduled).to_std().unwrap_or_default();
 
     let mut verdict = judge(flake, &outcome);
-    let mut published = false;
+    // How the monitor counts the run is decided by the command alone, before publishing.
+    let job_run = flake.monitor.as_ref().map(|_| JobRun {
+        outcome: JobOutcome::of_result(verdict.result()),
+        scheduled,
+        ended: Utc::now(),
+        duration: outcome.duration,
+    });
+    let value = match verdict {
+        Verdict::Ok { value } => value,
+        Verdict::Failed { .. } => None,
+    };
+    let mut points = Vec::new();
+    if let Ok(Some(series)) = &prepared.series {
+        points.extend(value.map(|value| Datapoint { series: series.clone(), value, timestamp_ms: scheduled.timestamp_millis() }));
+        points.extend(job_run.iter().flat_map(|run| monitor::datapoints(series, &run_values(run))));
+    }
+    let mut published = 0;
     let mut sent_without_spool = false;
-    if let Verdict::Ok { value: Some(value) } = verdict {
-        match &prepared.series {
-            Ok(Some(series)) => {
-                let point = Datapoint { series: series.clone(), value, timestamp_ms: scheduled.timestamp_millis() };
-                // Waits for the spool, so "ok" in the log means the value survives a crash.
-                match context.publisher.publish_durably(vec![point]).await {
-                    Accepted::Durably => published = true,
-                    Accepted::WithoutSpool => (published, sent_without_spool) = (true, true),
-                    Accepted::No => {
-                        verdict = Verdict::Failed {
-                            result: RunResult::Error,
-                            reason: "the publisher has stopped; the value was not taken".to_string(),
-                        }
-                    }
-                }
+    if let Err(reason) = &prepared.series
+        && verdict.is_ok()
+        && (value.is_some() || job_run.is_some())
+    {
+        verdict = Verdict::Failed { result: RunResult::Error, reason: reason.clone() };
+    }
+    if !points.is_empty() {
+        let count = points.len();
+        // Waits for the spool, so "ok" in the log means the value survives a crash.
+        match context.publisher.publish_durably(points).await {
+            Accepted::Durably => published = count,
+            Accepted::WithoutSpool => (published, sent_without_spool) = (count, true),
+            Accepted::No if verdict.is_ok() => {
+                verdict =
+                    Verdict::Failed { result: RunResult::Error, reason: "the publisher has stopped; the value was not taken".to_string() }
             }
-            Ok(None) => {}
-            Err(reason) => verdict = Verdict::Failed { result: RunResult::Error, reason: reason.clone() },
+            Accepted::No => {}
         }
+    }
+    if let (Some(run), Some(monitors)) = (&job_run, &context.monitors) {
+        monitors.record_run(&flake.name, *run).await;
     }
 
     let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
@@ -143,9 +166,25 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         lingered: outcome.lingered,
         copy_output: flake.kind == FlakeKind::Job,
         sent_without_spool,
+        monitor: job_run.map(|run| run.outcome.describe()),
     };
     context.logs.record(&flake.name, Event::Run(&line)).await;
     report
+}
+
+/// A firing not run because the previous run of the flake is still going: logged, and for a
+/// monitored job a failure (`JobSuccess` 0), since a job that never finishes is not a success.
+pub async fn skip_overlapping(prepared: &Prepared, scheduled: DateTime<Utc>, context: &RunContext) {
+    let flake = &prepared.flake;
+    let mut reason = "the previous run is still going".to_string();
+    if flake.monitor.is_some() {
+        let run = JobRun { outcome: JobOutcome::SkippedOverlap, scheduled, ended: Utc::now(), duration: Duration::ZERO };
+        reason = format!("{reason}; monitor={:?}", run.outcome.describe());
+        if let Ok(Some(series)) = &prepared.series {
+            context.publisher.publish_durably(monitor::datapoints(series, &run_values(&run))).await;
+        }
+    }
+    context.logs.record(&flake.name, Event::Skipped { scheduled, reason: &reason }).await;
 }
 
 /// The command with its environment in the contract's order: the daemon's own, then creds.json,

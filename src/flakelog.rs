@@ -57,6 +57,8 @@ pub struct RunLine<'a> {
     pub copy_output: bool,
     /// The value went to the publisher, but the spool could not keep a durable copy.
     pub sent_without_spool: bool,
+    /// How a monitored job's monitor counted the run (`flakeMonitor`).
+    pub monitor: Option<&'static str>,
 }
 
 /// Writes and rotates the log files of all flakes.
@@ -121,6 +123,9 @@ impl FlakeLogs {
         }
         if run.lingered {
             line.push_str(" note=\"processes it left behind held its output open until the timeout; they were terminated\"");
+        }
+        if let Some(counted) = run.monitor {
+            line.push_str(&format!(" monitor={counted:?}"));
         }
         if run.sent_without_spool {
             line.push_str(" spool=\"unwritable: sent without a durable copy\"");

@@ -11,6 +11,7 @@ mod context;
 mod fields;
 mod keys;
 mod model;
+mod monitor;
 mod problem;
 mod schema;
 mod units;
@@ -18,8 +19,9 @@ mod validate;
 
 pub use context::Context;
 pub use fields::shorten;
-pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MONITOR_KEYS};
 pub use model::{Alarm, Annotation, Flake, FlakeKind, MetricTarget, Statistic};
+pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;
