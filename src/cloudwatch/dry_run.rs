@@ -65,7 +65,8 @@ impl CloudWatch for DryRun {
     }
 
     async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
-        self.print(json!({"dryRun": "PutMetricAlarm", "region": region, "alarm": alarm}));
+        let call = if alarm.is_composite() { "PutCompositeAlarm" } else { "PutMetricAlarm" };
+        self.print(json!({"dryRun": call, "region": region, "alarm": alarm}));
         self.memory.put_metric_alarm(region, alarm).await
     }
 

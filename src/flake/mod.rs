@@ -5,7 +5,12 @@
 //! suggestion. Validation reports every problem of a file at once, each with its field path.
 
 mod alarm;
+mod alarm_kinds;
+#[cfg(test)]
+mod alarm_kinds_tests;
+mod composite;
 mod context;
+mod endpoints;
 mod fields;
 mod keys;
 mod model;
@@ -14,10 +19,11 @@ mod schema;
 mod units;
 mod validate;
 
+pub use alarm_kinds::EXPRESSION_ID;
 pub use context::Context;
 pub use fields::shorten;
-pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
-pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
+pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS};
+pub use model::{Alarm, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;
