@@ -45,7 +45,10 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     let (flakes, held) = select_flakes(pattern, options).await?;
     let selected = flakes.clone();
     // An alarms flake runs nothing: its alarms are reconciled below.
-    let flakes: Vec<Arc<Flake>> = flakes.into_iter().filter(|flake| flake.kind != FlakeKind::Alarms).collect();
+    let (alarms_only, flakes): (Vec<Arc<Flake>>, Vec<Arc<Flake>>) = flakes.into_iter().partition(|flake| flake.kind == FlakeKind::Alarms);
+    for flake in &alarms_only {
+        println!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len());
+    }
     let (creds, logs) = setup::creds_and_logs(options)?;
     let backend = setup::backend(options).await;
     let default_region = backend.default_region();
