@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::alarm_kinds::{Kind, forbid, parse_band_operator, parse_watch};
+use super::alarm_kinds::{FlakeMetric, Kind, forbid, parse_band_operator, parse_watch};
 use super::composite;
 use super::context::Context;
 use super::endpoints::check_endpoint;
@@ -39,6 +39,16 @@ pub fn parse_alarms(
     let Some(items) = fields.list("flakeAlarms", problems) else {
         return Vec::new();
     };
+    let flake_metric = match metric {
+        Some(metric) => FlakeMetric::Published(metric),
+        // Its errors are reported already, and make the flake invalid.
+        None if fields.raw("flakeMetricNamespace").is_some()
+            && !fields.raw("flakeType").and_then(|t| t.as_str()).is_some_and(|t| t.trim().eq_ignore_ascii_case("alarms")) =>
+        {
+            FlakeMetric::Broken
+        }
+        None => FlakeMetric::Nothing,
+    };
     let mut alarms: Vec<(usize, Alarm)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("flakeAlarms[{index}].");
@@ -51,7 +61,7 @@ pub fn parse_alarms(
         };
         warn_unknown(object, ALARM_KEYS, &prefix, problems);
         let alarm_fields = Fields::new(object, prefix);
-        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, metric, context, problems) {
+        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, flake_metric, context, problems) {
             if alarms.iter().any(|(_, other)| other.name == alarm.name) {
                 problems.error(
                     alarm_fields.path("alarmName"),
@@ -71,11 +81,11 @@ pub fn parse_alarms(
 fn parse_alarm(
     fields: &Fields,
     flake_name: Option<&str>,
-    metric: Option<&MetricTarget>,
+    metric: FlakeMetric,
     context: &Context,
     problems: &mut Problems,
 ) -> Option<Alarm> {
-    let resolution = metric.map_or(60, |metric| metric.storage_resolution);
+    let resolution = metric.target().map_or(60, |metric| metric.storage_resolution);
     let name = parse_name(fields, flake_name, context, problems);
     let kind = Kind::of(fields);
     if kind == Kind::Composite {

@@ -28,6 +28,25 @@ pub const BAND_OPERATORS: [(&str, &str); 3] = [
     ("below", "LessThanLowerThreshold"),
 ];
 
+/// The flake's own metric, which alarms watch unless they name another.
+#[derive(Debug, Clone, Copy)]
+pub enum FlakeMetric<'a> {
+    Published(&'a MetricTarget),
+    /// An alarms flake, or a job without `flakeMetricNamespace`: every alarm names its metric.
+    Nothing,
+    /// The flake's metric fields have errors, already reported: alarms on it are not judged again.
+    Broken,
+}
+
+impl<'a> FlakeMetric<'a> {
+    pub fn target(self) -> Option<&'a MetricTarget> {
+        match self {
+            FlakeMetric::Published(metric) => Some(metric),
+            _ => None,
+        }
+    }
+}
+
 /// The kind of an alarm, from the keys it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -90,7 +109,7 @@ pub fn parse_band_operator(fields: &Fields, problems: &mut Problems) -> Option<&
 pub fn parse_watch(
     kind: Kind,
     fields: &Fields,
-    flake_metric: Option<&MetricTarget>,
+    flake_metric: FlakeMetric,
     statistic: Option<&Statistic>,
     period: Option<i32>,
     context: &Context,
@@ -145,14 +164,14 @@ pub fn parse_watch(
 /// The metric of a single-metric or band alarm: the flake's own unless `alarmNamespace` or
 /// `alarmMetricName` says otherwise. In the flake's namespace `alarmDimensions` are added to
 /// `flakeDimensions`; in another they are the whole dimensions.
-fn alarm_metric(fields: &Fields, flake_metric: Option<&MetricTarget>, context: &Context, problems: &mut Problems) -> Option<MetricRef> {
+fn alarm_metric(fields: &Fields, flake_metric: FlakeMetric, context: &Context, problems: &mut Problems) -> Option<MetricRef> {
     metric_ref(fields, ["alarmNamespace", "alarmMetricName", "alarmDimensions"], flake_metric, context, problems)
 }
 
 fn metric_ref(
     fields: &Fields,
     [namespace_key, name_key, dimensions_key]: [&str; 3],
-    flake_metric: Option<&MetricTarget>,
+    flake_metric: FlakeMetric,
     context: &Context,
     problems: &mut Problems,
 ) -> Option<MetricRef> {
@@ -166,8 +185,9 @@ fn metric_ref(
         },
         None if fields.raw(namespace_key).is_some() => None,
         None => match flake_metric {
-            Some(metric) => Some(metric.namespace.clone()),
-            None => {
+            FlakeMetric::Published(metric) => Some(metric.namespace.clone()),
+            FlakeMetric::Broken => None,
+            FlakeMetric::Nothing => {
                 problems.error(
                     fields.path(namespace_key),
                     format!(
@@ -179,6 +199,7 @@ fn metric_ref(
             }
         },
     };
+    let flake_metric = flake_metric.target();
     let own_namespace = flake_metric.is_some_and(|metric| Some(&metric.namespace) == namespace.as_ref());
     let metric_name = match fields.strict_text(name_key, problems) {
         Some(name) if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) => {
@@ -230,7 +251,7 @@ fn mentions(expression: &str, id: &str) -> bool {
 /// `alarmMetrics`: id -> {namespace, metricName, dimensions, statistic, period}, at most ten.
 fn parse_math_metrics(
     fields: &Fields,
-    flake_metric: Option<&MetricTarget>,
+    flake_metric: FlakeMetric,
     statistic: &Statistic,
     period: i32,
     context: &Context,
@@ -279,7 +300,7 @@ fn parse_math_metrics(
             None => Some(statistic.clone()),
             Some(_) => parse_statistic(&entry_fields, "statistic", problems),
         };
-        let resolution = flake_metric.map_or(60, |metric| metric.storage_resolution);
+        let resolution = flake_metric.target().map_or(60, |metric| metric.storage_resolution);
         let entry_period = match entry_fields.raw("period") {
             None => Some(period),
             Some(_) => parse_period(&entry_fields, "period", resolution, problems),
