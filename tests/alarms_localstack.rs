@@ -118,7 +118,7 @@ async fn an_fl_alarm_made_outside_is_never_deleted() {
         alarm_actions: Default::default(),
         insufficient_data_actions: Default::default(),
         actions_enabled: true,
-        unit: None,
+        ..AlarmConfig::default()
     };
     sdk(&endpoint()).await.put_metric_alarm(REGION, &config).await.unwrap();
     let (desired, _) = desired_alarms(&[flake(&unique("mine"), alarms(&[("a", 1.0)]))], Some(REGION));
@@ -370,7 +370,8 @@ async fn every_alarm_kind_lands_as_declared_then_nothing_is_written_drift_is_rep
     }
     cloudwatch.put_metric_alarm(REGION, &edited_math).await.unwrap();
     let plan = reconciler.plan(&declared(5.0), &all()).await.unwrap();
-    let updated: Vec<&str> = plan.updates.iter().map(|u| u.alarm.config.name.as_str()).collect();
+    let mut updated: Vec<&str> = plan.updates.iter().map(|u| u.alarm.config.name.as_str()).collect();
+    updated.sort();
     assert_eq!(updated, [full("error-ratio"), full("mute-cpu")], "{}", plan.render());
     let applied = reconciler.reconcile(&declared(5.0), &all()).await.unwrap();
     assert_eq!((applied.updated, applied.failures.len()), (2, 0), "{applied:?}");
@@ -410,7 +411,8 @@ fn the_host_alarms_example_creates_exactly_its_alarms_and_a_second_once_writes_n
     assert!(stdout.contains("example-host-alarms: alarms only (4 declared), nothing to run"), "{stdout}");
     assert!(stdout.contains("alarms: 4 created, 0 updated, 0 retagged, 0 deleted, 0 failed"), "{stdout}");
 
-    let (metric_alarms, composites) = read_back(&localstack.endpoint(), "FL-");
+    let (mut metric_alarms, composites) = read_back(&localstack.endpoint(), "FL-");
+    metric_alarms.sort_by_key(|alarm| alarm["AlarmName"].as_str().unwrap().to_string());
     let names = |list: &[serde_json::Value]| list.iter().map(|a| a["AlarmName"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(
         names(&metric_alarms),

@@ -30,7 +30,10 @@ fn the_demo_shows_what_landed_and_stops_everything_it_started() {
     }
     // ...every example alarm is listed with its state, and the liveness one is in ALARM...
     let alarms: Vec<&str> = stdout.lines().filter(|line| line.trim_start().starts_with("FL-example-")).collect();
-    assert_eq!(alarms.len(), 4, "{stdout}");
+    // (four on the examples' own metrics, four of the host-alarms example: three metric alarms
+    // on the stand-in instance and the composite)
+    assert_eq!(alarms.len(), 8, "{stdout}");
+    assert!(alarms.iter().any(|line| line.contains("FL-example-host-alarms-cpu-high-outside-maintenance")), "{alarms:#?}");
     assert!(alarms.iter().any(|line| line.contains("FL-example-liveness-process-down-") && line.contains("  ALARM  ")), "{alarms:#?}");
     // ...and the flake logs are where it says, with a line per run.
     assert!(stdout.contains(&format!("== Flake logs in {}/logs", demo.path().display())), "{stdout}");
