@@ -359,7 +359,10 @@ async fn every_kind_is_created_children_first_and_a_second_reconcile_writes_noth
     let band = h.fake.alarm(REGION, "FL-host-cpu").unwrap();
     assert_eq!(band.threshold_metric_id.as_deref(), Some("ad1"));
     assert!(band.metrics.iter().any(|m| m.expression.as_deref() == Some("ANOMALY_DETECTION_BAND(m1, 2)")), "{:?}", band.metrics);
-    assert_eq!(h.fake.alarm(REGION, "FL-host-page").unwrap().rule.as_deref(), Some("ALARM(\"FL-host-mute-cpu\") OR ALARM(\"FL-host-status\")"));
+    assert_eq!(
+        h.fake.alarm(REGION, "FL-host-page").unwrap().rule.as_deref(),
+        Some("ALARM(\"FL-host-mute-cpu\") OR ALARM(\"FL-host-status\")")
+    );
 
     let before = writes(&h.fake);
     let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
@@ -380,7 +383,10 @@ async fn drift_in_every_kind_is_corrected_field_by_field() {
     h.fake.insert_alarm(REGION, math);
 
     let plan = h.reconciler.plan(&wanted, &all()).await.unwrap().render();
-    assert!(plan.contains("~ update FL-host-mute-cpu") && plan.contains("rule: ALARM(\"FL-host-cpu\") -> ALARM(\"FL-host-cpu\") AND NOT"), "{plan}");
+    assert!(
+        plan.contains("~ update FL-host-mute-cpu") && plan.contains("rule: ALARM(\"FL-host-cpu\") -> ALARM(\"FL-host-cpu\") AND NOT"),
+        "{plan}"
+    );
     assert!(plan.contains("~ update FL-host-maintenance") && plan.contains("    metrics: ["), "{plan}");
     assert!(plan.contains("Plan: 0 to create, 2 to update"), "{plan}");
     let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
@@ -411,7 +417,9 @@ async fn removal_deletes_composites_first_one_a_call_then_the_rest() {
 #[tokio::test]
 async fn many_composites_are_read_a_hundred_names_a_call_and_deleted_one_a_call() {
     let h = harness();
-    let mut alarms = vec![json!({"alarmName": "base", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"})];
+    let mut alarms = vec![
+        json!({"alarmName": "base", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"}),
+    ];
     alarms.extend((0..120).map(|i| json!({"alarmName": format!("c{i}"), "alarmRule": "ALARM(base)"})));
     let many = flake("flakes/many.json", json!({"flakeName": "many", "flakeType": "alarms", "flakeAlarms": alarms}));
     let applied = h.reconciler.reconcile(&desired(&[many]), &all()).await.unwrap();

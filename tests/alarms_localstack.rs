@@ -278,7 +278,8 @@ fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
 
 /// Every alarm whose name starts with `prefix`, of both types, read back with the AWS CLI.
 fn read_back(endpoint: &str, prefix: &str) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-    let found = aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-name-prefix", prefix, "--alarm-types", "MetricAlarm", "CompositeAlarm"]);
+    let found =
+        aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-name-prefix", prefix, "--alarm-types", "MetricAlarm", "CompositeAlarm"]);
     let list = |key: &str| found[key].as_array().cloned().unwrap_or_default();
     (list("MetricAlarms"), list("CompositeAlarms"))
 }
@@ -313,7 +314,8 @@ async fn every_alarm_kind_lands_as_declared_then_nothing_is_written_drift_is_rep
     let endpoint = localstack.endpoint();
     let cloudwatch = Arc::new(sdk(&endpoint).await);
     let state = tempfile::tempdir().unwrap();
-    let reconciler = Reconciler::new(cloudwatch.clone(), ManagedFile::new(state.path()), ReconcileConfig::default(), Arc::new(Metrics::new()));
+    let reconciler =
+        Reconciler::new(cloudwatch.clone(), ManagedFile::new(state.path()), ReconcileConfig::default(), Arc::new(Metrics::new()));
     let name = unique("kinds");
     let declared = |threshold: f64| desired_alarms(&[every_kind(&name, threshold)], Some(REGION)).0;
     let full = |alarm: &str| format!("FL-{name}-{alarm}");
@@ -338,11 +340,16 @@ async fn every_alarm_kind_lands_as_declared_then_nothing_is_written_drift_is_rep
     assert_eq!(band["ComparisonOperator"], "LessThanLowerOrGreaterThanUpperThreshold");
     let band_metrics = band["Metrics"].as_array().unwrap();
     assert!(band_metrics.iter().any(|m| m["Id"] == "ad1" && m["Expression"] == "ANOMALY_DETECTION_BAND(m1, 2)"), "{band_metrics:#?}");
-    assert!(band_metrics.iter().any(|m| m["Id"] == "m1" && m["MetricStat"]["Stat"] == "p90" && m["MetricStat"]["Period"] == 300), "{band_metrics:#?}");
+    assert!(
+        band_metrics.iter().any(|m| m["Id"] == "m1" && m["MetricStat"]["Stat"] == "p90" && m["MetricStat"]["Period"] == 300),
+        "{band_metrics:#?}"
+    );
     let ratio = by_name(&metric_alarms, "error-ratio");
     assert_eq!(ratio["Threshold"], 5.0);
     let ratio_metrics = ratio["Metrics"].as_array().unwrap();
-    assert!(ratio_metrics.iter().any(|m| m["Id"] == "expression" && m["Expression"] == "100 * errors / requests" && m["ReturnData"] == true));
+    assert!(
+        ratio_metrics.iter().any(|m| m["Id"] == "expression" && m["Expression"] == "100 * errors / requests" && m["ReturnData"] == true)
+    );
     assert!(ratio_metrics.iter().any(|m| m["Id"] == "requests"
         && m["ReturnData"] == false
         && m["MetricStat"]["Stat"] == "SampleCount"
@@ -351,7 +358,10 @@ async fn every_alarm_kind_lands_as_declared_then_nothing_is_written_drift_is_rep
     let page = by_name(&composites, "page");
     assert_eq!(page["AlarmRule"], format!("ALARM(\"{}\") OR ALARM(\"{}\")", full("mute-cpu"), full("status")));
     assert_eq!(page["AlarmDescription"], "composite of a composite");
-    assert_eq!(by_name(&composites, "mute-cpu")["AlarmRule"], format!("ALARM(\"{}\") AND NOT ALARM(\"{}\")", full("cpu"), full("error-ratio")));
+    assert_eq!(
+        by_name(&composites, "mute-cpu")["AlarmRule"],
+        format!("ALARM(\"{}\") AND NOT ALARM(\"{}\")", full("cpu"), full("error-ratio"))
+    );
 
     // A second pass writes nothing: LocalStack's own log counts no write.
     let before = alarm_writes(&localstack);
@@ -383,7 +393,8 @@ async fn every_alarm_kind_lands_as_declared_then_nothing_is_written_drift_is_rep
 
     // Removal: everything is deleted, composites first and one a call.
     let before = localstack.requests("DeleteAlarms");
-    let applied = reconciler.reconcile(&desired_alarms(&[flake(&unique("other"), untagged(&["a"]))], Some(REGION)).0, &all()).await.unwrap();
+    let applied =
+        reconciler.reconcile(&desired_alarms(&[flake(&unique("other"), untagged(&["a"]))], Some(REGION)).0, &all()).await.unwrap();
     assert_eq!((applied.deleted, applied.failures.clone()), (5, Vec::<String>::new()));
     assert_eq!(localstack.requests("DeleteAlarms") - before, 3, "page, then mute-cpu, then the three metric alarms together");
     let (left, left_composites) = read_back(&endpoint, &format!("FL-{name}-"));
@@ -441,7 +452,9 @@ fn the_host_alarms_example_creates_exactly_its_alarms_and_a_second_once_writes_n
     let (code, stdout, _) = run(imds.serve(&mut common::snowflake()).arg("check").arg(&path));
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("flakeAlarms[2].alarmRule: alarm \"cpu-high-outside-maintenance\": names \"maintenance\", which this flake does not declare"),
+        stdout.contains(
+            "flakeAlarms[2].alarmRule: alarm \"cpu-high-outside-maintenance\": names \"maintenance\", which this flake does not declare"
+        ),
         "{stdout}"
     );
     // ...and a reconcile keeps both alarms meanwhile: the flake's file is invalid, so nothing of it is deleted.

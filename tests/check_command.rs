@@ -91,7 +91,9 @@ fn every_malformed_file_is_reported_with_its_field_and_reason() {
     }
     assert!(stderr.contains("56 file(s) checked: 1 valid, 55 invalid"), "{stderr}");
     // A bad alarm is left out; the flake and its good alarm go on.
-    for file in ["alarm-rule-unknown-name", "alarm-rule-cycle", "alarm-math-eleven-metrics", "alarm-band-with-threshold", "alarm-endpoint-not-arn"] {
+    for file in
+        ["alarm-rule-unknown-name", "alarm-rule-cycle", "alarm-math-eleven-metrics", "alarm-band-with-threshold", "alarm-endpoint-not-arn"]
+    {
         let line = format!("{}/{file}.json: invalid alarms left out; flake {file} and its other alarms run", dir.display());
         assert!(stdout.contains(&line), "{line}\n{stdout}");
     }

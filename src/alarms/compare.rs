@@ -121,7 +121,9 @@ fn metrics_text(metrics: &[MetricQuery]) -> String {
         .iter()
         .map(|query| {
             let what = match (&query.metric, &query.expression) {
-                (Some(stat), _) => format!("{} {} {} {} {}", stat.namespace, stat.metric_name, map_text(&stat.dimensions), stat.stat, stat.period),
+                (Some(stat), _) => {
+                    format!("{} {} {} {} {}", stat.namespace, stat.metric_name, map_text(&stat.dimensions), stat.stat, stat.period)
+                }
                 (None, Some(expression)) => expression.clone(),
                 (None, None) => "(nothing)".to_string(),
             };

@@ -12,7 +12,9 @@ use crate::cloudwatch::rule::Rule;
 pub fn depths<'a>(rules: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, usize> {
     let rules: BTreeMap<&str, Vec<String>> = rules
         .into_iter()
-        .map(|(name, rule)| (name, Rule::parse(rule).map(|rule| rule.names().into_iter().map(str::to_string).collect()).unwrap_or_default()))
+        .map(|(name, rule)| {
+            (name, Rule::parse(rule).map(|rule| rule.names().into_iter().map(str::to_string).collect()).unwrap_or_default())
+        })
         .collect();
     let mut depths = BTreeMap::new();
     for name in rules.keys() {
@@ -67,7 +69,10 @@ mod tests {
     fn composites_are_deleted_one_a_call_parents_first_then_the_rest() {
         let depths = depths([("top", "ALARM(\"mid\")"), ("mid", "ALARM(\"leaf\")")]);
         let names: Vec<String> = ["leaf", "mid", "other", "top"].map(String::from).to_vec();
-        assert_eq!(delete_batches(&names, &depths, 100), vec![vec!["top".to_string()], vec!["mid".to_string()], vec!["leaf".to_string(), "other".to_string()]]);
+        assert_eq!(
+            delete_batches(&names, &depths, 100),
+            vec![vec!["top".to_string()], vec!["mid".to_string()], vec!["leaf".to_string(), "other".to_string()]]
+        );
         let many: Vec<String> = (0..201).map(|i| format!("a{i}")).collect();
         assert_eq!(delete_batches(&many, &BTreeMap::new(), 100).iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 1]);
     }

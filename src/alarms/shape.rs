@@ -55,7 +55,12 @@ pub fn config_of(alarm: &Alarm) -> AlarmConfig {
                     return_data: false,
                 })
                 .collect();
-            queries.push(MetricQuery { id: EXPRESSION_ID.to_string(), metric: None, expression: Some(expression.clone()), return_data: true });
+            queries.push(MetricQuery {
+                id: EXPRESSION_ID.to_string(),
+                metric: None,
+                expression: Some(expression.clone()),
+                return_data: true,
+            });
             with_metrics(evaluated, queries, None)
         }
         Watch::AnomalyBand { metric, width } => {

@@ -174,6 +174,10 @@ async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result
         let what = pattern.map_or(String::new(), |pattern| format!(" matching {pattern:?}"));
         return Err(format!("no enabled, valid flake{what} in {}", options.flakes.display()));
     }
-    let held = reports.iter().filter(|report| report.has_errors()).filter_map(|report| report.flake.as_ref().map(|flake| flake.name.clone())).collect();
+    let held = reports
+        .iter()
+        .filter(|report| report.has_errors())
+        .filter_map(|report| report.flake.as_ref().map(|flake| flake.name.clone()))
+        .collect();
     Ok((selected, held))
 }

@@ -238,7 +238,12 @@ fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
 
 /// The names a stored composite alarm's rule refers to.
 fn rule_names(alarm: &DescribedAlarm) -> Vec<String> {
-    alarm.rule.as_deref().and_then(|rule| Rule::parse(rule).ok()).map(|rule| rule.names().into_iter().map(str::to_string).collect()).unwrap_or_default()
+    alarm
+        .rule
+        .as_deref()
+        .and_then(|rule| Rule::parse(rule).ok())
+        .map(|rule| rule.names().into_iter().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 impl CloudWatch for FakeCloudWatch {
@@ -288,7 +293,11 @@ impl CloudWatch for FakeCloudWatch {
                 // Stricter than needed, on purpose: a composite is only ever written after the
                 // alarms it names, so a test sees any ordering mistake.
                 if let Some(missing) = rule.names().into_iter().find(|name| !alarms.contains_key(*name)) {
-                    return Err(CallError::new(ErrorKind::Invalid, Some("ValidationError"), format!("alarm {missing} in the rule does not exist")));
+                    return Err(CallError::new(
+                        ErrorKind::Invalid,
+                        Some("ValidationError"),
+                        format!("alarm {missing} in the rule does not exist"),
+                    ));
                 }
             }
             let tags = alarms.remove(&alarm.name).map(|(_, tags)| tags).unwrap_or_default();
@@ -307,7 +316,11 @@ impl CloudWatch for FakeCloudWatch {
             let Some(alarms) = state.alarms.get_mut(region) else { return Ok(()) };
             let composites = names.iter().filter(|name| alarms.get(*name).is_some_and(|(alarm, _)| alarm.rule.is_some())).count();
             if composites > 1 {
-                return Err(CallError::new(ErrorKind::Invalid, Some("ValidationError"), "at most one composite alarm per DeleteAlarms call"));
+                return Err(CallError::new(
+                    ErrorKind::Invalid,
+                    Some("ValidationError"),
+                    "at most one composite alarm per DeleteAlarms call",
+                ));
             }
             // An alarm a remaining composite still names is refused: deletion order must be
             // composites first (stricter than needed, so a test sees ordering mistakes).

@@ -235,7 +235,9 @@ impl Parser {
                 "ALARM" => self.state(AlarmState::Alarm),
                 "OK" => self.state(AlarmState::Ok),
                 "INSUFFICIENT_DATA" => self.state(AlarmState::InsufficientData),
-                _ => Err(format!("\"{word}\" is not part of a rule; use ALARM(name), OK(name), INSUFFICIENT_DATA(name), TRUE, FALSE, AND, OR, NOT")),
+                _ => Err(format!(
+                    "\"{word}\" is not part of a rule; use ALARM(name), OK(name), INSUFFICIENT_DATA(name), TRUE, FALSE, AND, OR, NOT"
+                )),
             },
             Some(token) => Err(format!("unexpected {}", token.describe())),
         }

@@ -17,14 +17,16 @@ use aws_sdk_cloudwatch::config::Region;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, CompositeAlarm, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, ComparisonOperator, CompositeAlarm, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag,
+};
 
 use super::error::{is_credentials_code, is_throttling_code};
 
 // Reading data back is for tests only; the shipped binary never reads metrics.
+mod queries;
 #[cfg(any(test, feature = "test-support"))]
 mod readback;
-mod queries;
 use super::{AlarmConfig, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
 use queries::{from_sdk_query, to_sdk_query};
 #[cfg(any(test, feature = "test-support"))]
@@ -223,9 +225,8 @@ impl CloudWatch for SdkCloudWatch {
         };
         // A math or band alarm names its metrics in `Metrics` only; CloudWatch rejects the
         // single-metric fields beside them.
-        let dimensions = single.then(|| {
-            alarm.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect()
-        });
+        let dimensions =
+            single.then(|| alarm.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect());
         self.client(region)
             .put_metric_alarm()
             .alarm_name(&alarm.name)

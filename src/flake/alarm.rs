@@ -373,7 +373,7 @@ fn actions(fields: &Fields, key: &str, context: &Context, problems: &mut Problem
     let mut ok = true;
     for item in items {
         match item {
-            Value::String(template) => match expand(template, context.facts).map_err(|reason| reason).and_then(|arn| check_endpoint(&arn).map(|()| arn)) {
+            Value::String(template) => match expand(template, context.facts).and_then(|arn| check_endpoint(&arn).map(|()| arn)) {
                 Ok(arn) => {
                     arns.insert(arn);
                 }

@@ -22,11 +22,8 @@ const MAX_EXPRESSION: usize = 1024;
 pub const EXPRESSION_ID: &str = "expression";
 
 /// The anomaly-band operators: the flake's word and CloudWatch's name.
-pub const BAND_OPERATORS: [(&str, &str); 3] = [
-    ("outside", "LessThanLowerOrGreaterThanUpperThreshold"),
-    ("above", "GreaterThanUpperThreshold"),
-    ("below", "LessThanLowerThreshold"),
-];
+pub const BAND_OPERATORS: [(&str, &str); 3] =
+    [("outside", "LessThanLowerOrGreaterThanUpperThreshold"), ("above", "GreaterThanUpperThreshold"), ("below", "LessThanLowerThreshold")];
 
 /// The flake's own metric, which alarms watch unless they name another.
 #[derive(Debug, Clone, Copy)]
@@ -225,7 +222,10 @@ fn metric_ref(
     };
     dimensions.extend(given);
     if dimensions.len() > 30 {
-        problems.error(fields.path(dimensions_key), format!("with flakeDimensions these are {} dimensions; CloudWatch allows 30", dimensions.len()));
+        problems.error(
+            fields.path(dimensions_key),
+            format!("with flakeDimensions these are {} dimensions; CloudWatch allows 30", dimensions.len()),
+        );
         return None;
     }
     Some(MetricRef { namespace: namespace?, metric_name: metric_name?, dimensions })
@@ -233,8 +233,12 @@ fn metric_ref(
 
 fn parse_expression(fields: &Fields, problems: &mut Problems) -> Option<String> {
     let expression = fields.strict_text("alarmExpression", problems);
-    let expression =
-        fields.require("alarmExpression", expression, "the metric math the alarm watches, such as \"100 * errors / requests\"", problems)?;
+    let expression = fields.require(
+        "alarmExpression",
+        expression,
+        "the metric math the alarm watches, such as \"100 * errors / requests\"",
+        problems,
+    )?;
     let length = expression.chars().count();
     if expression.trim().is_empty() || length > MAX_EXPRESSION {
         problems.error(fields.path("alarmExpression"), format!("must be 1-{MAX_EXPRESSION} characters, has {length}"));
@@ -266,10 +270,8 @@ fn parse_math_metrics(
     )?;
     let mut ok = true;
     if object.is_empty() || object.len() > MAX_MATH_METRICS {
-        problems.error(
-            fields.path("alarmMetrics"),
-            format!("has {} metrics; a metric-math alarm uses 1 to {MAX_MATH_METRICS}", object.len()),
-        );
+        problems
+            .error(fields.path("alarmMetrics"), format!("has {} metrics; a metric-math alarm uses 1 to {MAX_MATH_METRICS}", object.len()));
         ok = false;
     }
     let mut metrics = Vec::new();
@@ -282,13 +284,22 @@ fn parse_math_metrics(
         if !valid_id {
             problems.error(
                 path.clone(),
-                format!("\"{}\" is not a metric id: start with a lower-case letter, then letters, digits or _ (and not \"{EXPRESSION_ID}\")", shorten(id, 40)),
+                format!(
+                    "\"{}\" is not a metric id: start with a lower-case letter, then letters, digits or _ (and not \"{EXPRESSION_ID}\")",
+                    shorten(id, 40)
+                ),
             );
             ok = false;
             continue;
         }
         let Value::Object(entry) = value else {
-            problems.error(path, format!("must be an object such as {{\"metricName\": \"Errors\"}} (or {{}} for the flake's metric), got {}", describe(value)));
+            problems.error(
+                path,
+                format!(
+                    "must be an object such as {{\"metricName\": \"Errors\"}} (or {{}} for the flake's metric), got {}",
+                    describe(value)
+                ),
+            );
             ok = false;
             continue;
         };

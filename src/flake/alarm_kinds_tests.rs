@@ -107,7 +107,10 @@ fn math_band_and_composite_alarms_are_understood() {
     let alarms = flake.unwrap().alarms;
     let Watch::Math { expression, metrics } = &alarms[0].watch else { panic!() };
     assert_eq!(expression, "100 * errors / requests");
-    assert_eq!(metrics.iter().map(|m| (m.id.as_str(), m.statistic.as_str(), m.period)).collect::<Vec<_>>(), [("errors", "Sum", 300), ("requests", "SampleCount", 60)]);
+    assert_eq!(
+        metrics.iter().map(|m| (m.id.as_str(), m.statistic.as_str(), m.period)).collect::<Vec<_>>(),
+        [("errors", "Sum", 300), ("requests", "SampleCount", 60)]
+    );
     assert!(matches!(&alarms[1].watch, Watch::AnomalyBand { width, .. } if *width == 2.0));
     assert_eq!(alarms[1].comparison, "GreaterThanUpperThreshold");
     let Watch::Composite { rule } = &alarms[2].watch else { panic!() };
@@ -121,30 +124,62 @@ fn each_bad_declaration_is_rejected_with_its_field_and_the_rest_goes_on() {
     let eleven: serde_json::Map<String, Value> =
         (0..11).map(|i| (format!("m{i}"), json!({"namespace": "App", "metricName": format!("M{i}")}))).collect();
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"alarmName": "bad", "alarmRule": "ALARM(cpu-hgh)"}), "flakeAlarms[1].alarmRule", "alarm \"bad\": names \"cpu-hgh\", which this flake does not declare"),
+        (
+            json!({"alarmName": "bad", "alarmRule": "ALARM(cpu-hgh)"}),
+            "flakeAlarms[1].alarmRule",
+            "alarm \"bad\": names \"cpu-hgh\", which this flake does not declare",
+        ),
         (json!({"alarmName": "bad", "alarmRule": "ALARM(bad)"}), "flakeAlarms[1].alarmRule", "cycle: bad -> bad"),
         (json!({"alarmName": "bad", "alarmRule": "ALARM(cpu) AND"}), "flakeAlarms[1].alarmRule", "is not a valid rule"),
-        (json!({"alarmName": "bad", "alarmExpression": "m0 + m1", "alarmThreshold": 1, "alarmOperator": ">", "alarmMetrics": eleven}),
-         "flakeAlarms[1].alarmMetrics", "has 11 metrics; a metric-math alarm uses 1 to 10"),
-        (json!({"alarmName": "bad", "alarmExpression": "a / b", "alarmThreshold": 1, "alarmOperator": ">", "alarmMetrics": {"x": {"namespace": "App", "metricName": "X"}}}),
-         "flakeAlarms[1].alarmExpression", "uses none of the metrics"),
-        (json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmAnomalyBand": 2, "alarmOperator": "outside", "alarmThreshold": 80}),
-         "flakeAlarms[1].alarmThreshold", "does not apply to an anomaly-band alarm"),
-        (json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmAnomalyBand": 2, "alarmOperator": ">"}),
-         "flakeAlarms[1].alarmOperator", "not an anomaly-band operator"),
-        (json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">", "alarmEndpoints": {"alarm": ["arn:aws:sns:eu-west-1:1:ops", "ops-topic"]}}),
-         "flakeAlarms[1].alarmEndpoints.alarm", "\"ops-topic\" is not an action ARN"),
-        (json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">", "alarmEndpoints": {"alarm": "arn:aws:automate:${aws:Region}:ec2:reset"}}),
-         "flakeAlarms[1].alarmEndpoints.alarm", "is not an EC2 action"),
-        (json!({"alarmName": "bad", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">"}),
-         "flakeAlarms[1].alarmNamespace", "is required: this flake publishes no metric"),
-        (json!({"alarmName": "bad", "alarmRule": "ALARM(cpu)", "alarmThreshold": 1}), "flakeAlarms[1].alarmThreshold", "does not apply to a composite alarm"),
+        (
+            json!({"alarmName": "bad", "alarmExpression": "m0 + m1", "alarmThreshold": 1, "alarmOperator": ">", "alarmMetrics": eleven}),
+            "flakeAlarms[1].alarmMetrics",
+            "has 11 metrics; a metric-math alarm uses 1 to 10",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmExpression": "a / b", "alarmThreshold": 1, "alarmOperator": ">", "alarmMetrics": {"x": {"namespace": "App", "metricName": "X"}}}),
+            "flakeAlarms[1].alarmExpression",
+            "uses none of the metrics",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmAnomalyBand": 2, "alarmOperator": "outside", "alarmThreshold": 80}),
+            "flakeAlarms[1].alarmThreshold",
+            "does not apply to an anomaly-band alarm",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmAnomalyBand": 2, "alarmOperator": ">"}),
+            "flakeAlarms[1].alarmOperator",
+            "not an anomaly-band operator",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">", "alarmEndpoints": {"alarm": ["arn:aws:sns:eu-west-1:1:ops", "ops-topic"]}}),
+            "flakeAlarms[1].alarmEndpoints.alarm",
+            "\"ops-topic\" is not an action ARN",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">", "alarmEndpoints": {"alarm": "arn:aws:automate:${aws:Region}:ec2:reset"}}),
+            "flakeAlarms[1].alarmEndpoints.alarm",
+            "is not an EC2 action",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">"}),
+            "flakeAlarms[1].alarmNamespace",
+            "is required: this flake publishes no metric",
+        ),
+        (
+            json!({"alarmName": "bad", "alarmRule": "ALARM(cpu)", "alarmThreshold": 1}),
+            "flakeAlarms[1].alarmThreshold",
+            "does not apply to a composite alarm",
+        ),
     ];
     for (bad, field, message) in cases {
         let good = json!({"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"});
         let (flake, problems) = parse(host_alarms(json!([good, bad])));
         let errors = errors(&problems);
-        assert!(errors.iter().any(|error| error.starts_with(&format!("{field}: ")) && error.contains(message)), "{field} {message}: {errors:?}");
+        assert!(
+            errors.iter().any(|error| error.starts_with(&format!("{field}: ")) && error.contains(message)),
+            "{field} {message}: {errors:?}"
+        );
         let flake = flake.unwrap_or_else(|| panic!("the flake goes on beside {field}: {errors:?}"));
         assert_eq!(flake.alarms.iter().map(|alarm| alarm.name.as_str()).collect::<Vec<_>>(), ["FL-host-cpu"], "{field}");
     }
@@ -170,12 +205,18 @@ fn removing_a_child_the_composite_names_is_refused() {
         {"alarmName": "maintenance", "alarmNamespace": "App", "alarmMetricName": "Maintenance", "alarmThreshold": 0, "alarmOperator": ">"}
     ])));
     let errors = errors(&problems);
-    assert_eq!(errors, ["flakeAlarms[0].alarmRule: alarm \"mute-cpu\": names \"cpu\", which this flake does not declare (it declares: maintenance, mute-cpu); a bare name is an alarmName of this flake, a full name starts with FL-"]);
+    assert_eq!(
+        errors,
+        [
+            "flakeAlarms[0].alarmRule: alarm \"mute-cpu\": names \"cpu\", which this flake does not declare (it declares: maintenance, mute-cpu); a bare name is an alarmName of this flake, a full name starts with FL-"
+        ]
+    );
 }
 
 #[test]
 fn an_alarms_flake_has_no_command_or_schedule() {
-    let (flake, problems) = parse(json!({"flakeName": "host", "flakeType": "alarms", "flakeCommand": "echo 1", "flakeCronstring": "* * * * *"}));
+    let (flake, problems) =
+        parse(json!({"flakeName": "host", "flakeType": "alarms", "flakeCommand": "echo 1", "flakeCronstring": "* * * * *"}));
     assert!(flake.is_none());
     let errors = errors(&problems);
     assert!(errors.iter().any(|e| e.starts_with("flakeCommand: an alarms flake runs nothing")), "{errors:?}");

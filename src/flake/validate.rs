@@ -142,7 +142,10 @@ fn parse_kind(fields: &Fields, problems: &mut Problems) -> FlakeKind {
         Some(text) => {
             problems.error(
                 "flakeType",
-                format!("\"{}\" is not a flake type; use \"metric\" or \"job\" (or \"alarms\" for a flake that only declares alarms)", shorten(&text, 40)),
+                format!(
+                    "\"{}\" is not a flake type; use \"metric\" or \"job\" (or \"alarms\" for a flake that only declares alarms)",
+                    shorten(&text, 40)
+                ),
             );
             FlakeKind::Metric
         }
