@@ -430,3 +430,20 @@ async fn many_composites_are_read_a_hundred_names_a_call_and_deleted_one_a_call(
     assert_eq!((applied.deleted, applied.failures.len()), (121, 0), "{:?}", applied.failures);
     assert_eq!(h.fake.calls(Operation::DeleteAlarms), 121, "120 composites one a call, then the metric alarm");
 }
+
+#[tokio::test]
+async fn an_alarm_that_becomes_a_composite_is_replaced_not_updated_in_place() {
+    let h = harness();
+    let metric = json!({"alarmName": "x", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">"});
+    let other = json!({"alarmName": "y", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 2, "alarmOperator": ">"});
+    let with =
+        |x: serde_json::Value| flake("flakes/t.json", json!({"flakeName": "t", "flakeType": "alarms", "flakeAlarms": [x, other.clone()]}));
+    h.reconciler.reconcile(&desired(&[with(metric.clone())]), &all()).await.unwrap();
+    let composite = json!({"alarmName": "x", "alarmRule": "ALARM(y)"});
+    let applied = h.reconciler.reconcile(&desired(&[with(composite)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.failures.clone()), (1, Vec::<String>::new()));
+    assert!(h.fake.alarm(REGION, "FL-t-x").unwrap().rule.is_some());
+    let applied = h.reconciler.reconcile(&desired(&[with(metric)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.failures.clone()), (1, Vec::<String>::new()));
+    assert!(h.fake.alarm(REGION, "FL-t-x").unwrap().rule.is_none());
+}

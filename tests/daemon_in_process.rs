@@ -177,7 +177,10 @@ async fn an_alarms_flake_runs_nothing_and_its_alarms_are_reconciled() {
     let cpu = json!({"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization",
                      "alarmDimensions": {"InstanceId": "i-1"}, "alarmThreshold": 90, "alarmOperator": ">"});
     let mute = json!({"alarmName": "mute", "alarmRule": "ALARM(cpu) AND NOT ALARM(\"FL-elsewhere-maintenance\")"});
-    h.fake.insert_alarm(REGION, specialsnowflake::cloudwatch::DescribedAlarm { name: "FL-elsewhere-maintenance".into(), ..Default::default() });
+    h.fake.insert_alarm(
+        REGION,
+        specialsnowflake::cloudwatch::DescribedAlarm { name: "FL-elsewhere-maintenance".into(), ..Default::default() },
+    );
     h.write("host", json!({"flakeName": "host", "flakeType": "alarms", "flakeAlarms": [cpu.clone(), mute.clone()]}));
     let daemon = daemon::start(h.config(), h.services()).await.unwrap();
     eventually(Duration::from_secs(10), "both alarms", || h.fake.alarm(REGION, "FL-host-mute").is_some()).await;

@@ -157,6 +157,16 @@ impl<C: CloudWatch> Reconciler<C> {
             plan.creates.iter().map(|alarm| (alarm, None)).chain(plan.updates.iter().map(|update| (&update.alarm, Some(update)))).collect();
         writes.sort_by_key(|(alarm, _)| depth(alarm));
         for (alarm, update) in writes {
+            if update.is_some_and(changes_between_metric_and_composite)
+                && let Err(error) = self
+                    .call(&alarm.region, Class::Delete, || {
+                        self.cloudwatch.delete_alarms(&alarm.region, std::slice::from_ref(&alarm.config.name))
+                    })
+                    .await
+            {
+                self.failed(&mut applied, &alarm.config.name, "replace", &error);
+                continue;
+            }
             let result = self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await;
             match (result, update) {
                 (Ok(()), None) => {
@@ -380,6 +390,12 @@ impl<C: CloudWatch> Reconciler<C> {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// A metric alarm that becomes a composite (or back) under the same name: CloudWatch keeps the two
+/// types apart, so the old one is deleted before the new one is written.
+fn changes_between_metric_and_composite(update: &Update) -> bool {
+    update.changes.iter().any(|change| change.field == "type" && (change.old == "composite") != (change.new == "composite"))
 }
 
 /// Per region, sorted and without repeats: the names this host declares, and the managed names in

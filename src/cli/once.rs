@@ -109,7 +109,11 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         eprintln!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending);
     }
     let alarms_ok = reconcile_alarms(&selected, &held, &backend, &metrics, options).await;
-    Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok)
+    let rejected: Vec<&str> = selected.iter().map(|flake| flake.name.as_str()).filter(|name| held.contains(*name)).collect();
+    for name in &rejected {
+        eprintln!("error: {name}: some of its alarms were rejected (see above) and left out; its other alarms were reconciled");
+    }
+    Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok && rejected.is_empty())
 }
 
 /// Creates or corrects the alarms of the flakes that ran, and deletes the ones they dropped, except

@@ -300,6 +300,15 @@ impl CloudWatch for FakeCloudWatch {
                     ));
                 }
             }
+            // Assumed of CloudWatch, which keeps metric and composite alarms apart: a name is
+            // not turned from one type into the other in place.
+            if alarms.get(&alarm.name).is_some_and(|(existing, _)| existing.rule.is_some() != alarm.rule.is_some()) {
+                return Err(CallError::new(
+                    ErrorKind::Invalid,
+                    Some("ValidationError"),
+                    format!("an alarm of the other type is named {}", alarm.name),
+                ));
+            }
             let tags = alarms.remove(&alarm.name).map(|(_, tags)| tags).unwrap_or_default();
             alarms.insert(alarm.name.clone(), (described(region, alarm), tags));
             state.alarm_writes.push((operation, vec![alarm.name.clone()]));
