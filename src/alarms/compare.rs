@@ -226,10 +226,29 @@ mod tests {
     }
 
     #[test]
-    fn a_metric_math_alarm_never_equals_a_declared_one() {
+    fn a_query_alarm_never_equals_a_declared_one() {
         let mut actual = described_with_defaults_omitted();
         actual.has_foreign_shape = true;
         assert_eq!(differences(&actual, &desired())[0].field, "shape");
+    }
+
+    #[test]
+    fn a_math_alarm_where_a_single_metric_is_declared_differs_in_type_and_metrics() {
+        let mut actual = described_with_defaults_omitted();
+        actual.metrics = vec![MetricQuery { id: "e".into(), metric: None, expression: Some("m1 * 2".into()), return_data: true }];
+        let fields: Vec<&str> = differences(&actual, &desired()).iter().map(|change| change.field).collect();
+        assert_eq!(fields, ["type", "metrics"]);
+    }
+
+    #[test]
+    fn composites_compare_by_rule_description_and_actions_only() {
+        let wanted =
+            AlarmConfig { name: "FL-c".into(), rule: Some("ALARM(\"FL-a\")".into()), actions_enabled: true, ..AlarmConfig::default() };
+        let actual = DescribedAlarm { name: "FL-c".into(), rule: Some("ALARM(\"FL-a\")".into()), ..DescribedAlarm::default() };
+        assert_eq!(differences(&actual, &wanted), []);
+        let other = DescribedAlarm { rule: Some("ALARM(\"FL-b\")".into()), actions_enabled: Some(false), ..actual };
+        let fields: Vec<&str> = differences(&other, &wanted).iter().map(|change| change.field).collect();
+        assert_eq!(fields, ["rule", "actionsEnabled"]);
     }
 
     #[test]
