@@ -343,6 +343,8 @@ pub fn check_alarms_flake(fields: &Fields, problems: &mut Problems) -> bool {
         "flakeTimeout",
         "flakeEnvironment",
         "flakeWorkingDirectory",
+        "flakeAggregate",
+        "flakeAnnotations",
     ] {
         if fields.raw(key).is_some() {
             problems.warning(key, "is ignored: an alarms flake runs and publishes nothing; each alarm names its own metric");

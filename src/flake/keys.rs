@@ -29,7 +29,12 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnvironment",
     "flakeWorkingDirectory",
     "flakeEnabled",
+    "flakeAggregate",
+    "flakeAnnotations",
 ];
+
+/// Keys of one entry of `flakeAnnotations`.
+pub const ANNOTATION_KEYS: &[&str] = &["label", "value"];
 
 /// Keys of one entry of `flakeAlarms`.
 pub const ALARM_KEYS: &[&str] = &[

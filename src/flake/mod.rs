@@ -4,10 +4,12 @@
 //! strings, comment keys (`_x`, `x_comment`) are silent, other unknown keys are warnings with a
 //! suggestion. Validation reports every problem of a file at once, each with its field path.
 
+mod aggregate;
 mod alarm;
 mod alarm_kinds;
 #[cfg(test)]
 mod alarm_kinds_tests;
+mod annotations;
 mod composite;
 mod context;
 mod endpoints;
@@ -22,8 +24,8 @@ mod validate;
 pub use alarm_kinds::EXPRESSION_ID;
 pub use context::Context;
 pub use fields::shorten;
-pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS};
-pub use model::{Alarm, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS};
+pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::UNITS;

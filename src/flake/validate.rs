@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
 use super::alarm_kinds::check_alarms_flake;
+use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
-use super::model::{Flake, FlakeKind, MetricTarget};
+use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
 use crate::placeholders::expand;
@@ -77,6 +79,18 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+    if let Some(metric) = &metric
+        && let Some(window) = metric.aggregate_seconds
+    {
+        // Only alarms on what this flake publishes see its windows.
+        let own: Vec<Alarm> = alarms
+            .iter()
+            .filter(|alarm| matches!(&alarm.watch, Watch::Metric(watched) if watched.namespace == metric.namespace))
+            .cloned()
+            .collect();
+        check_alarm_periods(window, &own, problems);
+    }
+    let annotations = parse_annotations(&fields, problems);
 
     Some(Flake {
         name: name?,
@@ -91,6 +105,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         environment: environment?,
         working_directory,
         enabled,
+        annotations: annotations?,
     })
 }
 
@@ -169,7 +184,7 @@ fn parse_metric_target(
                 problems,
             );
         } else {
-            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution"] {
+            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution", "flakeAggregate"] {
                 if fields.raw(key).is_some() {
                     problems.warning(key, "is ignored: this job has no flakeMetricNamespace, so its output is never published");
                 }
@@ -206,6 +221,7 @@ fn parse_metric_target(
         }
     };
 
+    let aggregate_seconds = parse_aggregate(fields, storage_resolution, problems);
     let dimensions = parse_dimensions(fields, "flakeDimensions", context, problems);
     Some(MetricTarget {
         namespace: namespace?,
@@ -213,6 +229,7 @@ fn parse_metric_target(
         dimensions: dimensions?,
         unit: unit?,
         storage_resolution: storage_resolution?,
+        aggregate_seconds: aggregate_seconds?,
     })
 }
 
