@@ -8,13 +8,14 @@
 #   scripts/demo.sh [--minutes N]      # N may be a fraction; default 2
 #
 # The liveness example watches a process named demo-app that is not running, so its alarm (which
-# treats missing data as breaching) goes to ALARM: silence is the alert.
+# treats missing data as breaching) goes to ALARM: silence is the alert. The host-alarms example
+# reads its instance id from a stand-in instance metadata service (scripts/fake-imds.py).
 # SNOWFLAKE_BIN=path uses an existing binary instead of `cargo build --release`;
 # SNOWFLAKE_DEMO_DIR (default /tmp/snowflake-demo) receives the flake logs, state and the daemon's log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 minutes=2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,7 +43,7 @@ demo="${SNOWFLAKE_DEMO_DIR:-${TMPDIR:-/tmp}/snowflake-demo}"
 rm -rf "$demo"
 mkdir -p "$demo/state" "$demo/logs"
 
-localstack_pid="" daemon_pid=""
+localstack_pid="" daemon_pid="" imds_pid=""
 stop_everything() {
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid" 2>/dev/null || true
@@ -53,7 +54,12 @@ stop_everything() {
         scripts/localstack.sh stop "$localstack_pid"
         echo "demo.sh: stopped LocalStack (pid $localstack_pid)"
     fi
-    localstack_pid="" daemon_pid=""
+    if [ -n "$imds_pid" ]; then
+        kill "$imds_pid" 2>/dev/null || true
+        wait "$imds_pid" 2>/dev/null || true
+        echo "demo.sh: stopped the stand-in instance metadata service (pid $imds_pid)"
+    fi
+    localstack_pid="" daemon_pid="" imds_pid=""
 }
 trap stop_everything EXIT
 trap 'exit 130' INT TERM
@@ -65,8 +71,13 @@ echo "demo.sh: LocalStack is ready on 127.0.0.1:$port (pid $localstack_pid)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
-# No instance metadata service off EC2: fail at once instead of waiting on 169.254.169.254.
-export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9
+# Off EC2 there is no instance metadata service: the host-alarms example reads its instance id and
+# region from a stand-in IMDSv2 instead (it stops with everything else).
+coproc IMDS { exec python3 scripts/fake-imds.py --instance-id i-0demo0000000000 --region us-east-1; }
+imds_pid=$IMDS_PID
+read -r imds_port <&"${IMDS[0]}"
+export AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$imds_port"
+echo "demo.sh: a stand-in instance metadata service answers on 127.0.0.1:$imds_port (instance i-0demo0000000000)"
 export SNOWFLAKE_FLAKES="$PWD/flakes" SNOWFLAKE_WORKDIR="$PWD" SNOWFLAKE_STATE_DIR="$demo/state"
 export SNOWFLAKE_LOG_DIR="$demo/logs" SNOWFLAKE_CREDS="$demo/creds.json"
 export WATCH_PROCESS=demo-app

@@ -56,8 +56,9 @@ def main():
 
     print()
     print("== Alarms the daemon manages (FL-*), with their states")
-    pages = client.get_paginator("describe_alarms").paginate(AlarmNamePrefix="FL-")
-    for alarm in sorted((a for page in pages for a in page["MetricAlarms"]), key=lambda a: a["AlarmName"]):
+    pages = list(client.get_paginator("describe_alarms").paginate(AlarmNamePrefix="FL-", AlarmTypes=["MetricAlarm", "CompositeAlarm"]))
+    alarms = [a for page in pages for a in page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])]
+    for alarm in sorted(alarms, key=lambda a: a["AlarmName"]):
         print(f"  {alarm['AlarmName']}  {alarm['StateValue']}  ({alarm.get('StateReason', '')[:100]})")
 
     print()

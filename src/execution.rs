@@ -215,7 +215,7 @@ pub fn judge(flake: &Flake, outcome: &RunOutcome) -> Verdict {
         Termination::Exited(_) => match (flake.kind, parse_value(&outcome.stdout.bytes, outcome.stdout.truncated)) {
             (_, Ok(value)) => Verdict::Ok { value: Some(value) },
             (FlakeKind::Job, Err(_)) => Verdict::Ok { value: None },
-            (FlakeKind::Metric, Err(rejected)) => failed(RunResult::Rejected, rejected.0),
+            (FlakeKind::Metric | FlakeKind::Alarms, Err(rejected)) => failed(RunResult::Rejected, rejected.0),
         },
     }
 }

@@ -150,6 +150,7 @@ pub mod tests {
         fn instance(&self, name: &str) -> Result<String, String> {
             match name {
                 "InstanceId" => Ok("i-0abc".to_string()),
+                "Region" => Ok("eu-west-1".to_string()),
                 _ => Err("not on EC2".to_string()),
             }
         }
@@ -166,8 +167,8 @@ pub mod tests {
     fn failures_name_the_placeholder_and_reason() {
         let error = expand("${env:NOPE}", &FixedFacts).unwrap_err();
         assert!(error.contains("${env:NOPE}") && error.contains("not set"), "{error}");
-        let error = expand("${aws:Region}", &FixedFacts).unwrap_err();
-        assert!(error.contains("${aws:Region}: not on EC2"), "{error}");
+        let error = expand("${aws:ImageId}", &FixedFacts).unwrap_err();
+        assert!(error.contains("${aws:ImageId}: not on EC2"), "{error}");
         let error = expand("${aws:Colour}", &FixedFacts).unwrap_err();
         assert!(error.contains("not an instance fact"), "{error}");
         let error = expand("${host}", &FixedFacts).unwrap_err();

@@ -63,7 +63,7 @@ fn desired(flakes: &[Arc<Flake>]) -> Vec<DesiredAlarm> {
 }
 
 fn writes(fake: &FakeCloudWatch) -> usize {
-    [Operation::PutMetricAlarm, Operation::DeleteAlarms, Operation::TagResource, Operation::UntagResource]
+    [Operation::PutMetricAlarm, Operation::PutCompositeAlarm, Operation::DeleteAlarms, Operation::TagResource, Operation::UntagResource]
         .iter()
         .map(|op| fake.calls(*op))
         .sum()
@@ -317,4 +317,133 @@ async fn a_region_that_cannot_be_read_changes_nothing_there_and_the_others_go_on
     assert_eq!(h.fake.alarm_names("eu-west-1"), ["FL-west-x"]);
     let plan = h.reconciler.plan(&desired(&[regional("east", REGION)]), &all()).await.unwrap();
     assert!(plan.render().contains("! region eu-west-1 could not be read"), "{}", plan.render());
+}
+
+// ---- Every alarm kind of SPEC 10 through the one desired -> plan -> reconcile path ----
+
+/// An alarms flake with one alarm of each kind, and two composites, one naming the other.
+fn every_kind(name: &str, band_width: f64) -> Arc<Flake> {
+    flake(
+        &format!("flakes/{name}.json"),
+        json!({"flakeName": name, "flakeType": "alarms", "flakeAlarms": [
+            {"alarmName": "page", "alarmRule": "ALARM(mute-cpu) OR ALARM(status)"},
+            {"alarmName": "mute-cpu", "alarmRule": "ALARM(cpu) AND NOT ALARM(maintenance)"},
+            {"alarmName": "status", "alarmNamespace": "AWS/EC2", "alarmMetricName": "StatusCheckFailed_System",
+             "alarmDimensions": {"InstanceId": "i-1"}, "alarmStatistic": "Maximum", "alarmThreshold": 0, "alarmOperator": ">",
+             "alarmEndpoints": {"alarm": "arn:aws:automate:us-east-1:ec2:recover"}},
+            {"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmDimensions": {"InstanceId": "i-1"},
+             "alarmAnomalyBand": band_width, "alarmOperator": "above", "alarmPeriodLength": 300},
+            {"alarmName": "maintenance", "alarmExpression": "100 * errors / requests", "alarmThreshold": 5, "alarmOperator": ">",
+             "alarmMetrics": {"errors": {"namespace": "App", "metricName": "Errors", "statistic": "Sum"},
+                              "requests": {"namespace": "App", "metricName": "Requests", "statistic": "Sum"}}}
+        ]}),
+    )
+}
+
+fn position(order: &[(Operation, Vec<String>)], name: &str) -> usize {
+    order.iter().position(|(_, names)| names.iter().any(|n| n == name)).unwrap_or_else(|| panic!("{name} was never written: {order:?}"))
+}
+
+#[tokio::test]
+async fn every_kind_is_created_children_first_and_a_second_reconcile_writes_nothing() {
+    let h = harness();
+    let wanted = desired(&[every_kind("host", 2.0)]);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!((applied.created, applied.failures.len()), (5, 0), "{:?}", applied.failures);
+    let order = h.fake.alarm_writes();
+    assert!(position(&order, "FL-host-mute-cpu") > position(&order, "FL-host-cpu"));
+    assert!(position(&order, "FL-host-mute-cpu") > position(&order, "FL-host-maintenance"));
+    assert!(position(&order, "FL-host-page") > position(&order, "FL-host-mute-cpu"), "a composite after the composite it names");
+    assert_eq!(h.fake.calls(Operation::PutCompositeAlarm), 2);
+
+    let band = h.fake.alarm(REGION, "FL-host-cpu").unwrap();
+    assert_eq!(band.threshold_metric_id.as_deref(), Some("ad1"));
+    assert!(band.metrics.iter().any(|m| m.expression.as_deref() == Some("ANOMALY_DETECTION_BAND(m1, 2)")), "{:?}", band.metrics);
+    assert_eq!(
+        h.fake.alarm(REGION, "FL-host-page").unwrap().rule.as_deref(),
+        Some("ALARM(\"FL-host-mute-cpu\") OR ALARM(\"FL-host-status\")")
+    );
+
+    let before = writes(&h.fake);
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!((applied.writes(), writes(&h.fake) - before), (0, 0), "{applied:?}");
+}
+
+#[tokio::test]
+async fn drift_in_every_kind_is_corrected_field_by_field() {
+    let h = harness();
+    let wanted = desired(&[every_kind("host", 2.0)]);
+    h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    let mut rule = h.fake.alarm(REGION, "FL-host-mute-cpu").unwrap();
+    rule.rule = Some("ALARM(\"FL-host-cpu\")".into());
+    h.fake.insert_alarm(REGION, rule);
+    let mut math = h.fake.alarm(REGION, "FL-host-maintenance").unwrap();
+    math.metrics.reverse(); // the order CloudWatch returns them in is not drift
+    math.metrics[0].return_data = true;
+    h.fake.insert_alarm(REGION, math);
+
+    let plan = h.reconciler.plan(&wanted, &all()).await.unwrap().render();
+    assert!(
+        plan.contains("~ update FL-host-mute-cpu") && plan.contains("rule: ALARM(\"FL-host-cpu\") -> ALARM(\"FL-host-cpu\") AND NOT"),
+        "{plan}"
+    );
+    assert!(plan.contains("~ update FL-host-maintenance") && plan.contains("    metrics: ["), "{plan}");
+    assert!(plan.contains("Plan: 0 to create, 2 to update"), "{plan}");
+    let applied = h.reconciler.reconcile(&wanted, &all()).await.unwrap();
+    assert_eq!(applied.updated, 2);
+    assert_eq!(h.reconciler.plan(&wanted, &all()).await.unwrap().updates.len(), 0);
+
+    // A changed band width is an update of the band alarm only.
+    let wider = desired(&[every_kind("host", 3.0)]);
+    let plan = h.reconciler.plan(&wider, &all()).await.unwrap();
+    assert_eq!(plan.updates.iter().map(|u| u.alarm.config.name.as_str()).collect::<Vec<_>>(), ["FL-host-cpu"]);
+}
+
+#[tokio::test]
+async fn removal_deletes_composites_first_one_a_call_then_the_rest() {
+    let h = harness();
+    h.reconciler.reconcile(&desired(&[every_kind("host", 2.0)]), &all()).await.unwrap();
+    let keep = flake_with_alarms("other", 1, 1.0);
+    let applied = h.reconciler.reconcile(&desired(&[keep]), &all()).await.unwrap();
+    assert_eq!((applied.deleted, applied.failures.len()), (5, 0), "{:?}", applied.failures);
+    let deletes: Vec<Vec<String>> =
+        h.fake.alarm_writes().into_iter().filter(|(op, _)| *op == Operation::DeleteAlarms).map(|(_, names)| names).collect();
+    assert_eq!(deletes[0], ["FL-host-page"], "the composite naming a composite goes first");
+    assert_eq!(deletes[1], ["FL-host-mute-cpu"]);
+    assert_eq!(deletes[2].len(), 3, "the metric alarms together: {deletes:?}");
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-other-a0"]);
+}
+
+#[tokio::test]
+async fn many_composites_are_read_a_hundred_names_a_call_and_deleted_one_a_call() {
+    let h = harness();
+    let mut alarms = vec![
+        json!({"alarmName": "base", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"}),
+    ];
+    alarms.extend((0..120).map(|i| json!({"alarmName": format!("c{i}"), "alarmRule": "ALARM(base)"})));
+    let many = flake("flakes/many.json", json!({"flakeName": "many", "flakeType": "alarms", "flakeAlarms": alarms}));
+    let applied = h.reconciler.reconcile(&desired(&[many]), &all()).await.unwrap();
+    assert_eq!(applied.created, 121);
+    let describes = h.fake.calls(Operation::DescribeAlarms);
+    assert_eq!(describes, 2, "121 names are read in two calls");
+    let applied = h.reconciler.reconcile(&desired(&[flake_with_alarms("other", 1, 1.0)]), &all()).await.unwrap();
+    assert_eq!((applied.deleted, applied.failures.len()), (121, 0), "{:?}", applied.failures);
+    assert_eq!(h.fake.calls(Operation::DeleteAlarms), 121, "120 composites one a call, then the metric alarm");
+}
+
+#[tokio::test]
+async fn an_alarm_that_becomes_a_composite_is_replaced_not_updated_in_place() {
+    let h = harness();
+    let metric = json!({"alarmName": "x", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 1, "alarmOperator": ">"});
+    let other = json!({"alarmName": "y", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 2, "alarmOperator": ">"});
+    let with =
+        |x: serde_json::Value| flake("flakes/t.json", json!({"flakeName": "t", "flakeType": "alarms", "flakeAlarms": [x, other.clone()]}));
+    h.reconciler.reconcile(&desired(&[with(metric.clone())]), &all()).await.unwrap();
+    let composite = json!({"alarmName": "x", "alarmRule": "ALARM(y)"});
+    let applied = h.reconciler.reconcile(&desired(&[with(composite)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.failures.clone()), (1, Vec::<String>::new()));
+    assert!(h.fake.alarm(REGION, "FL-t-x").unwrap().rule.is_some());
+    let applied = h.reconciler.reconcile(&desired(&[with(metric)]), &all()).await.unwrap();
+    assert_eq!((applied.updated, applied.failures.clone()), (1, Vec::<String>::new()));
+    assert!(h.fake.alarm(REGION, "FL-t-x").unwrap().rule.is_none());
 }

@@ -22,6 +22,12 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("alarm-threshold-not-number", "flakeAlarms[0].alarmThreshold", "must be a number"),
     ("alarm-window-over-a-day", "flakeAlarms[0].alarmPeriods", "= 90000 s, over CloudWatch's limit of 86400 s"),
     ("alarms-not-list", "flakeAlarms", "must be a list"),
+    ("alarm-rule-unknown-name", "flakeAlarms[1].alarmRule", "alarm \"mute\": names \"maintenance\", which this flake does not declare"),
+    ("alarm-rule-cycle", "flakeAlarms[1].alarmRule", "alarm \"loop\": the rules form a cycle: loop -> loop"),
+    ("alarm-math-eleven-metrics", "flakeAlarms[1].alarmMetrics", "has 11 metrics; a metric-math alarm uses 1 to 10"),
+    ("alarm-band-with-threshold", "flakeAlarms[1].alarmThreshold", "does not apply to an anomaly-band alarm"),
+    ("alarm-endpoint-not-arn", "flakeAlarms[1].alarmEndpoints.alarm", "\"recover\" is not an action ARN"),
+    ("alarms-flake-with-command", "flakeCommand", "an alarms flake runs nothing"),
     ("bad-json-trailing-comma", "file", "invalid JSON at line 4, column 1: trailing comma"),
     ("bad-json-unquoted-key", "file", "invalid JSON at line 2, column 3"),
     ("bad-region", "flakeRegion", "not an AWS region name"),
@@ -83,7 +89,14 @@ fn every_malformed_file_is_reported_with_its_field_and_reason() {
         let ok_line = format!("{}/{file}.json: ok", dir.display());
         assert!(!stdout.contains(&ok_line), "{file} must not be reported valid");
     }
-    assert!(stderr.contains("50 file(s) checked: 1 valid, 49 invalid"), "{stderr}");
+    assert!(stderr.contains("56 file(s) checked: 1 valid, 55 invalid"), "{stderr}");
+    // A bad alarm is left out; the flake and its good alarm go on.
+    for file in
+        ["alarm-rule-unknown-name", "alarm-rule-cycle", "alarm-math-eleven-metrics", "alarm-band-with-threshold", "alarm-endpoint-not-arn"]
+    {
+        let line = format!("{}/{file}.json: invalid alarms left out; flake {file} and its other alarms run", dir.display());
+        assert!(stdout.contains(&line), "{line}\n{stdout}");
+    }
 }
 
 #[test]
@@ -120,7 +133,9 @@ fn example_count() -> usize {
 
 #[test]
 fn shipped_examples_are_valid() {
-    let (code, stdout, stderr) = run(snowflake().arg("check").arg(repo_path("flakes")));
+    // The host-alarms example reads the instance id from the instance metadata service.
+    let imds = common::FakeImds::start();
+    let (code, stdout, stderr) = run(imds.serve(&mut snowflake()).arg("check").arg(repo_path("flakes")));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout.lines().filter(|line| line.contains(": ok (")).count(), example_count(), "{stdout}");
     assert!(!stdout.contains("warning"), "examples should be clean: {stdout}");
@@ -154,7 +169,8 @@ fn one_broken_file_fails_the_check_but_the_others_are_still_reported() {
 
 #[test]
 fn check_without_paths_uses_the_flakes_directory_and_missing_paths_fail() {
-    let (code, stdout, _) = run(snowflake().arg("check").env("SNOWFLAKE_FLAKES", repo_path("flakes")));
+    let imds = common::FakeImds::start();
+    let (code, stdout, _) = run(imds.serve(&mut snowflake()).arg("check").env("SNOWFLAKE_FLAKES", repo_path("flakes")));
     assert_eq!(code, 0);
     assert_eq!(stdout.lines().count(), example_count());
     let (code, _, stderr) = run(snowflake().arg("check").arg("/nonexistent/flakes"));

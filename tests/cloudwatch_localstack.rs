@@ -63,7 +63,7 @@ fn alarm(name: &str, namespace: &str) -> AlarmConfig {
         alarm_actions: BTreeSet::from(["arn:aws:sns:us-east-1:000000000000:ops".to_string()]),
         insufficient_data_actions: BTreeSet::new(),
         actions_enabled: true,
-        unit: None,
+        ..AlarmConfig::default()
     }
 }
 

@@ -170,6 +170,34 @@ async fn alarms_are_reconciled_at_start_and_after_a_change() {
     assert_eq!(h.fake.alarm_names(REGION), ["FL-disk-high"]);
 }
 
+/// An alarms flake runs nothing; its alarms are reconciled like every other, and a bad alarm
+/// added later is left out while the others stay (nothing is deleted meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarms_flake_runs_nothing_and_its_alarms_are_reconciled() {
+    let h = Harness::new();
+    let cpu = json!({"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization",
+                     "alarmDimensions": {"InstanceId": "i-1"}, "alarmThreshold": 90, "alarmOperator": ">"});
+    let mute = json!({"alarmName": "mute", "alarmRule": "ALARM(cpu) AND NOT ALARM(\"FL-elsewhere-maintenance\")"});
+    h.fake.insert_alarm(
+        REGION,
+        specialsnowflake::cloudwatch::DescribedAlarm { name: "FL-elsewhere-maintenance".into(), ..Default::default() },
+    );
+    h.write("host", json!({"flakeName": "host", "flakeType": "alarms", "flakeAlarms": [cpu.clone(), mute.clone()]}));
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(10), "both alarms", || h.fake.alarm(REGION, "FL-host-mute").is_some()).await;
+    assert_eq!(h.fake.calls(Operation::PutCompositeAlarm), 1);
+
+    // A typo in a new composite: it is left out, the rest stays.
+    let typo = json!({"alarmName": "page", "alarmRule": "ALARM(cpuu)"});
+    h.write("host", json!({"flakeName": "host", "flakeType": "alarms", "flakeAlarms": [cpu, mute, typo]}));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    daemon.stop(never()).await;
+    assert_eq!(h.fake.alarm_names(REGION), ["FL-elsewhere-maintenance", "FL-host-cpu", "FL-host-mute"]);
+    assert_eq!(h.fake.calls(Operation::DeleteAlarms), 0);
+    assert!(!h.path("logs/host.log").exists() || h.log_of("host").is_empty(), "nothing ran: {}", h.log_of("host"));
+    assert_eq!(h.fake.calls(Operation::PutMetricData), 0, "nothing was published");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_ends_long_runs_and_hurry_cuts_the_grace_short() {
     let h = Harness::new();

@@ -333,12 +333,14 @@ fn flakes_in_a_configmap_volume_load_once_each() {
         std::os::unix::fs::symlink(format!("..data/{name}"), mount.path().join(name)).unwrap();
     }
     std::os::unix::fs::symlink(version.file_name().unwrap(), mount.path().join("..data")).unwrap();
-    let (code, stdout, stderr) = run(snowflake().current_dir(repo_path("")).arg("check").arg(mount.path()));
+    let imds = common::FakeImds::start();
+    let (code, stdout, stderr) = run(imds.serve(&mut snowflake()).current_dir(repo_path("")).arg("check").arg(mount.path()));
     assert_eq!(code, 0, "{stdout}{stderr}");
     let summary = format!("{0} file(s) checked: {0} valid, 0 invalid", examples.len());
     assert!(format!("{stdout}{stderr}").contains(&summary), "{stdout}{stderr}");
     let scratch = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(snowflake()
+    let (code, stdout, stderr) = run(imds
+        .serve(&mut snowflake())
         .current_dir(repo_path(""))
         .args(["--dry-run", "once"])
         .env("SNOWFLAKE_FLAKES", mount.path())

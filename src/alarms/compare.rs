@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cloudwatch::{AlarmConfig, AlarmStatistic, DescribedAlarm};
+use crate::cloudwatch::{AlarmConfig, AlarmStatistic, DescribedAlarm, MetricQuery};
 
 /// A described alarm with CloudWatch's defaults filled in: missing TreatMissingData is
 /// `missing`, missing DatapointsToAlarm is EvaluationPeriods, missing ActionsEnabled is true,
@@ -35,7 +35,17 @@ pub fn normalize(described: &DescribedAlarm) -> AlarmConfig {
         insufficient_data_actions: described.insufficient_data_actions.iter().cloned().collect(),
         actions_enabled: described.actions_enabled.unwrap_or(true),
         unit: described.unit.clone(),
+        metrics: sorted_by_id(&described.metrics),
+        threshold_metric_id: described.threshold_metric_id.clone(),
+        rule: described.rule.clone(),
     }
+}
+
+/// `Metrics` compared by id: the order of the entries carries no meaning.
+fn sorted_by_id(metrics: &[MetricQuery]) -> Vec<MetricQuery> {
+    let mut sorted = metrics.to_vec();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    sorted
 }
 
 /// One field that differs, old value first.
@@ -48,7 +58,8 @@ pub struct FieldChange {
 
 /// Every field in which `actual` differs from `desired`; empty if they are the same alarm.
 pub fn differences(actual: &DescribedAlarm, desired: &AlarmConfig) -> Vec<FieldChange> {
-    let old = normalize(actual);
+    let normalized = normalize(actual);
+    let old = normalized.clone();
     let mut changes = Vec::new();
     let mut field = |name: &'static str, old: String, new: String| {
         if old != new {
@@ -56,9 +67,15 @@ pub fn differences(actual: &DescribedAlarm, desired: &AlarmConfig) -> Vec<FieldC
         }
     };
     if actual.has_foreign_shape {
-        field("shape", "metric math, anomaly band or query alarm".to_string(), "single-metric alarm".to_string());
+        field("shape", "query alarm or composite with an actions suppressor".to_string(), "the declared alarm".to_string());
     }
+    field("type", kind_text(&old).to_string(), kind_text(desired).to_string());
     field("description", format!("{:?}", old.description), format!("{:?}", desired.description));
+    if desired.is_composite() {
+        field("rule", old.rule.clone().unwrap_or_default(), desired.rule.clone().unwrap_or_default());
+        push_action_changes(&old, desired, &mut field);
+        return changes;
+    }
     field("namespace", old.namespace, desired.namespace.clone());
     field("metricName", old.metric_name, desired.metric_name.clone());
     field("dimensions", map_text(&old.dimensions), map_text(&desired.dimensions));
@@ -66,17 +83,55 @@ pub fn differences(actual: &DescribedAlarm, desired: &AlarmConfig) -> Vec<FieldC
     field("period", old.period.to_string(), desired.period.to_string());
     field("evaluationPeriods", old.evaluation_periods.to_string(), desired.evaluation_periods.to_string());
     field("datapointsToAlarm", old.datapoints_to_alarm.to_string(), desired.datapoints_to_alarm.to_string());
-    if old.threshold != desired.threshold {
+    field("metrics", metrics_text(&old.metrics), metrics_text(&sorted_by_id(&desired.metrics)));
+    field(
+        "thresholdMetricId",
+        old.threshold_metric_id.clone().unwrap_or_else(|| "(none)".to_string()),
+        desired.threshold_metric_id.clone().unwrap_or_else(|| "(none)".to_string()),
+    );
+    // A band alarm has no threshold; its band is in `metrics`.
+    if desired.threshold_metric_id.is_none() && old.threshold != desired.threshold {
         field("threshold", old.threshold.to_string(), desired.threshold.to_string());
     }
     field("comparisonOperator", old.comparison, desired.comparison.clone());
-    field("treatMissingData", old.treat_missing_data, desired.treat_missing_data.clone());
+    field("treatMissingData", old.treat_missing_data.clone(), desired.treat_missing_data.clone());
+    push_action_changes(&normalized, desired, &mut field);
+    field("unit", old.unit.unwrap_or_else(|| "(none)".to_string()), desired.unit.clone().unwrap_or_else(|| "(none)".to_string()));
+    changes
+}
+
+fn push_action_changes(old: &AlarmConfig, desired: &AlarmConfig, field: &mut impl FnMut(&'static str, String, String)) {
     field("okActions", set_text(&old.ok_actions), set_text(&desired.ok_actions));
     field("alarmActions", set_text(&old.alarm_actions), set_text(&desired.alarm_actions));
     field("insufficientDataActions", set_text(&old.insufficient_data_actions), set_text(&desired.insufficient_data_actions));
     field("actionsEnabled", old.actions_enabled.to_string(), desired.actions_enabled.to_string());
-    field("unit", old.unit.unwrap_or_else(|| "(none)".to_string()), desired.unit.clone().unwrap_or_else(|| "(none)".to_string()));
-    changes
+}
+
+fn kind_text(config: &AlarmConfig) -> &'static str {
+    match (config.is_composite(), config.threshold_metric_id.is_some(), config.metrics.is_empty()) {
+        (true, _, _) => "composite",
+        (false, true, _) => "anomaly band",
+        (false, false, false) => "metric math",
+        (false, false, true) => "single metric",
+    }
+}
+
+fn metrics_text(metrics: &[MetricQuery]) -> String {
+    let entries: Vec<String> = metrics
+        .iter()
+        .map(|query| {
+            let what = match (&query.metric, &query.expression) {
+                (Some(stat), _) => {
+                    format!("{} {} {} {} {}", stat.namespace, stat.metric_name, map_text(&stat.dimensions), stat.stat, stat.period)
+                }
+                (None, Some(expression)) => expression.clone(),
+                (None, None) => "(nothing)".to_string(),
+            };
+            let returned = if query.return_data { " (watched)" } else { "" };
+            format!("{}={what}{returned}", query.id)
+        })
+        .collect();
+    format!("[{}]", entries.join(", "))
 }
 
 fn statistic_text(statistic: &AlarmStatistic) -> String {
@@ -116,7 +171,7 @@ mod tests {
             alarm_actions: BTreeSet::from(["arn:b".into(), "arn:a".into()]),
             insufficient_data_actions: BTreeSet::new(),
             actions_enabled: true,
-            unit: None,
+            ..AlarmConfig::default()
         }
     }
 
@@ -171,10 +226,29 @@ mod tests {
     }
 
     #[test]
-    fn a_metric_math_alarm_never_equals_a_declared_one() {
+    fn a_query_alarm_never_equals_a_declared_one() {
         let mut actual = described_with_defaults_omitted();
         actual.has_foreign_shape = true;
         assert_eq!(differences(&actual, &desired())[0].field, "shape");
+    }
+
+    #[test]
+    fn a_math_alarm_where_a_single_metric_is_declared_differs_in_type_and_metrics() {
+        let mut actual = described_with_defaults_omitted();
+        actual.metrics = vec![MetricQuery { id: "e".into(), metric: None, expression: Some("m1 * 2".into()), return_data: true }];
+        let fields: Vec<&str> = differences(&actual, &desired()).iter().map(|change| change.field).collect();
+        assert_eq!(fields, ["type", "metrics"]);
+    }
+
+    #[test]
+    fn composites_compare_by_rule_description_and_actions_only() {
+        let wanted =
+            AlarmConfig { name: "FL-c".into(), rule: Some("ALARM(\"FL-a\")".into()), actions_enabled: true, ..AlarmConfig::default() };
+        let actual = DescribedAlarm { name: "FL-c".into(), rule: Some("ALARM(\"FL-a\")".into()), ..DescribedAlarm::default() };
+        assert_eq!(differences(&actual, &wanted), []);
+        let other = DescribedAlarm { rule: Some("ALARM(\"FL-b\")".into()), actions_enabled: Some(false), ..actual };
+        let fields: Vec<&str> = differences(&other, &wanted).iter().map(|change| change.field).collect();
+        assert_eq!(fields, ["rule", "actionsEnabled"]);
     }
 
     #[test]

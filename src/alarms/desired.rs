@@ -1,11 +1,12 @@
 //! The alarms the flakes declare, in CloudWatch's shape: the desired state of reconciliation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cloudwatch::{AlarmConfig, AlarmStatistic};
-use crate::flake::{Alarm, Flake, Statistic};
+use super::shape::config_of;
+use crate::cloudwatch::AlarmConfig;
+use crate::flake::Flake;
 
 /// One alarm a flake declares.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,11 +39,7 @@ pub fn desired_alarms(flakes: &[Arc<Flake>], default_region: Option<&str>) -> (V
     let mut skipped = Vec::new();
     let mut owners: HashMap<(String, String), String> = HashMap::new();
     for flake in flakes.iter().filter(|flake| flake.enabled) {
-        let Some(metric) = &flake.metric else { continue };
-        let own = flake
-            .alarms
-            .iter()
-            .map(|alarm| (config_of(alarm, &metric.namespace, &metric.metric_name, &metric.dimensions), alarm.tags.clone()));
+        let own = flake.alarms.iter().map(|alarm| (config_of(alarm), alarm.tags.clone()));
         // flakeMonitor's alarms are declared alarms like any other: same ownership, same checks.
         for (config, tags) in own.chain(crate::monitor::flake_alarms(flake)) {
             let Some(region) = flake.region.as_deref().or(default_region) else {
@@ -67,30 +64,4 @@ pub fn desired_alarms(flakes: &[Arc<Flake>], default_region: Option<&str>) -> (V
         }
     }
     (desired, skipped)
-}
-
-fn config_of(alarm: &Alarm, namespace: &str, metric_name: &str, dimensions: &BTreeMap<String, String>) -> AlarmConfig {
-    let set = |actions: &[String]| actions.iter().cloned().collect::<BTreeSet<String>>();
-    AlarmConfig {
-        name: alarm.name.clone(),
-        description: alarm.description.clone(),
-        namespace: namespace.to_string(),
-        metric_name: metric_name.to_string(),
-        dimensions: dimensions.clone(),
-        statistic: match &alarm.statistic {
-            Statistic::Standard(name) => AlarmStatistic::Standard(name.to_string()),
-            Statistic::Percentile(name) => AlarmStatistic::Extended(name.clone()),
-        },
-        period: alarm.period,
-        evaluation_periods: alarm.evaluation_periods,
-        datapoints_to_alarm: alarm.datapoints_to_alarm,
-        threshold: alarm.threshold,
-        comparison: alarm.comparison.to_string(),
-        treat_missing_data: alarm.treat_missing_data.to_string(),
-        ok_actions: set(&alarm.ok_actions),
-        alarm_actions: set(&alarm.alarm_actions),
-        insufficient_data_actions: set(&alarm.insufficient_data_actions),
-        actions_enabled: alarm.actions_enabled,
-        unit: None,
-    }
 }

@@ -5,8 +5,10 @@ pub mod cadence;
 mod compare;
 mod desired;
 mod managed;
+mod order;
 mod plan;
 mod reconcile;
+mod shape;
 
 pub use compare::{FieldChange, differences, normalize};
 pub use desired::{DesiredAlarm, Skipped, desired_alarms};

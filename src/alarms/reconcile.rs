@@ -11,7 +11,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::desired::DesiredAlarm;
 use super::managed::{Managed, ManagedFile, Record};
-use super::plan::{Plan, Scope};
+use super::order;
+use super::plan::{Plan, Scope, Update};
 use crate::cloudwatch::{CallError, CloudWatch, DescribedAlarm, ErrorKind};
 use crate::metrics::Metrics;
 use crate::publish::Pace;
@@ -149,9 +150,26 @@ impl<C: CloudWatch> Reconciler<C> {
         }
         self.save_managed(&managed).await?;
 
-        for alarm in &plan.creates {
-            match self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await {
-                Ok(()) => {
+        // Metric alarms first, then composites above what they name (SPEC 10).
+        let depths = order::depths(desired.iter().filter_map(|alarm| Some((alarm.config.name.as_str(), alarm.config.rule.as_deref()?))));
+        let depth = |alarm: &DesiredAlarm| depths.get(&alarm.config.name).copied().unwrap_or(0);
+        let mut writes: Vec<(&DesiredAlarm, Option<&Update>)> =
+            plan.creates.iter().map(|alarm| (alarm, None)).chain(plan.updates.iter().map(|update| (&update.alarm, Some(update)))).collect();
+        writes.sort_by_key(|(alarm, _)| depth(alarm));
+        for (alarm, update) in writes {
+            if update.is_some_and(changes_between_metric_and_composite)
+                && let Err(error) = self
+                    .call(&alarm.region, Class::Delete, || {
+                        self.cloudwatch.delete_alarms(&alarm.region, std::slice::from_ref(&alarm.config.name))
+                    })
+                    .await
+            {
+                self.failed(&mut applied, &alarm.config.name, "replace", &error);
+                continue;
+            }
+            let result = self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await;
+            match (result, update) {
+                (Ok(()), None) => {
                     applied.created += 1;
                     self.metrics.alarm_change("create");
                     tracing::info!(region = alarm.region, alarm = alarm.config.name, flake = alarm.flake, "created alarm");
@@ -159,13 +177,7 @@ impl<C: CloudWatch> Reconciler<C> {
                         record.tags.clear();
                     }
                 }
-                Err(error) => self.failed(&mut applied, &alarm.config.name, "create", &error),
-            }
-        }
-        for update in &plan.updates {
-            let alarm = &update.alarm;
-            match self.call(&alarm.region, Class::PutAlarm, || self.cloudwatch.put_metric_alarm(&alarm.region, &alarm.config)).await {
-                Ok(()) => {
+                (Ok(()), Some(update)) => {
                     applied.updated += 1;
                     self.metrics.alarm_change("update");
                     let fields: Vec<&str> = update.changes.iter().map(|change| change.field).collect();
@@ -177,11 +189,12 @@ impl<C: CloudWatch> Reconciler<C> {
                         "corrected alarm"
                     );
                 }
-                Err(error) => self.failed(&mut applied, &alarm.config.name, "update", &error),
+                (Err(error), None) => self.failed(&mut applied, &alarm.config.name, "create", &error),
+                (Err(error), Some(_)) => self.failed(&mut applied, &alarm.config.name, "update", &error),
             }
         }
         self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
-        self.apply_deletes(&plan, &mut managed, &mut applied).await;
+        self.apply_deletes(&plan, &actual, &mut managed, &mut applied).await;
 
         self.save_managed(&managed).await?;
         Ok(applied)
@@ -293,13 +306,25 @@ impl<C: CloudWatch> Reconciler<C> {
         }
     }
 
-    async fn apply_deletes(&self, plan: &Plan, managed: &mut Managed, applied: &mut Applied) {
+    /// Deletes what the plan says, composites first and one a call (SPEC 10), then the rest 100 a call.
+    async fn apply_deletes(
+        &self,
+        plan: &Plan,
+        actual: &BTreeMap<(String, String), DescribedAlarm>,
+        managed: &mut Managed,
+        applied: &mut Applied,
+    ) {
         let mut by_region: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         for delete in &plan.deletes {
             by_region.entry(&delete.region).or_default().push(delete.name.clone());
         }
         for (region, names) in by_region {
-            for chunk in names.chunks(DELETE_BATCH) {
+            let rules = actual
+                .iter()
+                .filter(|((alarm_region, _), _)| alarm_region == region)
+                .filter_map(|((_, name), alarm)| Some((name.as_str(), alarm.rule.as_deref()?)));
+            let depths = order::depths(rules);
+            for chunk in &order::delete_batches(&names, &depths, DELETE_BATCH) {
                 match self.call(region, Class::Delete, || self.cloudwatch.delete_alarms(region, chunk)).await {
                     Ok(()) => {
                         applied.deleted += chunk.len();
@@ -365,6 +390,12 @@ impl<C: CloudWatch> Reconciler<C> {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// A metric alarm that becomes a composite (or back) under the same name: CloudWatch keeps the two
+/// types apart, so the old one is deleted before the new one is written.
+fn changes_between_metric_and_composite(update: &Update) -> bool {
+    update.changes.iter().any(|change| change.field == "type" && (change.old == "composite") != (change.new == "composite"))
 }
 
 /// Per region, sorted and without repeats: the names this host declares, and the managed names in

@@ -47,7 +47,12 @@ pub async fn run(paths: &[PathBuf], options: &GlobalOptions) -> ExitCode {
             }
         }
         match &report.flake {
-            Some(flake) => print_line(format_args!("{path}: ok ({})", flake.name)),
+            Some(flake) if !report.has_errors() => print_line(format_args!("{path}: ok ({})", flake.name)),
+            Some(flake) => {
+                // Only alarms were rejected: the flake and its other alarms still run.
+                print_line(format_args!("{path}: invalid alarms left out; flake {} and its other alarms run", flake.name));
+                invalid += 1;
+            }
             None => invalid += 1,
         }
     }

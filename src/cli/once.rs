@@ -4,6 +4,7 @@
 //! It publishes directly (an in-memory spool): a one-shot command must not touch the daemon's
 //! spool, and an operator watching it wants to know now whether the values arrived.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_ala
 use crate::catalog::{discover, reject_duplicate_names};
 use crate::cloudwatch::Backend;
 use crate::execution::{Prepared, RunContext, execute};
-use crate::flake::Flake;
+use crate::flake::{Flake, FlakeKind};
 use crate::metrics::Metrics;
 use crate::outcome::PutOutcome;
 use crate::publish::{PublisherConfig, spawn_publisher};
@@ -41,8 +42,13 @@ pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &Glo
 async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &GlobalOptions) -> Result<bool, String> {
     // Processes a timed-out command leaves behind with setsid are ended with it, as in the daemon.
     crate::runner::supervise_descendants();
-    let flakes = select_flakes(pattern, options).await?;
+    let (flakes, held) = select_flakes(pattern, options).await?;
     let selected = flakes.clone();
+    // An alarms flake runs nothing: its alarms are reconciled below.
+    let (alarms_only, flakes): (Vec<Arc<Flake>>, Vec<Arc<Flake>>) = flakes.into_iter().partition(|flake| flake.kind == FlakeKind::Alarms);
+    for flake in &alarms_only {
+        println!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len());
+    }
     let (creds, logs) = setup::creds_and_logs(options)?;
     let backend = setup::backend(options).await;
     let default_region = backend.default_region();
@@ -103,17 +109,28 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     if drained.pending > 0 {
         eprintln!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending);
     }
-    let alarms_ok = reconcile_alarms(&selected, &backend, &metrics, options).await;
-    Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok)
+    let alarms_ok = reconcile_alarms(&selected, &held, &backend, &metrics, options).await;
+    let rejected: Vec<&str> = selected.iter().map(|flake| flake.name.as_str()).filter(|name| held.contains(*name)).collect();
+    for name in &rejected {
+        eprintln!("error: {name}: some of its alarms were rejected (see above) and left out; its other alarms were reconciled");
+    }
+    Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok && rejected.is_empty())
 }
 
-/// Creates or corrects the alarms of the flakes that ran, and deletes the ones they dropped.
-async fn reconcile_alarms(flakes: &[Arc<Flake>], backend: &Backend, metrics: &Arc<Metrics>, options: &GlobalOptions) -> bool {
+/// Creates or corrects the alarms of the flakes that ran, and deletes the ones they dropped, except
+/// for the `held` flakes: an alarm of theirs was rejected, and is not taken for removed.
+async fn reconcile_alarms(
+    flakes: &[Arc<Flake>],
+    held: &BTreeSet<String>,
+    backend: &Backend,
+    metrics: &Arc<Metrics>,
+    options: &GlobalOptions,
+) -> bool {
     let (desired, skipped) = desired_alarms(flakes, backend.default_region().as_deref());
     for skip in &skipped {
         eprintln!("error: {}: alarm {}: {}", skip.flake, skip.alarm, skip.reason);
     }
-    let names = flakes.iter().map(|flake| flake.name.clone()).collect();
+    let names = flakes.iter().map(|flake| flake.name.clone()).filter(|name| !held.contains(name)).collect();
     let reconciler =
         Reconciler::new(Arc::new(backend.clone()), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), metrics.clone());
     match reconciler.reconcile(&desired, &Scope::Flakes(names)).await {
@@ -141,8 +158,9 @@ async fn reconcile_alarms(flakes: &[Arc<Flake>], backend: &Backend, metrics: &Ar
     }
 }
 
-/// Enabled valid flakes matching `pattern`; load problems are reported but do not stop the rest.
-async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result<Vec<Arc<Flake>>, String> {
+/// Enabled valid flakes matching `pattern`, and the names of those with a rejected alarm; load
+/// problems are reported but do not stop the rest.
+async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result<(Vec<Arc<Flake>>, BTreeSet<String>), String> {
     let files = discover(std::slice::from_ref(&options.flakes))?;
     let mut reports = setup::loader(options).load(&files).await;
     reject_duplicate_names(&mut reports, |_, _| false);
@@ -161,5 +179,10 @@ async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result
         let what = pattern.map_or(String::new(), |pattern| format!(" matching {pattern:?}"));
         return Err(format!("no enabled, valid flake{what} in {}", options.flakes.display()));
     }
-    Ok(selected)
+    let held = reports
+        .iter()
+        .filter(|report| report.has_errors())
+        .filter_map(|report| report.flake.as_ref().map(|flake| flake.name.clone()))
+        .collect();
+    Ok((selected, held))
 }

@@ -71,7 +71,19 @@ impl CloudWatch for DryRun {
     }
 
     async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
-        self.print(json!({"dryRun": "PutMetricAlarm", "region": region, "alarm": alarm}));
+        match &alarm.rule {
+            // Only what PutCompositeAlarm takes: the metric fields are empty for a composite.
+            Some(rule) => self.print(json!({"dryRun": "PutCompositeAlarm", "region": region, "alarm": {
+                "name": alarm.name,
+                "description": alarm.description,
+                "rule": rule,
+                "okActions": alarm.ok_actions,
+                "alarmActions": alarm.alarm_actions,
+                "insufficientDataActions": alarm.insufficient_data_actions,
+                "actionsEnabled": alarm.actions_enabled,
+            }})),
+            None => self.print(json!({"dryRun": "PutMetricAlarm", "region": region, "alarm": alarm})),
+        }
         self.memory.put_metric_alarm(region, alarm).await
     }
 

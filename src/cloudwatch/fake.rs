@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use super::rule::Rule;
 use super::{AlarmConfig, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
 
 /// Which call an injected failure applies to.
@@ -12,6 +13,7 @@ pub enum Operation {
     PutMetricData,
     DescribeAlarms,
     PutMetricAlarm,
+    PutCompositeAlarm,
     DeleteAlarms,
     TagResource,
     UntagResource,
@@ -45,6 +47,8 @@ struct State {
     /// Every call in a region fails with this: a region that cannot be reached.
     broken_regions: HashMap<String, CallError>,
     datum_check: Option<DatumCheck>,
+    /// Accepted alarm writes in order: (operation, alarm names).
+    alarm_writes: Vec<(Operation, Vec<String>)>,
 }
 
 /// The in-memory CloudWatch. Cheap to clone; clones share state.
@@ -143,6 +147,11 @@ impl FakeCloudWatch {
         self.with(|state| state.alarms.get(region).map(|alarms| alarms.keys().cloned().collect()).unwrap_or_default())
     }
 
+    /// Accepted PutMetricAlarm, PutCompositeAlarm and DeleteAlarms calls in order, with the names.
+    pub fn alarm_writes(&self) -> Vec<(Operation, Vec<String>)> {
+        self.with(|state| state.alarm_writes.clone())
+    }
+
     pub fn tags(&self, region: &str, name: &str) -> BTreeMap<String, String> {
         self.with(|state| state.alarms.get(region).and_then(|alarms| alarms.get(name)).map(|(_, tags)| tags.clone()).unwrap_or_default())
     }
@@ -183,8 +192,43 @@ fn arn(region: &str, name: &str) -> String {
     format!("arn:aws:cloudwatch:{region}:000000000000:alarm:{name}")
 }
 
-/// What DescribeAlarms would report after PutMetricAlarm with `config`.
+/// What DescribeAlarms would report after PutMetricAlarm or PutCompositeAlarm with `config`.
 fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
+    if config.rule.is_some() {
+        return DescribedAlarm {
+            name: config.name.clone(),
+            arn: Some(arn(region, &config.name)),
+            description: Some(config.description.clone()).filter(|text| !text.is_empty()),
+            ok_actions: config.ok_actions.iter().cloned().collect(),
+            alarm_actions: config.alarm_actions.iter().cloned().collect(),
+            insufficient_data_actions: config.insufficient_data_actions.iter().cloned().collect(),
+            actions_enabled: Some(config.actions_enabled),
+            rule: config.rule.clone(),
+            state: Some("INSUFFICIENT_DATA".to_string()),
+            ..DescribedAlarm::default()
+        };
+    }
+    if !config.metrics.is_empty() {
+        // As CloudWatch: the single-metric fields are absent beside `Metrics`.
+        return DescribedAlarm {
+            name: config.name.clone(),
+            arn: Some(arn(region, &config.name)),
+            description: Some(config.description.clone()).filter(|text| !text.is_empty()),
+            evaluation_periods: Some(config.evaluation_periods),
+            datapoints_to_alarm: Some(config.datapoints_to_alarm),
+            threshold: config.threshold_metric_id.is_none().then_some(config.threshold),
+            comparison: Some(config.comparison.clone()),
+            treat_missing_data: Some(config.treat_missing_data.clone()),
+            ok_actions: config.ok_actions.iter().cloned().collect(),
+            alarm_actions: config.alarm_actions.iter().cloned().collect(),
+            insufficient_data_actions: config.insufficient_data_actions.iter().cloned().collect(),
+            actions_enabled: Some(config.actions_enabled),
+            metrics: config.metrics.clone(),
+            threshold_metric_id: config.threshold_metric_id.clone(),
+            state: Some("INSUFFICIENT_DATA".to_string()),
+            ..DescribedAlarm::default()
+        };
+    }
     let (statistic, extended_statistic) = match &config.statistic {
         AlarmStatistic::Standard(name) => (Some(name.clone()), None),
         AlarmStatistic::Extended(name) => (None, Some(name.clone())),
@@ -209,9 +253,19 @@ fn described(region: &str, config: &AlarmConfig) -> DescribedAlarm {
         insufficient_data_actions: config.insufficient_data_actions.iter().cloned().collect(),
         actions_enabled: Some(config.actions_enabled),
         unit: config.unit.clone(),
-        has_foreign_shape: false,
         state: Some("INSUFFICIENT_DATA".to_string()),
+        ..DescribedAlarm::default()
     }
+}
+
+/// The names a stored composite alarm's rule refers to.
+fn rule_names(alarm: &DescribedAlarm) -> Vec<String> {
+    alarm
+        .rule
+        .as_deref()
+        .and_then(|rule| Rule::parse(rule).ok())
+        .map(|rule| rule.names().into_iter().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 impl CloudWatch for FakeCloudWatch {
@@ -255,13 +309,36 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
-        self.begin(Operation::PutMetricAlarm, region)?;
+        let operation = if alarm.is_composite() { Operation::PutCompositeAlarm } else { Operation::PutMetricAlarm };
+        self.begin(operation, region)?;
         self.with(|state| {
             let alarms = state.alarms.entry(region.to_string()).or_default();
+            if let Some(rule) = &alarm.rule {
+                let rule = Rule::parse(rule).map_err(|reason| CallError::new(ErrorKind::Invalid, Some("ValidationError"), reason))?;
+                // Stricter than needed, on purpose: a composite is only ever written after the
+                // alarms it names, so a test sees any ordering mistake.
+                if let Some(missing) = rule.names().into_iter().find(|name| !alarms.contains_key(*name)) {
+                    return Err(CallError::new(
+                        ErrorKind::Invalid,
+                        Some("ValidationError"),
+                        format!("alarm {missing} in the rule does not exist"),
+                    ));
+                }
+            }
+            // Assumed of CloudWatch, which keeps metric and composite alarms apart: a name is
+            // not turned from one type into the other in place.
+            if alarms.get(&alarm.name).is_some_and(|(existing, _)| existing.rule.is_some() != alarm.rule.is_some()) {
+                return Err(CallError::new(
+                    ErrorKind::Invalid,
+                    Some("ValidationError"),
+                    format!("an alarm of the other type is named {}", alarm.name),
+                ));
+            }
             let tags = alarms.remove(&alarm.name).map(|(_, tags)| tags).unwrap_or_default();
             alarms.insert(alarm.name.clone(), (described(region, alarm), tags));
-        });
-        Ok(())
+            state.alarm_writes.push((operation, vec![alarm.name.clone()]));
+            Ok(())
+        })
     }
 
     async fn delete_alarms(&self, region: &str, names: &[String]) -> Result<(), CallError> {
@@ -270,13 +347,35 @@ impl CloudWatch for FakeCloudWatch {
             return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 100 alarm names per call"));
         }
         self.with(|state| {
-            if let Some(alarms) = state.alarms.get_mut(region) {
-                for name in names {
-                    alarms.remove(name);
+            let Some(alarms) = state.alarms.get_mut(region) else { return Ok(()) };
+            let composites = names.iter().filter(|name| alarms.get(*name).is_some_and(|(alarm, _)| alarm.rule.is_some())).count();
+            if composites > 1 {
+                return Err(CallError::new(
+                    ErrorKind::Invalid,
+                    Some("ValidationError"),
+                    "at most one composite alarm per DeleteAlarms call",
+                ));
+            }
+            // An alarm a remaining composite still names is refused: deletion order must be
+            // composites first (stricter than needed, so a test sees ordering mistakes).
+            for (other, (alarm, _)) in alarms.iter() {
+                if names.contains(other) {
+                    continue;
+                }
+                if let Some(named) = rule_names(alarm).into_iter().find(|name| names.contains(name)) {
+                    return Err(CallError::new(
+                        ErrorKind::Invalid,
+                        Some("ValidationError"),
+                        format!("alarm {named} is named in the rule of composite alarm {other}"),
+                    ));
                 }
             }
-        });
-        Ok(())
+            for name in names {
+                alarms.remove(name);
+            }
+            state.alarm_writes.push((Operation::DeleteAlarms, names.to_vec()));
+            Ok(())
+        })
     }
 
     async fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), CallError> {

@@ -9,6 +9,7 @@ mod backend;
 pub mod dry_run;
 mod error;
 pub mod fake;
+pub mod rule;
 pub mod sdk;
 
 pub use backend::Backend;
@@ -59,9 +60,45 @@ pub enum AlarmStatistic {
     Extended(String),
 }
 
-/// A metric alarm in the shape PutMetricAlarm takes it and comparisons need it: defaults filled,
-/// actions as sets, dimensions as a map.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl Default for AlarmStatistic {
+    fn default() -> Self {
+        AlarmStatistic::Standard("Average".to_string())
+    }
+}
+
+/// A metric and how to aggregate it: one `MetricStat` of a metric-math or anomaly-band alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStat {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+    /// A statistic name or a percentile such as `p99`, as CloudWatch's `Stat` takes it.
+    pub stat: String,
+    pub period: i32,
+}
+
+/// One entry of PutMetricAlarm's `Metrics`: a metric (with `metric`) or an expression over the
+/// others (with `expression`); exactly one entry returns data, the value the alarm watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricQuery {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricStat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    pub return_data: bool,
+}
+
+/// An alarm in the shape PutMetricAlarm (or, with `rule`, PutCompositeAlarm) takes it and
+/// comparisons need it: defaults filled, actions as sets, dimensions as a map.
+///
+/// Three shapes share it, as they share DescribeAlarms: a single-metric alarm (namespace, metric
+/// name, dimensions, statistic, period, threshold); a metric-math or anomaly-band alarm (`metrics`,
+/// and `threshold_metric_id` for a band; the single-metric fields empty, as CloudWatch describes
+/// them); a composite alarm (`rule`; only name, description and actions besides).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmConfig {
     pub name: String,
@@ -82,6 +119,21 @@ pub struct AlarmConfig {
     pub actions_enabled: bool,
     /// Always `None` for alarms we write; an alarm edited to carry a unit differs from ours.
     pub unit: Option<String>,
+    /// Metric math or anomaly band; empty for a single-metric alarm.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricQuery>,
+    /// The band's id in `metrics` for an anomaly-band alarm (it has no `threshold`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold_metric_id: Option<String>,
+    /// The rule of a composite alarm, alarm names in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+impl AlarmConfig {
+    pub fn is_composite(&self) -> bool {
+        self.rule.is_some()
+    }
 }
 
 /// A metric alarm as DescribeAlarms reports it: what CloudWatch may leave out is an `Option`.
@@ -106,7 +158,12 @@ pub struct DescribedAlarm {
     pub insufficient_data_actions: Vec<String>,
     pub actions_enabled: Option<bool>,
     pub unit: Option<String>,
-    /// Metric math, anomaly bands or query criteria: shapes we never write, so never equal.
+    /// Metric math and anomaly bands, in CloudWatch's order.
+    pub metrics: Vec<MetricQuery>,
+    pub threshold_metric_id: Option<String>,
+    /// A composite alarm's rule; `Some` only for composites.
+    pub rule: Option<String>,
+    /// Query criteria (Metrics Insights evaluation criteria): a shape we never write, so never equal.
     pub has_foreign_shape: bool,
     /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
     pub state: Option<String>,
@@ -116,12 +173,13 @@ pub struct DescribedAlarm {
 pub trait CloudWatch: Send + Sync + 'static {
     fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> impl Future<Output = Result<(), CallError>> + Send;
 
-    /// Metric alarms by exact name (at most 100 names).
+    /// Metric and composite alarms by exact name (at most 100 names).
     fn describe_alarms_named(&self, region: &str, names: &[String]) -> impl Future<Output = Result<Vec<DescribedAlarm>, CallError>> + Send;
 
+    /// PutMetricAlarm, or PutCompositeAlarm for an alarm with a `rule`.
     fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> impl Future<Output = Result<(), CallError>> + Send;
 
-    /// At most 100 names per call.
+    /// At most 100 names per call, of which at most one composite alarm (CloudWatch's rule).
     fn delete_alarms(&self, region: &str, names: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
 
     fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> impl Future<Output = Result<(), CallError>> + Send;

@@ -17,14 +17,18 @@ use aws_sdk_cloudwatch::config::Region;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{AlarmType, ComparisonOperator, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, ComparisonOperator, CompositeAlarm, Dimension, MetricAlarm, MetricDatum, StandardUnit, Statistic, Tag,
+};
 
 use super::error::{is_credentials_code, is_throttling_code};
 
 // Reading data back is for tests only; the shipped binary never reads metrics.
+mod queries;
 #[cfg(any(test, feature = "test-support"))]
 mod readback;
 use super::{AlarmConfig, AlarmStatistic, CallError, CloudWatch, Datum, DescribedAlarm, ErrorKind};
+use queries::{from_sdk_query, to_sdk_query};
 #[cfg(any(test, feature = "test-support"))]
 pub use readback::{MetricQuery, StatisticsBucket};
 
@@ -126,8 +130,28 @@ fn to_described(alarm: &MetricAlarm) -> DescribedAlarm {
         insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
         actions_enabled: alarm.actions_enabled(),
         unit: alarm.unit().map(|unit| unit.as_str().to_string()),
-        has_foreign_shape: !alarm.metrics().is_empty() || alarm.threshold_metric_id().is_some() || alarm.evaluation_criteria().is_some(),
+        metrics: alarm.metrics().iter().map(from_sdk_query).collect(),
+        threshold_metric_id: alarm.threshold_metric_id().map(str::to_string),
+        rule: None,
+        has_foreign_shape: alarm.evaluation_criteria().is_some(),
         state: alarm.state_value().map(|state| state.as_str().to_string()),
+    }
+}
+
+fn composite_to_described(alarm: &CompositeAlarm) -> DescribedAlarm {
+    DescribedAlarm {
+        name: alarm.alarm_name().unwrap_or_default().to_string(),
+        arn: alarm.alarm_arn().map(str::to_string),
+        description: alarm.alarm_description().map(str::to_string),
+        ok_actions: alarm.ok_actions().to_vec(),
+        alarm_actions: alarm.alarm_actions().to_vec(),
+        insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
+        actions_enabled: alarm.actions_enabled(),
+        // An empty rule is still a composite: `Some` marks the kind.
+        rule: Some(alarm.alarm_rule().unwrap_or_default().to_string()),
+        has_foreign_shape: alarm.actions_suppressor().is_some(),
+        state: alarm.state_value().map(|state| state.as_str().to_string()),
+        ..DescribedAlarm::default()
     }
 }
 
@@ -150,6 +174,24 @@ fn to_metric_datum(datum: &Datum) -> MetricDatum {
         .build()
 }
 
+impl SdkCloudWatch {
+    async fn put_composite_alarm(&self, region: &str, alarm: &AlarmConfig, rule: &str) -> Result<(), CallError> {
+        self.client(region)
+            .put_composite_alarm()
+            .alarm_name(&alarm.name)
+            .alarm_description(&alarm.description)
+            .alarm_rule(rule)
+            .set_ok_actions(Some(alarm.ok_actions.iter().cloned().collect()))
+            .set_alarm_actions(Some(alarm.alarm_actions.iter().cloned().collect()))
+            .set_insufficient_data_actions(Some(alarm.insufficient_data_actions.iter().cloned().collect()))
+            .actions_enabled(alarm.actions_enabled)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
 impl CloudWatch for SdkCloudWatch {
     async fn put_metric_data(&self, region: &str, namespace: &str, data: &[Datum]) -> Result<(), CallError> {
         self.client(region)
@@ -168,33 +210,43 @@ impl CloudWatch for SdkCloudWatch {
             .describe_alarms()
             .set_alarm_names(Some(names.to_vec()))
             .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
             .max_records(100)
             .send()
             .await
             .map_err(classify)?;
-        Ok(output.metric_alarms().iter().map(to_described).collect())
+        Ok(output.metric_alarms().iter().map(to_described).chain(output.composite_alarms().iter().map(composite_to_described)).collect())
     }
 
     async fn put_metric_alarm(&self, region: &str, alarm: &AlarmConfig) -> Result<(), CallError> {
-        let (statistic, extended) = match &alarm.statistic {
-            AlarmStatistic::Standard(name) => (Some(Statistic::from(name.as_str())), None),
-            AlarmStatistic::Extended(name) => (None, Some(name.clone())),
+        if let Some(rule) = &alarm.rule {
+            return self.put_composite_alarm(region, alarm, rule).await;
+        }
+        let single = alarm.metrics.is_empty();
+        let (statistic, extended) = match (&alarm.statistic, single) {
+            (_, false) => (None, None),
+            (AlarmStatistic::Standard(name), true) => (Some(Statistic::from(name.as_str())), None),
+            (AlarmStatistic::Extended(name), true) => (None, Some(name.clone())),
         };
+        // A math or band alarm names its metrics in `Metrics` only; CloudWatch rejects the
+        // single-metric fields beside them.
+        let dimensions =
+            single.then(|| alarm.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect());
         self.client(region)
             .put_metric_alarm()
             .alarm_name(&alarm.name)
             .alarm_description(&alarm.description)
-            .namespace(&alarm.namespace)
-            .metric_name(&alarm.metric_name)
-            .set_dimensions(Some(
-                alarm.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect(),
-            ))
+            .set_namespace(single.then(|| alarm.namespace.clone()))
+            .set_metric_name(single.then(|| alarm.metric_name.clone()))
+            .set_dimensions(dimensions)
             .set_statistic(statistic)
             .set_extended_statistic(extended)
-            .period(alarm.period)
+            .set_period(single.then_some(alarm.period))
+            .set_metrics((!single).then(|| alarm.metrics.iter().map(to_sdk_query).collect()))
+            .set_threshold_metric_id(alarm.threshold_metric_id.clone())
             .evaluation_periods(alarm.evaluation_periods)
             .datapoints_to_alarm(alarm.datapoints_to_alarm)
-            .threshold(alarm.threshold)
+            .set_threshold(alarm.threshold_metric_id.is_none().then_some(alarm.threshold))
             .comparison_operator(ComparisonOperator::from(alarm.comparison.as_str()))
             .treat_missing_data(&alarm.treat_missing_data)
             .set_ok_actions(Some(alarm.ok_actions.iter().cloned().collect()))
@@ -209,6 +261,9 @@ impl CloudWatch for SdkCloudWatch {
     }
 
     async fn delete_alarms(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        if names.is_empty() {
+            return Ok(());
+        }
         self.client(region).delete_alarms().set_alarm_names(Some(names.to_vec())).send().await.map(|_| ()).map_err(classify)
     }
 

@@ -58,6 +58,8 @@ impl ProblemReporter {
         let broken_now: HashSet<&PathBuf> = broken.iter().map(|report| &report.path).collect();
         let running = catalog.flakes();
         let running_from: HashSet<&PathBuf> = running.iter().map(|flake| &flake.source).collect();
+        // Only alarms were rejected: the latest version runs, without them.
+        let latest_runs: HashSet<&PathBuf> = catalog.reports().filter(|report| report.flake.is_some()).map(|report| &report.path).collect();
         for (path, problems) in &current {
             if self.reported.get(path) == Some(problems) {
                 continue;
@@ -65,7 +67,9 @@ impl ProblemReporter {
             let keeps_running = broken_now.contains(path) && running_from.contains(path);
             for problem in problems {
                 let file = path.display();
-                if problem.is_error() && keeps_running {
+                if problem.is_error() && latest_runs.contains(path) {
+                    tracing::error!("{file}: {problem} (this alarm is left out; the flake and its other alarms run)");
+                } else if problem.is_error() && keeps_running {
                     tracing::error!("{file}: {problem} (its last good version keeps running)");
                 } else if problem.is_error() {
                     tracing::error!("{file}: {problem}");

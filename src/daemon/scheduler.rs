@@ -23,7 +23,7 @@ use super::health::Health;
 use super::shutdown::Shutdown;
 use crate::catalog::Changes;
 use crate::execution::{Prepared, RunContext, execute, skip_overlapping};
-use crate::flake::Flake;
+use crate::flake::{Flake, FlakeKind};
 use crate::flakelog::Event;
 
 /// The loop wakes at least this often: for health, for clock checks, for changes.
@@ -129,6 +129,10 @@ impl Scheduler {
         self.entries.insert(flake.name.clone(), Entry { prepared, generation });
         if !flake.enabled {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
+            return;
+        }
+        if flake.kind == FlakeKind::Alarms {
+            tracing::debug!(flake = flake.name, "flake loaded: it only declares alarms, nothing runs");
             return;
         }
         if flake.schedule.is_reboot() {

@@ -148,7 +148,9 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
             }
         }
     }
-    for alarm in alarms {
+    // Math, band and composite alarms watch no single metric to draw a threshold on; they are in
+    // the alarm list below.
+    for alarm in alarms.iter().filter(|alarm| alarm.config.metrics.is_empty() && !alarm.config.is_composite()) {
         let config = &alarm.config;
         let graph = graphs.entry((alarm.region.clone(), config.namespace.clone(), config.metric_name.clone())).or_default();
         // An alarm on a metric no flake publishes (another flake's, or one of AWS's) still gets

@@ -68,11 +68,15 @@ fn the_shipped_examples_every_metric_on_a_graph_with_its_thresholds() {
     let flakes = examples();
     let body = generate(&flakes);
     golden("examples.json", &body);
-    // Every example's metric has a graph, and every alarm's threshold is on its graph.
+    // Every example's metric has a graph, and every threshold alarm's threshold is on the graph of
+    // the metric it watches (the host-alarms example's are on AWS/EC2's and its own metrics).
     for flake in &flakes {
-        let metric = flake.metric.as_ref().unwrap();
-        let graph = graph(&body, &format!("{} ({})", metric.metric_name, metric.namespace));
+        if let Some(metric) = &flake.metric {
+            graph(&body, &format!("{} ({})", metric.metric_name, metric.namespace));
+        }
         for alarm in &flake.alarms {
+            let crate::flake::Watch::Metric(watched) = &alarm.watch else { continue };
+            let graph = graph(&body, &format!("{} ({})", watched.metric_name, watched.namespace));
             let lines = graph["properties"]["annotations"]["horizontal"].as_array().unwrap();
             assert!(lines.iter().any(|line| line["label"] == alarm.name.as_str() && line["value"] == alarm.threshold), "{graph}");
         }
@@ -200,7 +204,8 @@ fn alarms_on_a_metric_no_flake_publishes_get_a_graph_of_their_own() {
     let mut foreign = alarms[0].clone();
     foreign.config.name = "FL-host-status-check".to_string();
     foreign.config.namespace = "AWS/EC2".to_string();
-    foreign.config.metric_name = "StatusCheckFailed_System".to_string();
+    // (the host-alarms example already draws StatusCheckFailed_System)
+    foreign.config.metric_name = "StatusCheckFailed_Instance".to_string();
     foreign.config.dimensions = [("InstanceId".to_string(), "i-0abc".to_string())].into();
     foreign.config.comparison = "GreaterThanOrEqualToThreshold".to_string();
     foreign.config.threshold = 1.0;
@@ -210,8 +215,8 @@ fn alarms_on_a_metric_no_flake_publishes_get_a_graph_of_their_own() {
     foreign.config.comparison = "LessThanLowerOrGreaterThanUpperThreshold".to_string();
     alarms.push(foreign);
     let body = body(&dashboard_input(&flakes, &alarms, "web-1", Some(REGION)), Some(&account()));
-    let graph = graph(&body, "StatusCheckFailed_System (AWS/EC2)");
-    assert_eq!(graph["properties"]["metrics"], json!([["AWS/EC2", "StatusCheckFailed_System", "InstanceId", "i-0abc"]]));
+    let graph = graph(&body, "StatusCheckFailed_Instance (AWS/EC2)");
+    assert_eq!(graph["properties"]["metrics"], json!([["AWS/EC2", "StatusCheckFailed_Instance", "InstanceId", "i-0abc"]]));
     let lines = graph["properties"]["annotations"]["horizontal"].as_array().unwrap();
     assert_eq!((lines.len(), lines[0]["fill"].as_str()), (1, Some("above")), "{lines:?}");
 }

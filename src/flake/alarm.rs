@@ -4,10 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::alarm_kinds::{FlakeMetric, Kind, forbid, parse_band_operator, parse_watch};
+use super::composite;
 use super::context::Context;
+use super::endpoints::check_endpoint;
 use super::fields::{Fields, describe, shorten};
 use super::keys::{ALARM_KEYS, ENDPOINT_KEYS, warn_unknown};
-use super::model::{Alarm, MetricTarget, Statistic};
+use super::model::{Alarm, MetricTarget, Statistic, Watch};
 use super::problem::Problems;
 use crate::placeholders::expand;
 
@@ -36,10 +39,17 @@ pub fn parse_alarms(
     let Some(items) = fields.list("flakeAlarms", problems) else {
         return Vec::new();
     };
-    if !items.is_empty() && metric.is_none() && fields.raw("flakeMetricNamespace").is_none() {
-        problems.error("flakeAlarms", "alarms watch the flake's metric, so this flake needs flakeMetricNamespace");
-    }
-    let mut alarms: Vec<Alarm> = Vec::new();
+    let flake_metric = match metric {
+        Some(metric) => FlakeMetric::Published(metric),
+        // Its errors are reported already, and make the flake invalid.
+        None if fields.raw("flakeMetricNamespace").is_some()
+            && !fields.raw("flakeType").and_then(|t| t.as_str()).is_some_and(|t| t.trim().eq_ignore_ascii_case("alarms")) =>
+        {
+            FlakeMetric::Broken
+        }
+        None => FlakeMetric::Nothing,
+    };
+    let mut alarms: Vec<(usize, Alarm)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("flakeAlarms[{index}].");
         let Value::Object(object) = item else {
@@ -51,55 +61,49 @@ pub fn parse_alarms(
         };
         warn_unknown(object, ALARM_KEYS, &prefix, problems);
         let alarm_fields = Fields::new(object, prefix);
-        let resolution = metric.map_or(60, |metric| metric.storage_resolution);
-        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, resolution, context, problems) {
-            if alarms.iter().any(|other| other.name == alarm.name) {
+        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, flake_metric, context, problems) {
+            if alarms.iter().any(|(_, other)| other.name == alarm.name) {
                 problems.error(
                     alarm_fields.path("alarmName"),
                     format!("\"{}\" is declared twice in this flake; alarm names must be unique", alarm.name),
                 );
             } else {
-                alarms.push(alarm);
+                alarms.push((index, alarm));
             }
         }
     }
-    alarms
+    match flake_name {
+        Some(flake_name) => composite::resolve(alarms, flake_name, problems),
+        None => Vec::new(),
+    }
 }
 
-fn parse_alarm(fields: &Fields, flake_name: Option<&str>, resolution: i32, context: &Context, problems: &mut Problems) -> Option<Alarm> {
+fn parse_alarm(
+    fields: &Fields,
+    flake_name: Option<&str>,
+    metric: FlakeMetric,
+    context: &Context,
+    problems: &mut Problems,
+) -> Option<Alarm> {
+    let resolution = metric.target().map_or(60, |metric| metric.storage_resolution);
     let name = parse_name(fields, flake_name, context, problems);
-
-    let description = fields.text("alarmDescription", problems).unwrap_or_default();
-    let description_ok = description.chars().count() <= MAX_DESCRIPTION;
-    if !description_ok {
-        problems.error(
-            fields.path("alarmDescription"),
-            format!("is {} characters long; CloudWatch allows at most {MAX_DESCRIPTION}", description.chars().count()),
-        );
+    let kind = Kind::of(fields);
+    if kind == Kind::Composite {
+        return parse_composite(fields, name, context, problems);
     }
 
-    let threshold = fields.number("alarmThreshold", problems);
-    let threshold = fields.require("alarmThreshold", threshold, "the number the metric is compared with", problems);
+    let description = parse_description(fields, problems);
+    let description_ok = description.is_some();
+    let description = description.unwrap_or_default();
 
-    let comparison = fields.strict_text("alarmOperator", problems);
-    let comparison = fields.require(
-        "alarmOperator",
-        comparison,
-        "GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold or LessThanOrEqualToThreshold (or >, >=, <, <=)",
-        problems,
-    );
-    let comparison = comparison.and_then(|text| {
-        let found = COMPARISONS.iter().find(|(name, symbol)| name.eq_ignore_ascii_case(text.trim()) || *symbol == text.trim());
-        if found.is_none() {
-            problems.error(
-                fields.path("alarmOperator"),
-                format!("\"{}\" is not a comparison; use GreaterThanThreshold (>), GreaterThanOrEqualToThreshold (>=), LessThanThreshold (<) or LessThanOrEqualToThreshold (<=)", shorten(&text, 40)),
-            );
-        }
-        found.map(|(name, _)| *name)
-    });
+    let (threshold, comparison) = if kind == Kind::AnomalyBand {
+        let no_threshold = forbid(fields, kind, &["alarmThreshold"], "the band is the threshold", problems);
+        (no_threshold.then_some(0.0), parse_band_operator(fields, problems))
+    } else {
+        parse_threshold(fields, problems)
+    };
 
-    let period = parse_period(fields, resolution, problems);
+    let period = parse_period(fields, "alarmPeriodLength", resolution, problems);
     let evaluation_periods = positive(fields, "alarmPeriods", 1, problems);
     let datapoints = match fields.raw("alarmDatapoints") {
         None => evaluation_periods,
@@ -107,7 +111,8 @@ fn parse_alarm(fields: &Fields, flake_name: Option<&str>, resolution: i32, conte
     };
     let counts_ok = check_evaluation_window(fields, period, evaluation_periods, datapoints, problems);
 
-    let statistic = parse_statistic(fields, problems);
+    let statistic = parse_statistic(fields, "alarmStatistic", problems);
+    let watch = parse_watch(kind, fields, metric, statistic.as_ref(), period, context, problems);
     let treat_missing_data = match fields.strict_text("alarmTreatMissingData", problems) {
         None => Some("missing"),
         Some(text) => TREAT_MISSING.iter().copied().find(|known| known.eq_ignore_ascii_case(text.trim())).or_else(|| {
@@ -118,7 +123,7 @@ fn parse_alarm(fields: &Fields, flake_name: Option<&str>, resolution: i32, conte
             None
         }),
     };
-    let endpoints = parse_endpoints(fields, problems);
+    let endpoints = parse_endpoints(fields, context, problems);
     let actions_enabled = fields.boolean("alarmActionsEnabled", problems).unwrap_or(true);
     let tags = parse_tags(fields, problems);
 
@@ -139,7 +144,95 @@ fn parse_alarm(fields: &Fields, flake_name: Option<&str>, resolution: i32, conte
         insufficient_data_actions,
         actions_enabled,
         tags: tags?,
+        watch: watch?,
     })
+}
+
+/// A composite alarm: a rule, a description, actions and tags; nothing about metrics.
+fn parse_composite(fields: &Fields, name: Option<String>, context: &Context, problems: &mut Problems) -> Option<Alarm> {
+    let description = parse_description(fields, problems);
+    let kind = Kind::Composite;
+    let no_metric = forbid(
+        fields,
+        kind,
+        &[
+            "alarmThreshold",
+            "alarmOperator",
+            "alarmNamespace",
+            "alarmMetricName",
+            "alarmDimensions",
+            "alarmExpression",
+            "alarmMetrics",
+            "alarmAnomalyBand",
+            "alarmPeriodLength",
+            "alarmPeriods",
+            "alarmDatapoints",
+            "alarmStatistic",
+            "alarmTreatMissingData",
+        ],
+        "it watches other alarms' states, not a metric",
+        problems,
+    );
+    let rule = composite::parse_rule(fields, context, problems);
+    let endpoints = parse_endpoints(fields, context, problems);
+    let actions_enabled = fields.boolean("alarmActionsEnabled", problems).unwrap_or(true);
+    let tags = parse_tags(fields, problems);
+    let (ok_actions, alarm_actions, insufficient_data_actions) = endpoints?;
+    no_metric.then_some(())?;
+    Some(Alarm {
+        name: name?,
+        description: description?,
+        threshold: 0.0,
+        comparison: "",
+        period: 0,
+        evaluation_periods: 0,
+        datapoints_to_alarm: 0,
+        statistic: Statistic::Standard("Average"),
+        treat_missing_data: "missing",
+        ok_actions,
+        alarm_actions,
+        insufficient_data_actions,
+        actions_enabled,
+        tags: tags?,
+        watch: Watch::Composite { rule: rule? },
+    })
+}
+
+fn parse_description(fields: &Fields, problems: &mut Problems) -> Option<String> {
+    let description = fields.text("alarmDescription", problems).unwrap_or_default();
+    if description.chars().count() > MAX_DESCRIPTION {
+        problems.error(
+            fields.path("alarmDescription"),
+            format!("is {} characters long; CloudWatch allows at most {MAX_DESCRIPTION}", description.chars().count()),
+        );
+        return None;
+    }
+    Some(description)
+}
+
+/// `alarmThreshold` and `alarmOperator` of a single-metric or metric-math alarm.
+fn parse_threshold(fields: &Fields, problems: &mut Problems) -> (Option<f64>, Option<&'static str>) {
+    let threshold = fields.number("alarmThreshold", problems);
+    let threshold = fields.require("alarmThreshold", threshold, "the number the metric is compared with", problems);
+
+    let comparison = fields.strict_text("alarmOperator", problems);
+    let comparison = fields.require(
+        "alarmOperator",
+        comparison,
+        "GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold or LessThanOrEqualToThreshold (or >, >=, <, <=)",
+        problems,
+    );
+    let comparison = comparison.and_then(|text| {
+        let found = COMPARISONS.iter().find(|(name, symbol)| name.eq_ignore_ascii_case(text.trim()) || *symbol == text.trim());
+        if found.is_none() {
+            problems.error(
+                fields.path("alarmOperator"),
+                format!("\"{}\" is not a comparison; use GreaterThanThreshold (>), GreaterThanOrEqualToThreshold (>=), LessThanThreshold (<) or LessThanOrEqualToThreshold (<=)", shorten(&text, 40)),
+            );
+        }
+        found.map(|(name, _)| *name)
+    });
+    (threshold, comparison)
 }
 
 fn parse_name(fields: &Fields, flake_name: Option<&str>, context: &Context, problems: &mut Problems) -> Option<String> {
@@ -177,20 +270,19 @@ fn positive(fields: &Fields, key: &str, default: i64, problems: &mut Problems) -
     Some(value as i32)
 }
 
-fn parse_period(fields: &Fields, resolution: i32, problems: &mut Problems) -> Option<i32> {
-    let period = match fields.raw("alarmPeriodLength") {
+pub(super) fn parse_period(fields: &Fields, key: &str, resolution: i32, problems: &mut Problems) -> Option<i32> {
+    let period = match fields.raw(key) {
         None => 60,
-        Some(_) => fields.integer("alarmPeriodLength", problems)?,
+        Some(_) => fields.integer(key, problems)?,
     };
     let valid = matches!(period, 10 | 20 | 30) || (period > 0 && period % 60 == 0 && period <= 604_800);
     if !valid {
-        problems
-            .error(fields.path("alarmPeriodLength"), format!("{period} is not a valid period: use 10, 20, 30 or a multiple of 60 seconds"));
+        problems.error(fields.path(key), format!("{period} is not a valid period: use 10, 20, 30 or a multiple of 60 seconds"));
         return None;
     }
     if period < 60 && resolution != 1 {
         problems.warning(
-            fields.path("alarmPeriodLength"),
+            fields.path(key),
             format!(
                 "a {period} s period needs a high-resolution metric; set flakeStorageResolution to 1, or the alarm will often see no data"
             ),
@@ -231,8 +323,8 @@ fn check_evaluation_window(
     ok
 }
 
-fn parse_statistic(fields: &Fields, problems: &mut Problems) -> Option<Statistic> {
-    let Some(text) = fields.strict_text("alarmStatistic", problems) else {
+pub(super) fn parse_statistic(fields: &Fields, key: &str, problems: &mut Problems) -> Option<Statistic> {
+    let Some(text) = fields.strict_text(key, problems) else {
         return Some(Statistic::Standard("Average"));
     };
     let text = text.trim();
@@ -246,7 +338,7 @@ fn parse_statistic(fields: &Fields, problems: &mut Problems) -> Option<Statistic
         return Some(Statistic::Percentile(format!("p{number}")));
     }
     problems.error(
-        fields.path("alarmStatistic"),
+        fields.path(key),
         format!(
             "\"{}\" is not a statistic; use Average, Sum, Minimum, Maximum, SampleCount or a percentile p0 to p100 (such as p99)",
             shorten(text, 40)
@@ -259,21 +351,21 @@ fn parse_statistic(fields: &Fields, problems: &mut Problems) -> Option<Statistic
 pub(super) type Actions = (Vec<String>, Vec<String>, Vec<String>);
 
 /// `alarmEndpoints` of `fields`: shared by `flakeAlarms` entries and `flakeMonitor`.
-pub(super) fn parse_endpoints(fields: &Fields, problems: &mut Problems) -> Option<Actions> {
+pub(super) fn parse_endpoints(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<Actions> {
     let Some(object) = fields.object("alarmEndpoints", problems) else {
         return if fields.raw("alarmEndpoints").is_some() { None } else { Some(Default::default()) };
     };
     let prefix = fields.path("alarmEndpoints.");
     warn_unknown(object, ENDPOINT_KEYS, &prefix, problems);
     let endpoint_fields = Fields::new(object, prefix);
-    let ok = actions(&endpoint_fields, "ok", problems);
-    let alarm = actions(&endpoint_fields, "alarm", problems);
-    let insufficient = actions(&endpoint_fields, "insufficient_data", problems);
+    let ok = actions(&endpoint_fields, "ok", context, problems);
+    let alarm = actions(&endpoint_fields, "alarm", context, problems);
+    let insufficient = actions(&endpoint_fields, "insufficient_data", context, problems);
     Some((ok?, alarm?, insufficient?))
 }
 
 /// One state's actions: an ARN, or a list of at most five.
-fn actions(fields: &Fields, key: &str, problems: &mut Problems) -> Option<Vec<String>> {
+fn actions(fields: &Fields, key: &str, context: &Context, problems: &mut Problems) -> Option<Vec<String>> {
     let items: Vec<&Value> = match fields.raw(key) {
         None => return Some(Vec::new()),
         Some(Value::Array(items)) => items.iter().collect(),
@@ -283,9 +375,15 @@ fn actions(fields: &Fields, key: &str, problems: &mut Problems) -> Option<Vec<St
     let mut ok = true;
     for item in items {
         match item {
-            Value::String(arn) if arn.starts_with("arn:") && arn.len() <= 1024 => {
-                arns.insert(arn.clone());
-            }
+            Value::String(template) => match expand(template, context.facts).and_then(|arn| check_endpoint(&arn).map(|()| arn)) {
+                Ok(arn) => {
+                    arns.insert(arn);
+                }
+                Err(reason) => {
+                    problems.error(fields.path(key), reason);
+                    ok = false;
+                }
+            },
             other => {
                 problems.error(
                     fields.path(key),

@@ -205,6 +205,6 @@ mod tests {
         assert_eq!(fields.boolean("a", &mut problems), Some(true));
         assert_eq!(fields.boolean("b", &mut problems), Some(false));
         assert_eq!(fields.boolean("c", &mut problems), None);
-        assert!(problems.has_errors());
+        assert!(problems.has_flake_errors());
     }
 }

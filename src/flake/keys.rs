@@ -51,10 +51,20 @@ pub const ALARM_KEYS: &[&str] = &[
     "alarmEndpoints",
     "alarmActionsEnabled",
     "alarmTags",
+    "alarmNamespace",
+    "alarmMetricName",
+    "alarmDimensions",
+    "alarmExpression",
+    "alarmMetrics",
+    "alarmAnomalyBand",
+    "alarmRule",
 ];
 
 /// Keys of `flakeMonitor`.
 pub const MONITOR_KEYS: &[&str] = &["grace", "failedAlarm", "alarmEndpoints", "alarmActionsEnabled", "alarmTags"];
+
+/// Keys of one entry of `alarmMetrics` (a metric-math alarm's metrics).
+pub const MATH_METRIC_KEYS: &[&str] = &["namespace", "metricName", "dimensions", "statistic", "period"];
 
 /// Keys of `alarmEndpoints`: one per alarm state, spelled as the original tool spelled them.
 pub const ENDPOINT_KEYS: &[&str] = &["ok", "alarm", "insufficient_data"];

@@ -6,8 +6,13 @@
 
 mod aggregate;
 mod alarm;
+mod alarm_kinds;
+#[cfg(test)]
+mod alarm_kinds_tests;
 mod annotations;
+mod composite;
 mod context;
+mod endpoints;
 mod fields;
 mod keys;
 mod model;
@@ -17,10 +22,11 @@ mod schema;
 mod units;
 mod validate;
 
+pub use alarm_kinds::EXPRESSION_ID;
 pub use context::Context;
 pub use fields::shorten;
-pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MONITOR_KEYS};
-pub use model::{Alarm, Annotation, Flake, FlakeKind, MetricTarget, Statistic};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS, MONITOR_KEYS};
+pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use crate::schedule::Schedule;
 
-/// `metric` flakes must print a number; `job` flakes succeed by exit status.
+/// `metric` flakes must print a number; `job` flakes succeed by exit status; `alarms` flakes run
+/// nothing and only declare alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlakeKind {
     Metric,
     Job,
+    Alarms,
 }
 
 impl FlakeKind {
@@ -18,6 +20,7 @@ impl FlakeKind {
         match self {
             FlakeKind::Metric => "metric",
             FlakeKind::Job => "job",
+            FlakeKind::Alarms => "alarms",
         }
     }
 }
@@ -55,14 +58,47 @@ impl Statistic {
     }
 }
 
+/// A metric an alarm watches: namespace, name and dimensions, placeholders expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricRef {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// One metric of a metric-math alarm, by the id its expression uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MathMetric {
+    pub id: String,
+    pub metric: MetricRef,
+    pub statistic: Statistic,
+    pub period: i32,
+}
+
+/// What an alarm watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watch {
+    /// One metric against `threshold`: the flake's own (the default) or any other (`alarmNamespace`).
+    Metric(MetricRef),
+    /// `alarmExpression` over `alarmMetrics`, against `threshold`.
+    Math { expression: String, metrics: Vec<MathMetric> },
+    /// An anomaly band of `width` standard deviations around the metric; `threshold` is unused.
+    AnomalyBand { metric: MetricRef, width: f64 },
+    /// Other alarms' states (`alarmRule`), names resolved to full `FL-` names, in canonical
+    /// spelling; only name, description, actions and tags of the alarm apply.
+    Composite { rule: String },
+}
+
 /// One declared alarm, in CloudWatch's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alarm {
     /// `FL-<flakeName>-<alarmName>`, placeholders expanded.
     pub name: String,
     pub description: String,
+    /// Unused (0) for anomaly-band and composite alarms: see `watch`.
     pub threshold: f64,
-    /// CloudWatch's `ComparisonOperator` spelling.
+    /// CloudWatch's `ComparisonOperator` spelling (the band operators for an anomaly band; empty
+    /// for a composite).
     pub comparison: &'static str,
     pub period: i32,
     pub evaluation_periods: i32,
@@ -76,6 +112,7 @@ pub struct Alarm {
     pub insufficient_data_actions: Vec<String>,
     pub actions_enabled: bool,
     pub tags: BTreeMap<String, String>,
+    pub watch: Watch,
 }
 
 /// A declared limit drawn on the flake's dashboard graph (`flakeAnnotations`).

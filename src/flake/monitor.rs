@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::alarm::{MAX_ALARM_NAME, parse_endpoints, parse_tags};
+use super::context::Context;
 use super::fields::{Fields, describe, shorten};
 use super::keys::{MONITOR_KEYS, warn_unknown};
 use super::model::{Alarm, FlakeKind};
@@ -38,11 +39,10 @@ pub struct MonitoredFlake<'a> {
     pub name: Option<&'a str>,
     pub kind: FlakeKind,
     pub dimensions: Option<&'a BTreeMap<String, String>>,
-    pub alarms: &'a [Alarm],
 }
 
 /// `None` when the flake has no `flakeMonitor`, or when it is invalid (the problems say why).
-pub fn parse_monitor(fields: &Fields, flake: &MonitoredFlake, problems: &mut Problems) -> Option<FlakeMonitor> {
+pub fn parse_monitor(fields: &Fields, flake: &MonitoredFlake, context: &Context, problems: &mut Problems) -> Option<FlakeMonitor> {
     let object = fields.object("flakeMonitor", problems)?;
     let prefix = "flakeMonitor.";
     warn_unknown(object, MONITOR_KEYS, prefix, problems);
@@ -66,7 +66,7 @@ pub fn parse_monitor(fields: &Fields, flake: &MonitoredFlake, problems: &mut Pro
     }
     ok &= check_dimensions(flake.dimensions, problems);
     if let Some(name) = flake.name {
-        ok &= check_alarm_names(name, flake.alarms, problems);
+        ok &= check_alarm_name_length(name, problems);
     }
 
     let grace = parse_grace(&monitor_fields, problems);
@@ -74,7 +74,7 @@ pub fn parse_monitor(fields: &Fields, flake: &MonitoredFlake, problems: &mut Pro
     let failed_alarm = if monitor_fields.raw("failedAlarm").is_some() { failed_alarm } else { Some(true) };
     let actions_enabled = monitor_fields.boolean("alarmActionsEnabled", problems);
     let actions_enabled = if monitor_fields.raw("alarmActionsEnabled").is_some() { actions_enabled } else { Some(true) };
-    let endpoints = parse_endpoints(&monitor_fields, problems);
+    let endpoints = parse_endpoints(&monitor_fields, context, problems);
     let tags = parse_tags(&monitor_fields, problems);
 
     let (ok_actions, alarm_actions, insufficient_data_actions) = endpoints?;
@@ -146,30 +146,39 @@ fn check_dimensions(dimensions: Option<&BTreeMap<String, String>>, problems: &mu
 }
 
 /// The monitor's alarm names must fit CloudWatch's limit and not be declared in `flakeAlarms` too.
-fn check_alarm_names(flake_name: &str, alarms: &[Alarm], problems: &mut Problems) -> bool {
-    let mut ok = true;
+fn check_alarm_name_length(flake_name: &str, problems: &mut Problems) -> bool {
     let longest = OVERDUE.name(flake_name);
-    if longest.chars().count() > MAX_ALARM_NAME {
-        problems.error(
-            "flakeName",
-            format!(
-                "flakeMonitor's alarm \"{}\" would be {} characters; CloudWatch allows {MAX_ALARM_NAME}: shorten flakeName",
-                shorten(&longest, 60),
-                longest.chars().count()
-            ),
-        );
-        ok = false;
+    if longest.chars().count() <= MAX_ALARM_NAME {
+        return true;
     }
-    for (index, alarm) in alarms.iter().enumerate() {
-        if declared_alarms(true).iter().any(|declared| declared.name(flake_name) == alarm.name) {
+    problems.error(
+        "flakeName",
+        format!(
+            "flakeMonitor's alarm \"{}\" would be {} characters; CloudWatch allows {MAX_ALARM_NAME}: shorten flakeName",
+            shorten(&longest, 60),
+            longest.chars().count()
+        ),
+    );
+    false
+}
+
+/// Leaves out, with an error on each, the entries of `flakeAlarms` that take the name of one of
+/// flakeMonitor's own alarms: like any bad alarm, such an entry is left out while the flake, its
+/// monitor and its other alarms go on.
+pub fn drop_alarms_named_like_the_monitors(flake_name: &str, alarms: &mut Vec<Alarm>, problems: &mut Problems) {
+    let reserved: Vec<String> = declared_alarms(true).iter().map(|declared| declared.name(flake_name)).collect();
+    let mut index = 0;
+    alarms.retain(|alarm| {
+        let clashes = reserved.contains(&alarm.name);
+        if clashes {
             problems.error(
                 format!("flakeAlarms[{index}].alarmName"),
                 format!("\"{}\" is one of flakeMonitor's own alarms; give this alarm another name", alarm.name),
             );
-            ok = false;
         }
-    }
-    ok
+        index += 1;
+        !clashes
+    });
 }
 
 #[cfg(test)]
@@ -296,9 +305,17 @@ mod tests {
         value["flakeDimensions"] = Value::Object((0..30).map(|i| (format!("d{i}"), json!("v"))).collect());
         assert!(has(&errors_of(value), "flakeDimensions", "at most 29"));
 
+        // Like any bad alarm, one named like the monitor's own is left out; the rest goes on.
         let mut value = job(json!({}));
-        value["flakeAlarms"] = json!([{"alarmName": "overdue", "alarmThreshold": 1, "alarmOperator": ">"}]);
-        assert!(has(&errors_of(value), "flakeAlarms[0].alarmName", "flakeMonitor's own"));
+        value["flakeAlarms"] = json!([
+            {"alarmName": "overdue", "alarmThreshold": 1, "alarmOperator": ">"},
+            {"alarmName": "slow", "alarmThreshold": 1, "alarmOperator": ">"}
+        ]);
+        let (flake, problems) = parse(value);
+        assert!(problems.iter().any(|problem| problem.starts_with("flakeAlarms[0].alarmName: ") && problem.contains("flakeMonitor's own")));
+        let flake = flake.expect("the flake goes on without the bad alarm");
+        assert!(flake.monitor.is_some());
+        assert_eq!(flake.alarms.iter().map(|alarm| alarm.name.as_str()).collect::<Vec<_>>(), ["FL-backup-slow"]);
     }
 
     #[test]
@@ -308,7 +325,7 @@ mod tests {
         value["flakeName"] = json!("b".repeat(200));
         assert_eq!(monitor_of(value).grace, DEFAULT_GRACE);
         let mut problems = Problems::default();
-        assert!(!check_alarm_names(&"b".repeat(250), &[], &mut problems));
+        assert!(!check_alarm_name_length(&"b".repeat(250), &mut problems));
         let problems: Vec<String> = problems.into_vec().into_iter().map(|problem| problem.to_string()).collect();
         assert!(problems[0].contains("261 characters") && problems[0].contains("shorten flakeName"), "{problems:?}");
     }

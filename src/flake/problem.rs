@@ -61,8 +61,10 @@ impl Problems {
         self.list.push(Problem::warning(field, message));
     }
 
-    pub fn has_errors(&self) -> bool {
-        self.list.iter().any(Problem::is_error)
+    /// Errors other than in one entry of `flakeAlarms`: a bad alarm is left out and reported,
+    /// while the flake and its other alarms go on.
+    pub fn has_flake_errors(&self) -> bool {
+        self.list.iter().any(|problem| problem.is_error() && !problem.field.starts_with("flakeAlarms["))
     }
 
     pub fn into_vec(self) -> Vec<Problem> {

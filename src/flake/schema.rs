@@ -86,6 +86,7 @@ impl JsonSchema for Actions {
 enum FlakeType {
     Metric,
     Job,
+    Alarms,
 }
 
 /// A SpecialSnowflake flake: a shell command run on a schedule whose number is published to
@@ -99,10 +100,12 @@ struct FlakeFile {
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"))]
     flake_name: String,
     /// Five-field crontab line, a macro (@hourly, @daily, @reboot, ...) or "@every 1m30s"; optional "CRON_TZ=<zone> " prefix.
-    flake_cronstring: String,
-    /// Shell command, run with /bin/sh -c.
-    flake_command: String,
-    /// "metric" (default): stdout must be one number. "job": success is the exit status.
+    /// Required, except in an "alarms" flake, which must not have one.
+    flake_cronstring: Option<String>,
+    /// Shell command, run with /bin/sh -c. Required, except in an "alarms" flake, which must not have one.
+    flake_command: Option<String>,
+    /// "metric" (default): stdout must be one number. "job": success is the exit status. "alarms": no command and no
+    /// schedule, only alarms that each name their metric (alarmNamespace, alarmMetricName), or are math, bands or composites.
     flake_type: Option<FlakeType>,
     /// A CloudWatch unit such as Seconds, Bytes, Percent, Count (any case); default None.
     flake_unit: Option<String>,
@@ -179,7 +182,7 @@ struct MonitorEntry {
     alarm_tags: Option<BTreeMap<String, StringOrNumber>>,
 }
 
-/// One CloudWatch metric alarm on the flake's metric.
+/// One CloudWatch alarm: on the flake's metric, another metric, metric math, an anomaly band, or other alarms.
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct AlarmEntry {
@@ -187,9 +190,11 @@ struct AlarmEntry {
     alarm_name: String,
     #[schemars(length(max = 1024))]
     alarm_description: Option<String>,
-    alarm_threshold: NumberOrString,
-    /// GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold, LessThanOrEqualToThreshold, or >, >=, <, <=.
-    alarm_operator: String,
+    /// Required, except for anomaly-band and composite alarms, which have none.
+    alarm_threshold: Option<NumberOrString>,
+    /// GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold, LessThanOrEqualToThreshold, or >, >=, <, <=;
+    /// for an anomaly band outside, above or below. Not for a composite.
+    alarm_operator: Option<String>,
     /// Seconds: 10, 20, 30 or a multiple of 60; default 60.
     alarm_period_length: Option<NumberOrString>,
     /// Evaluation periods; default 1.
@@ -206,6 +211,42 @@ struct AlarmEntry {
     alarm_actions_enabled: Option<BoolOrString>,
     /// Tag key -> value, at most 50.
     alarm_tags: Option<BTreeMap<String, StringOrNumber>>,
+    /// Namespace of another metric to watch (AWS/ namespaces allowed), e.g. "AWS/EC2"; default the flake's.
+    #[schemars(length(min = 1, max = 255))]
+    alarm_namespace: Option<String>,
+    /// Metric to watch, e.g. "StatusCheckFailed_System"; default the flake's.
+    #[schemars(length(min = 1, max = 255))]
+    alarm_metric_name: Option<String>,
+    /// Dimensions of the watched metric (placeholders allowed): added to flakeDimensions in the flake's namespace, the
+    /// whole dimensions in another.
+    alarm_dimensions: Option<BTreeMap<String, StringOrNumber>>,
+    /// Metric math the alarm watches, e.g. "100 * errors / requests"; needs alarmMetrics.
+    #[schemars(length(min = 1, max = 1024))]
+    alarm_expression: Option<String>,
+    /// The expression's metrics by id (at most 10); each defaults to the flake's metric, the alarm's statistic and period.
+    alarm_metrics: Option<BTreeMap<String, MathMetricEntry>>,
+    /// Anomaly band width in standard deviations; with alarmOperator outside, above or below and no alarmThreshold.
+    alarm_anomaly_band: Option<NumberOrString>,
+    /// Composite alarm rule: ALARM(x), OK(x), INSUFFICIENT_DATA(x), TRUE, FALSE, AND, OR, NOT, parentheses; a bare name is
+    /// an alarmName of this flake, a full FL-... name any alarm.
+    #[schemars(length(min = 1, max = 10240))]
+    alarm_rule: Option<String>,
+}
+
+/// One metric of a metric-math alarm.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct MathMetricEntry {
+    /// Default the flake's namespace.
+    namespace: Option<String>,
+    /// Default the flake's metric name.
+    metric_name: Option<String>,
+    /// Added to flakeDimensions in the flake's namespace, the whole dimensions in another.
+    dimensions: Option<BTreeMap<String, StringOrNumber>>,
+    /// Default the alarm's statistic.
+    statistic: Option<String>,
+    /// Default the alarm's period.
+    period: Option<NumberOrString>,
 }
 
 /// Actions (ARNs) run when the alarm enters each state.
@@ -242,6 +283,7 @@ mod tests {
         assert_eq!(property_names(&schema["$defs"]["AnnotationEntry"]), sorted(ANNOTATION_KEYS));
         assert_eq!(property_names(&schema["$defs"]["MonitorEntry"]), sorted(MONITOR_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert_eq!(required, ["flakeName", "flakeCronstring", "flakeCommand"]);
+        assert_eq!(required, ["flakeName"]);
+        assert_eq!(property_names(&schema["$defs"]["MathMetricEntry"]), sorted(crate::flake::MATH_METRIC_KEYS));
     }
 }

@@ -8,12 +8,13 @@ use serde_json::{Map, Value};
 
 use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
+use super::alarm_kinds::check_alarms_flake;
 use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::keys::{FLAKE_KEYS, warn_unknown};
-use super::model::{Flake, FlakeKind, MetricTarget};
-use super::monitor::{MonitoredFlake, parse_monitor};
+use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
+use super::monitor::{MonitoredFlake, drop_alarms_named_like_the_monitors, parse_monitor};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
 use crate::placeholders::expand;
@@ -39,7 +40,7 @@ pub fn parse_flake(path: &Path, text: &str, context: &Context) -> (Option<Flake>
         return (None, problems.into_vec());
     };
     let flake = validate_object(path, &object, context, &mut problems);
-    let flake = if problems.has_errors() { None } else { flake };
+    let flake = if problems.has_flake_errors() { None } else { flake };
     (flake, problems.into_vec())
 }
 
@@ -58,23 +59,14 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     let name = fields.require("flakeName", name, "a unique name such as \"disk-free-root\"", problems);
     let name = name.filter(|name| check_flake_name(name, problems));
 
-    let cronstring = fields.strict_text("flakeCronstring", problems);
-    let cronstring = fields.require("flakeCronstring", cronstring, "a schedule such as \"*/5 * * * *\" or \"@every 1m\"", problems);
-    let schedule = cronstring
-        .and_then(|text| Schedule::parse(&text, context.default_zone).map_err(|reason| problems.error("flakeCronstring", reason)).ok());
-
-    let command = fields.strict_text("flakeCommand", problems);
-    let command = fields.require("flakeCommand", command, "a shell command such as \"df --output=pcent / | tail -1\"", problems);
-    let command = command.filter(|command| {
-        let blank = command.trim().is_empty();
-        if blank {
-            problems.error("flakeCommand", "is empty; write the shell command to run");
-        }
-        !blank
-    });
-
     let kind = parse_kind(&fields, problems);
-    let metric = parse_metric_target(&fields, name.as_deref(), kind, context, problems);
+    let (schedule, command, metric) = if kind == FlakeKind::Alarms {
+        let nothing_runs = check_alarms_flake(&fields, problems);
+        (nothing_runs.then_some(Schedule::Never), nothing_runs.then(String::new), None)
+    } else {
+        let (schedule, command) = parse_schedule_and_command(&fields, context, problems);
+        (schedule, command, parse_metric_target(&fields, name.as_deref(), kind, context, problems))
+    };
     let region = parse_region(&fields, problems);
     let timeout = parse_timeout(&fields, schedule.as_ref(), problems);
     let environment = parse_environment(&fields, problems);
@@ -88,13 +80,24 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
-    if let Some(window) = metric.as_ref().and_then(|metric| metric.aggregate_seconds) {
-        check_alarm_periods(window, &alarms, problems);
+    if let Some(metric) = &metric
+        && let Some(window) = metric.aggregate_seconds
+    {
+        // Only alarms on what this flake publishes see its windows.
+        let own: Vec<Alarm> = alarms
+            .iter()
+            .filter(|alarm| matches!(&alarm.watch, Watch::Metric(watched) if watched.namespace == metric.namespace))
+            .cloned()
+            .collect();
+        check_alarm_periods(window, &own, problems);
     }
     let annotations = parse_annotations(&fields, problems);
-    let monitored =
-        MonitoredFlake { name: name.as_deref(), kind, dimensions: metric.as_ref().map(|metric| &metric.dimensions), alarms: &alarms };
-    let monitor = parse_monitor(&fields, &monitored, problems);
+    let monitored = MonitoredFlake { name: name.as_deref(), kind, dimensions: metric.as_ref().map(|metric| &metric.dimensions) };
+    let monitor = parse_monitor(&fields, &monitored, context, problems);
+    let mut alarms = alarms;
+    if let (Some(_), Some(name)) = (&monitor, &name) {
+        drop_alarms_named_like_the_monitors(name, &mut alarms, problems);
+    }
 
     Some(Flake {
         name: name?,
@@ -112,6 +115,24 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         annotations: annotations?,
         monitor,
     })
+}
+
+fn parse_schedule_and_command(fields: &Fields, context: &Context, problems: &mut Problems) -> (Option<Schedule>, Option<String>) {
+    let cronstring = fields.strict_text("flakeCronstring", problems);
+    let cronstring = fields.require("flakeCronstring", cronstring, "a schedule such as \"*/5 * * * *\" or \"@every 1m\"", problems);
+    let schedule = cronstring
+        .and_then(|text| Schedule::parse(&text, context.default_zone).map_err(|reason| problems.error("flakeCronstring", reason)).ok());
+
+    let command = fields.strict_text("flakeCommand", problems);
+    let command = fields.require("flakeCommand", command, "a shell command such as \"df --output=pcent / | tail -1\"", problems);
+    let command = command.filter(|command| {
+        let blank = command.trim().is_empty();
+        if blank {
+            problems.error("flakeCommand", "is empty; write the shell command to run");
+        }
+        !blank
+    });
+    (schedule, command)
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$` and no `..`: the name becomes a file name and a metric name.
@@ -140,8 +161,15 @@ fn parse_kind(fields: &Fields, problems: &mut Problems) -> FlakeKind {
         None => FlakeKind::Metric,
         Some(text) if text.trim().eq_ignore_ascii_case("metric") => FlakeKind::Metric,
         Some(text) if text.trim().eq_ignore_ascii_case("job") => FlakeKind::Job,
+        Some(text) if text.trim().eq_ignore_ascii_case("alarms") => FlakeKind::Alarms,
         Some(text) => {
-            problems.error("flakeType", format!("\"{}\" is not a flake type; use \"metric\" or \"job\"", shorten(&text, 40)));
+            problems.error(
+                "flakeType",
+                format!(
+                    "\"{}\" is not a flake type; use \"metric\" or \"job\" (or \"alarms\" for a flake that only declares alarms)",
+                    shorten(&text, 40)
+                ),
+            );
             FlakeKind::Metric
         }
     }
@@ -202,7 +230,7 @@ fn parse_metric_target(
     };
 
     let aggregate_seconds = parse_aggregate(fields, storage_resolution, problems);
-    let dimensions = parse_dimensions(fields, context, problems);
+    let dimensions = parse_dimensions(fields, "flakeDimensions", context, problems);
     Some(MetricTarget {
         namespace: namespace?,
         metric_name: metric_name?,
@@ -225,15 +253,22 @@ fn check_namespace(namespace: &str, problems: &mut Problems) -> bool {
 /// Why CloudWatch would not accept `namespace`: 1-255 printable ASCII, not starting with `:` or
 /// the reserved `AWS/`.
 pub fn namespace_problem(namespace: &str) -> Option<String> {
+    if namespace.starts_with("AWS/") {
+        return Some(format!(
+            "\"{}\" starts with AWS/, which is reserved for AWS services; use your own prefix such as \"MyCompany/App\"",
+            shorten(namespace, 60)
+        ));
+    }
+    alarm_namespace_problem(namespace)
+}
+
+/// Why CloudWatch would not accept `namespace` in an alarm, where `AWS/` namespaces are allowed
+/// (they only may not be published to).
+pub fn alarm_namespace_problem(namespace: &str) -> Option<String> {
     if namespace.is_empty() || namespace.len() > 255 {
         Some("must be 1-255 characters".to_string())
     } else if !namespace.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         Some("may hold only printable ASCII characters".to_string())
-    } else if namespace.starts_with("AWS/") {
-        Some(format!(
-            "\"{}\" starts with AWS/, which is reserved for AWS services; use your own prefix such as \"MyCompany/App\"",
-            shorten(namespace, 60)
-        ))
     } else if namespace.starts_with(':') {
         Some("must not start with \":\"".to_string())
     } else {
@@ -241,16 +276,17 @@ pub fn namespace_problem(namespace: &str) -> Option<String> {
     }
 }
 
-fn parse_dimensions(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
-    let Some(object) = fields.object("flakeDimensions", problems) else {
-        return if fields.raw("flakeDimensions").is_some() { None } else { Some(BTreeMap::new()) };
+/// A dimensions object (`flakeDimensions`, `alarmDimensions`, ...), placeholders expanded.
+pub(super) fn parse_dimensions(fields: &Fields, key: &str, context: &Context, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
+    let Some(object) = fields.object(key, problems) else {
+        return if fields.raw(key).is_some() { None } else { Some(BTreeMap::new()) };
     };
     let mut ok = true;
     if object.len() > MAX_DIMENSIONS {
-        problems.error("flakeDimensions", format!("has {} dimensions; CloudWatch allows at most {MAX_DIMENSIONS}", object.len()));
+        problems.error(fields.path(key), format!("has {} dimensions; CloudWatch allows at most {MAX_DIMENSIONS}", object.len()));
         ok = false;
     }
-    let dimension_fields = Fields::new(object, "flakeDimensions.");
+    let dimension_fields = Fields::new(object, format!("{}.", fields.path(key)));
     let mut dimensions = BTreeMap::new();
     for key in object.keys() {
         let path = dimension_fields.path(key);

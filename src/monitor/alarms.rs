@@ -134,7 +134,7 @@ impl MonitorAlarm {
             alarm_actions: actions.alarm_actions.clone(),
             insufficient_data_actions: actions.insufficient_data_actions.clone(),
             actions_enabled: actions.actions_enabled,
-            unit: None,
+            ..AlarmConfig::default()
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum Schedule {
     Every(Duration),
     /// Fires once, when the daemon starts or first loads the flake.
     Reboot,
+    /// Never fires: a `flakeType: "alarms"` flake, which has no command.
+    Never,
 }
 
 impl Schedule {
@@ -57,7 +59,7 @@ impl Schedule {
     /// that can never match, such as `0 0 30 2 *`).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Reboot => None,
+            Schedule::Reboot | Schedule::Never => None,
             Schedule::Every(interval) => {
                 let step = interval.as_millis() as i64;
                 let millis = after.timestamp_millis();
@@ -73,7 +75,7 @@ impl Schedule {
         match self {
             Schedule::Every(interval) => Some(*interval),
             Schedule::Cron { .. } => Some(Duration::from_secs(60)),
-            Schedule::Reboot => None,
+            Schedule::Reboot | Schedule::Never => None,
         }
     }
 
@@ -87,7 +89,7 @@ impl PartialEq for Schedule {
         match (self, other) {
             (Schedule::Cron { zone: a, expression: x, .. }, Schedule::Cron { zone: b, expression: y, .. }) => a == b && x == y,
             (Schedule::Every(a), Schedule::Every(b)) => a == b,
-            (Schedule::Reboot, Schedule::Reboot) => true,
+            (Schedule::Reboot, Schedule::Reboot) | (Schedule::Never, Schedule::Never) => true,
             _ => false,
         }
     }
@@ -99,6 +101,7 @@ impl fmt::Debug for Schedule {
             Schedule::Cron { zone, expression, .. } => write!(f, "Cron({expression:?} in {zone})"),
             Schedule::Every(interval) => write!(f, "Every({interval:?})"),
             Schedule::Reboot => write!(f, "Reboot"),
+            Schedule::Never => write!(f, "Never"),
         }
     }
 }

@@ -181,6 +181,43 @@ impl Drop for LocalStack {
     }
 }
 
+/// A stand-in instance metadata service (`scripts/fake-imds.py`), for flakes that use `${aws:...}`
+/// placeholders, such as the shipped host-alarms example. Stopped when dropped.
+pub struct FakeImds {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub instance_id: String,
+}
+
+impl FakeImds {
+    pub fn start() -> FakeImds {
+        use std::io::BufRead;
+        let instance_id = "i-0fa4e0ddc0ffee123".to_string();
+        let mut child = Command::new("python3")
+            .arg(repo_path("scripts/fake-imds.py"))
+            .args(["--instance-id", &instance_id, "--region", "us-east-1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs scripts/fake-imds.py: the tests need python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("fake-imds.py printed {line:?}, not its port"));
+        FakeImds { child, endpoint: format!("http://127.0.0.1:{port}"), instance_id }
+    }
+
+    /// Points `command` at this metadata service.
+    pub fn serve<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.endpoint)
+    }
+}
+
+impl Drop for FakeImds {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A free loopback port (racy in theory, fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
