@@ -29,6 +29,12 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnvironment",
     "flakeWorkingDirectory",
     "flakeEnabled",
+    "flakeOutput",
+    "flakeMetricPrefix",
+    "flakeMetrics",
+    "flakeMaxSeries",
+    "flakeUrl",
+    "flakeHeaders",
 ];
 
 /// Keys of one entry of `flakeAlarms`.

@@ -7,6 +7,7 @@
 mod alarm;
 mod context;
 mod fields;
+mod formats;
 mod keys;
 mod model;
 mod problem;
@@ -16,9 +17,12 @@ mod validate;
 
 pub use context::Context;
 pub use fields::shorten;
+pub use formats::{
+    DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
+};
 pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
 pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
-pub use units::UNITS;
+pub use units::{UNITS, canonical_unit};
 pub use validate::{namespace_problem, parse_flake};
