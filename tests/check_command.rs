@@ -25,7 +25,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("bad-json-trailing-comma", "file", "invalid JSON at line 4, column 1: trailing comma"),
     ("bad-json-unquoted-key", "file", "invalid JSON at line 2, column 3"),
     ("bad-region", "flakeRegion", "not an AWS region name"),
-    ("bad-type", "flakeType", "use \"metric\" or \"job\""),
+    ("bad-type", "flakeType", "use \"metric\", \"job\" or \"scrape\""),
     ("bad-unit", "flakeUnit", "\"Secs\" is not a CloudWatch unit"),
     ("cron-bad-macro", "flakeCronstring", "not a schedule macro"),
     ("cron-bad-zone", "flakeCronstring", "\"Mars/Base\" is not a time zone"),
@@ -37,10 +37,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("empty-command", "flakeCommand", "is empty"),
     ("enabled-not-bool", "flakeEnabled", "must be true or false"),
     ("environment-not-object", "flakeEnvironment", "must be an object"),
+    ("header-bad-name", "flakeHeaders.Bad Header", "is not an HTTP header name"),
     ("many-problems", "flakeUnit", "\"Secs\" is not a CloudWatch unit"),
+    ("max-series-zero", "flakeMaxSeries", "0 is out of range"),
+    ("metrics-bad-regex", "flakeMetrics.include[0]", "\"node_(cpu\" is not a regular expression"),
     ("missing-command", "flakeCommand", "is required"),
     ("missing-cronstring", "flakeCronstring", "is required"),
     ("missing-name", "flakeName", "is required"),
+    ("multi-metric-alarm", "flakeAlarms[0]", "say which one the alarm watches with alarmMetricName"),
     ("name-path-traversal", "flakeName", "\"../../etc/x\" is not a valid flake name"),
     ("name-with-dotdot", "flakeName", "\"a..b\" is not a valid flake name"),
     ("name-with-slash", "flakeName", "\"a/b\" is not a valid flake name"),
@@ -49,6 +53,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("namespace-aws", "flakeMetricNamespace", "reserved for AWS services"),
     ("namespace-missing", "flakeMetricNamespace", "is required"),
     ("not-an-object", "file", "must hold one JSON object"),
+    ("output-unknown", "flakeOutput", "\"xml\" is not an output format"),
+    ("scrape-bad-url", "flakeUrl", "must start with http:// or https://"),
+    ("scrape-with-command", "flakeCommand", "a scrape flake GETs flakeUrl"),
     ("storage-resolution-30", "flakeStorageResolution", "30 is not a storage resolution"),
     ("timeout-negative", "flakeTimeout", "out of range"),
     ("timeout-not-a-number", "flakeTimeout", "must be a number"),
@@ -83,7 +90,7 @@ fn every_malformed_file_is_reported_with_its_field_and_reason() {
         let ok_line = format!("{}/{file}.json: ok", dir.display());
         assert!(!stdout.contains(&ok_line), "{file} must not be reported valid");
     }
-    assert!(stderr.contains("50 file(s) checked: 1 valid, 49 invalid"), "{stderr}");
+    assert!(stderr.contains("57 file(s) checked: 1 valid, 56 invalid"), "{stderr}");
 }
 
 #[test]
@@ -116,7 +123,7 @@ fn a_file_with_many_problems_reports_them_all() {
 fn shipped_examples_are_valid() {
     let (code, stdout, stderr) = run(snowflake().arg("check").arg(repo_path("flakes")));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(stdout.lines().filter(|line| line.contains(": ok (")).count(), 5, "{stdout}");
+    assert_eq!(stdout.lines().filter(|line| line.contains(": ok (")).count(), 8, "{stdout}");
     assert!(!stdout.contains("warning"), "examples should be clean: {stdout}");
 }
 
