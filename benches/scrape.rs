@@ -61,7 +61,13 @@ async fn main() {
     assert!(Path::new(NODE_EXPORTER).exists(), "{NODE_EXPORTER} is missing: install the Debian package prometheus-node-exporter");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut exporter = Command::new(NODE_EXPORTER)
-        .args([&format!("--web.listen-address=127.0.0.1:{port}"), "--collector.interrupts", "--collector.processes", "--collector.tcpstat", "--collector.cpu.info"])
+        .args([
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            "--collector.interrupts",
+            "--collector.processes",
+            "--collector.tcpstat",
+            "--collector.cpu.info",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -98,7 +104,14 @@ async fn main() {
         metrics.clone(),
         logs.clone(),
     );
-    let context = RunContext { workdir: dir.path().to_path_buf(), creds: Creds::default(), logs, publisher: publisher.clone(), metrics, command_nice: None };
+    let context = RunContext {
+        workdir: dir.path().to_path_buf(),
+        creds: Creds::default(),
+        logs,
+        publisher: publisher.clone(),
+        metrics,
+        command_nice: None,
+    };
     let (_keep, stop) = watch::channel(false);
 
     // Warm-up: connections, the counters' first sight, page cache.

@@ -226,7 +226,7 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
 
 /// The multi-metric part of a run's log line.
 fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<'a>> {
-    let up = flake.scrape.is_some().then(|| !matches!(report.verdict, Verdict::Failed { .. }));
+    let up = flake.scrape.is_some().then_some(!matches!(report.verdict, Verdict::Failed { .. }));
     match &report.verdict {
         Verdict::Read(readout) => Some(ReadoutLine {
             datapoints: report.datapoints,

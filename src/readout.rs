@@ -122,7 +122,7 @@ impl OutputReader {
 /// A dimension the entry shares with `flakeDimensions` by name keeps the flake's value:
 /// CloudWatch refuses a datum naming a dimension twice, and the flake's file is the operator's word.
 pub fn datapoints(base: &Series, entries: Vec<Entry>, timestamp_ms: i64) -> Vec<Datapoint> {
-    let mut shared: Option<(String, Vec<(String, String)>, &str, Arc<Series>)> = None;
+    let mut previous: Option<Arc<Series>> = None;
     entries
         .into_iter()
         .map(|entry| {
@@ -134,22 +134,19 @@ pub fn datapoints(base: &Series, entries: Vec<Entry>, timestamp_ms: i64) -> Vec<
                 }
             }
             // Merged gauges arrive side by side: they share one Series allocation.
-            let series = match &shared {
-                Some((name, kept, kept_unit, series)) if *name == entry.name && *kept == dimensions && *kept_unit == unit => series.clone(),
-                _ => {
-                    let series = Arc::new(Series {
-                        flake: base.flake.clone(),
-                        region: base.region.clone(),
-                        namespace: base.namespace.clone(),
-                        metric_name: entry.name.clone(),
-                        dimensions: dimensions.clone(),
-                        unit: unit.to_string(),
-                        storage_resolution: base.storage_resolution,
-                    });
-                    shared = Some((entry.name, dimensions, unit, series.clone()));
-                    series
-                }
+            let series = match previous.take() {
+                Some(series) if series.metric_name == entry.name && series.dimensions == dimensions && series.unit == unit => series,
+                _ => Arc::new(Series {
+                    flake: base.flake.clone(),
+                    region: base.region.clone(),
+                    namespace: base.namespace.clone(),
+                    metric_name: entry.name,
+                    dimensions,
+                    unit: unit.to_string(),
+                    storage_resolution: base.storage_resolution,
+                }),
             };
+            previous = Some(series.clone());
             Datapoint { series, value: entry.value, timestamp_ms }
         })
         .collect()

@@ -131,12 +131,12 @@ async fn fetch(url: &str, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Vec
 /// The decoded body so far, refusing to grow past [`BODY_LIMIT`].
 enum BodySink {
     Plain(Limited),
-    Gzip(GzDecoder<Limited>),
+    Gzip(Box<GzDecoder<Limited>>),
 }
 
 impl BodySink {
     fn new(gzip: bool) -> Self {
-        if gzip { BodySink::Gzip(GzDecoder::new(Limited::default())) } else { BodySink::Plain(Limited::default()) }
+        if gzip { BodySink::Gzip(Box::new(GzDecoder::new(Limited::default()))) } else { BodySink::Plain(Limited::default()) }
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), String> {

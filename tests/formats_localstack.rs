@@ -57,13 +57,15 @@ fn hostname() -> String {
 
 async fn read_back(endpoint: &str, namespace: &str, metric: &str, dimensions: &[(String, String)]) -> Vec<StatisticsBucket> {
     let now = chrono::Utc::now().timestamp_millis();
-    let query = MetricQuery { namespace, metric_name: metric, dimensions, start_ms: now - 3_600_000, end_ms: now + 120_000, period_seconds: 60 };
+    let query =
+        MetricQuery { namespace, metric_name: metric, dimensions, start_ms: now - 3_600_000, end_ms: now + 120_000, period_seconds: 60 };
     sdk(endpoint).await.statistics("us-east-1", &query).await.unwrap()
 }
 
 fn mem_total_bytes() -> f64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kilobytes: f64 = meminfo.lines().find(|line| line.starts_with("MemTotal:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kilobytes: f64 =
+        meminfo.lines().find(|line| line.starts_with("MemTotal:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     kilobytes * 1024.0
 }
 
@@ -118,7 +120,9 @@ async fn the_daemon_publishes_node_exporter_counters_as_increases_and_up_zero_wh
         }),
     );
     let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &endpoint), &workspace, &[]);
-    daemon.wait_for(Duration::from_secs(30), "three scrapes", || workspace.log_of("node").lines().filter(|l| l.contains(" ok ")).count() >= 3);
+    daemon.wait_for(Duration::from_secs(30), "three scrapes", || {
+        workspace.log_of("node").lines().filter(|l| l.contains(" ok ")).count() >= 3
+    });
     exporter.child.kill().unwrap();
     exporter.child.wait().unwrap();
     daemon.wait_for(Duration::from_secs(30), "a failed scrape", || workspace.log_of("node").contains(" failed "));
@@ -142,7 +146,10 @@ async fn the_daemon_publishes_node_exporter_counters_as_increases_and_up_zero_wh
 #[tokio::test]
 async fn a_check_load_nagios_flake_publishes_its_load_and_state() {
     let endpoint = endpoint();
-    assert!(Path::new(CHECK_LOAD).exists(), "{CHECK_LOAD} is missing: install the Debian package monitoring-plugins-basic (scripts/deps.sh does)");
+    assert!(
+        Path::new(CHECK_LOAD).exists(),
+        "{CHECK_LOAD} is missing: install the Debian package monitoring-plugins-basic (scripts/deps.sh does)"
+    );
     let workspace = Workspace::new();
     let namespace = unique("Nagios");
     workspace.add(

@@ -135,7 +135,8 @@ async fn a_partial_run_publishes_every_good_entry_and_logs_the_bad_one_with_its_
 async fn a_run_lists_twenty_rejections_then_counts_the_rest() {
     let h = Harness::new(Creds::default());
     let members: Vec<String> = (0..25).map(|i| format!("\"bad{i}\": \"x\"")).chain(["\"good\": 1".to_string()]).collect();
-    let prepared = h.prepare(json!({"flakeName": "many", "flakeOutput": "json", "flakeCommand": format!("echo '{{{}}}'", members.join(","))}));
+    let prepared =
+        h.prepare(json!({"flakeName": "many", "flakeOutput": "json", "flakeCommand": format!("echo '{{{}}}'", members.join(","))}));
     let report = h.run(&prepared, 0).await;
     assert_eq!(report.verdict.result(), RunResult::Partial);
     assert_eq!(h.values_of("good"), [1.0]);
@@ -156,7 +157,7 @@ async fn nagios_exit_statuses_are_states_and_other_statuses_fail() {
         assert_eq!(report.verdict.result(), RunResult::Ok, "{}", report.summary());
         assert!(report.summary().contains(&format!("state={state} text=\"LOAD WARNING - load average: 5.1\"")), "{}", report.summary());
         let log = h.log(&format!("plugin{exit}"));
-        assert!(log.contains(&format!(" ok scheduled=")) && log.contains(&format!("state={state} text=\"LOAD WARNING")), "{log}");
+        assert!(log.contains(" ok scheduled=") && log.contains(&format!("state={state} text=\"LOAD WARNING")), "{log}");
     }
     assert_eq!(h.values_of("NagiosState"), [0.0, 1.0, 2.0, 3.0]);
     assert_eq!(h.values_of("load1"), [5.1; 4]);
@@ -182,10 +183,13 @@ async fn the_real_check_load_plugin_publishes_its_load_and_state() {
     let plugin = "/usr/lib/nagios/plugins/check_load";
     assert!(Path::new(plugin).exists(), "{plugin} is missing: install the Debian package monitoring-plugins-basic (scripts/deps.sh)");
     let h = Harness::new(Creds::default());
-    let prepared = h.prepare(json!({"flakeName": "load", "flakeOutput": "nagios", "flakeCommand": format!("{plugin} -w 1000,1000,1000 -c 2000,2000,2000")}));
+    let prepared = h.prepare(
+        json!({"flakeName": "load", "flakeOutput": "nagios", "flakeCommand": format!("{plugin} -w 1000,1000,1000 -c 2000,2000,2000")}),
+    );
     let report = h.run(&prepared, 0).await;
     assert_eq!(report.verdict.result(), RunResult::Ok, "{}", report.summary());
-    let loadavg: Vec<f64> = std::fs::read_to_string("/proc/loadavg").unwrap().split_whitespace().take(3).map(|v| v.parse().unwrap()).collect();
+    let loadavg: Vec<f64> =
+        std::fs::read_to_string("/proc/loadavg").unwrap().split_whitespace().take(3).map(|v| v.parse().unwrap()).collect();
     assert_eq!(h.values_of("NagiosState"), [0.0]);
     let load1 = h.values_of("load1");
     assert_eq!(load1.len(), 1, "{:?}", h.data());
@@ -216,7 +220,12 @@ async fn counters_publish_increases_from_the_second_run_and_treat_a_decrease_as_
     let report = h.run(&once, 30).await;
     assert!(report.summary().contains("counter c_total{} 42"), "{}", report.summary());
     assert_eq!(h.values_of("c_total"), Vec::<f64>::new());
-    assert_eq!(h.values_of("requests_total").len(), 3, "the untyped sample is a gauge and is published: {:?}", h.values_of("requests_total"));
+    assert_eq!(
+        h.values_of("requests_total").len(),
+        3,
+        "the untyped sample is a gauge and is published: {:?}",
+        h.values_of("requests_total")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
