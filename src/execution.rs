@@ -174,7 +174,11 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
             }
         }
         Ok(None) => {}
-        Err(reason) => series_error = Some(reason.clone()),
+        // Only a run with something to publish fails for want of a region.
+        Err(reason) if flake.scrape.is_some() || matches!(verdict, Verdict::Ok { value: Some(_) } | Verdict::Read(_)) => {
+            series_error = Some(reason.clone())
+        }
+        Err(_) => {}
     }
     let mut published = false;
     let mut sent_without_spool = false;
@@ -190,7 +194,7 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
             }
         }
     }
-    if let (Some(reason), false) = (series_error, matches!(verdict, Verdict::Failed { .. })) {
+    if let Some(reason) = series_error {
         verdict = Verdict::Failed { result: RunResult::Error, reason };
     }
 

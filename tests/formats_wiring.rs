@@ -62,13 +62,17 @@ impl Harness {
     }
 
     fn prepare(&self, flake: Value) -> Prepared {
+        self.prepare_in(flake, Some(REGION))
+    }
+
+    fn prepare_in(&self, flake: Value, default_region: Option<&str>) -> Prepared {
         let mut object = json!({"flakeCronstring": "@every 10s", "flakeMetricNamespace": NAMESPACE, "flakeTimeout": 5});
         object.as_object_mut().unwrap().extend(flake.as_object().unwrap().clone());
         let facts = HostFacts::local();
         let context = Context { default_zone: chrono_tz::UTC, facts: &facts };
         let (flake, problems) = parse_flake(Path::new("test.json"), &object.to_string(), &context);
         let flake = flake.unwrap_or_else(|| panic!("the test flake is valid: {problems:?}"));
-        Prepared::new(Arc::new(flake), Some(REGION))
+        Prepared::new(Arc::new(flake), default_region)
     }
 
     async fn run(&self, prepared: &Prepared, second: u32) -> RunReport {
@@ -341,4 +345,17 @@ async fn a_failed_scrape_is_a_failed_run_with_up_zero() {
         assert!(log.contains(" failed scheduled=") && log.contains("up=0"), "{log}");
     }
     assert_eq!(h.values_of("up"), [0.0, 0.0, 0.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_region_only_runs_with_something_to_publish_fail() {
+    let h = Harness::new(Creds::default());
+    let entries = h.prepare_in(json!({"flakeName": "entries", "flakeOutput": "json", "flakeCommand": "echo '{\"a\": 1}'"}), None);
+    let report = h.run(&entries, 0).await;
+    assert_eq!(report.verdict.result(), RunResult::Error, "{}", report.summary());
+    assert!(report.summary().contains("no AWS region is configured"), "{}", report.summary());
+    let quiet_job = h.prepare_in(json!({"flakeName": "job", "flakeType": "job", "flakeOutput": "json", "flakeCommand": "echo done"}), None);
+    let report = h.run(&quiet_job, 1).await;
+    assert_eq!(report.verdict.result(), RunResult::Ok, "a job whose output is not JSON has nothing to publish: {}", report.summary());
+    assert!(h.data().is_empty());
 }
