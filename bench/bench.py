@@ -438,11 +438,12 @@ def write_report(args, sizes, one_shot, daemons, batching, soak, failures, start
         add("## Spool throughput\n")
         add("`cargo bench --bench spool`, in the same run (see [durability.md](durability.md)):\n")
         add(Path(args.spool_table).read_text().strip() + "\n")
-    # Sections measured by other scripts (bench/overload.py) are carried over, not regenerated.
+    # Sections measured by other scripts (bench/overload.py, bench/aggregate.py) are carried over, not regenerated.
     previous = Path(args.output).read_text() if Path(args.output).exists() else ""
-    overload = re.search(r"^## Overload.*?(?=^## )", previous, re.S | re.M)
-    if overload:
-        add(overload.group(0).rstrip() + "\n")
+    for heading in ("Overload", "Aggregation"):
+        carried = re.search(rf"^## {heading}.*?(?=^## )", previous, re.S | re.M)
+        if carried:
+            add(carried.group(0).rstrip() + "\n")
     add("## Targets\n")
     n_target = 1000 if 1000 in sizes else sizes[-1]
     d = daemons[n_target]

@@ -31,6 +31,7 @@ fn points(count: usize) -> Vec<Datapoint> {
                 dimensions: vec![("Host".into(), "ip-10-0-12-34".into())],
                 unit: "Percent".into(),
                 storage_resolution: 60,
+                aggregate_seconds: None,
             })
         })
         .collect();

@@ -32,6 +32,8 @@
 //!   (by name, in proportion to this host's own alarms), and the fleet-spreading drift cadence.
 //! - [`monitor`]: cron monitoring of jobs (SPEC 9): deadlines from the schedule, durable last
 //!   successes, job values and alarm declarations (not yet wired into the daemon).
+//! - [`dashboard`]: the host's CloudWatch dashboard as code: graphs of every metric with alarm
+//!   thresholds and declared limits, the alarm list, reconciled like the alarms (SPEC 11).
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
 //! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when
@@ -47,6 +49,7 @@ pub mod cli;
 pub mod cloudwatch;
 pub mod creds;
 pub mod daemon;
+pub mod dashboard;
 pub mod execution;
 pub mod flake;
 pub mod flakelog;

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub series_dropped: Family<FlakeLabels, Counter>,
     pub datapoints_published: Counter,
     pub datapoints_rejected: Counter,
+    /// Datums sent with `Values` and `Counts`, and the datapoints folded into them.
+    pub folded_datums: Counter,
+    pub folded_datapoints: Counter,
     pub put_metric_data_calls: Family<OutcomeLabels, Counter>,
     pub spool_bytes: Gauge,
     pub spool_datapoints: Gauge,
@@ -95,6 +98,8 @@ impl Metrics {
             series_dropped: Family::default(),
             datapoints_published: Counter::default(),
             datapoints_rejected: Counter::default(),
+            folded_datums: Counter::default(),
+            folded_datapoints: Counter::default(),
             put_metric_data_calls: Family::default(),
             spool_bytes: Gauge::default(),
             spool_datapoints: Gauge::default(),
@@ -123,6 +128,12 @@ impl Metrics {
             "Datapoints CloudWatch rejected as invalid (dropped, logged)",
             metrics.datapoints_rejected.clone(),
         );
+        registry.register(
+            "folded_datums",
+            "Datums CloudWatch accepted that carry several datapoints (Values and Counts: flakeAggregate windows, merged series)",
+            metrics.folded_datums.clone(),
+        );
+        registry.register("folded_datapoints", "Datapoints CloudWatch accepted inside folded datums", metrics.folded_datapoints.clone());
         registry.register("put_metric_data_calls", "PutMetricData requests by outcome", metrics.put_metric_data_calls.clone());
         registry.register("spool_bytes", "Size of the durable spool on disk", metrics.spool_bytes.clone());
         registry.register("spool_datapoints", "Datapoints waiting in the spool", metrics.spool_datapoints.clone());
@@ -174,6 +185,18 @@ impl Metrics {
 
     pub fn run(&self, flake: &str, result: RunResult) {
         self.runs.get_or_create(&RunLabels { flake: flake.to_string(), result: result.as_str() }).inc();
+    }
+
+    /// Counts the datapoints of datums CloudWatch accepted, and of the folded ones among them.
+    pub fn count_delivered(&self, data: &[crate::cloudwatch::Datum]) {
+        for datum in data {
+            let datapoints = datum.sample_count();
+            self.datapoints_published.inc_by(datapoints);
+            if !datum.counted_values.is_empty() {
+                self.folded_datums.inc();
+                self.folded_datapoints.inc_by(datapoints);
+            }
+        }
     }
 
     pub fn put_call(&self, outcome: PutOutcome) {

@@ -144,6 +144,7 @@ pub fn datapoints(base: &Series, entries: Vec<Entry>, timestamp_ms: i64) -> Vec<
                     dimensions,
                     unit: unit.to_string(),
                     storage_resolution: base.storage_resolution,
+                    aggregate_seconds: base.aggregate_seconds,
                 }),
             };
             previous = Some(series.clone());
@@ -171,6 +172,7 @@ mod tests {
             dimensions: vec![("host".to_string(), "a".to_string())],
             unit: "Percent".to_string(),
             storage_resolution: 60,
+            aggregate_seconds: None,
         }
     }
 

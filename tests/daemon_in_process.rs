@@ -62,6 +62,7 @@ impl Harness {
             shutdown_grace: Duration::from_secs(5),
             spool_max_bytes: 1 << 30,
             heartbeat_namespace: None,
+            dashboard: None,
             max_concurrent_runs: 16,
             command_nice: 0,
             publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },

@@ -119,6 +119,7 @@ fn a_damaged_spool_segment_is_counted_in_metrics_and_kept_aside() {
         dimensions: vec![],
         unit: "None".into(),
         storage_resolution: 60,
+        aggregate_seconds: None,
     });
     let now = chrono::Utc::now().timestamp_millis();
     let (mut spool, _) = DiskSpool::open(&workspace.state(), 1 << 20, now).unwrap();

@@ -42,6 +42,7 @@ fn series(flake: &str, region: &str, namespace: &str) -> Arc<Series> {
         dimensions: vec![("Host".to_string(), "h1".to_string())],
         unit: "Count".to_string(),
         storage_resolution: 60,
+        aggregate_seconds: None,
     })
 }
 

@@ -89,6 +89,7 @@ async fn put_metric_data_goes_over_https() {
         metric_name: "tls".to_string(),
         dimensions: Vec::new(),
         value: 1.0,
+        counted_values: Vec::new(),
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
         unit: "Count".to_string(),
         storage_resolution: 60,

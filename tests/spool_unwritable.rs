@@ -58,6 +58,7 @@ fn point(value: f64) -> Datapoint {
         dimensions: Vec::new(),
         unit: "None".to_string(),
         storage_resolution: 60,
+        aggregate_seconds: None,
     });
     Datapoint { series, value, timestamp_ms: chrono::Utc::now().timestamp_millis() }
 }

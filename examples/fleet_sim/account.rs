@@ -193,4 +193,18 @@ impl CloudWatch for Account {
         self.admit(Api::TagResource)?;
         self.alarms.untag_resource(region, arn, keys).await
     }
+
+    // The simulated hosts keep no dashboard (the simulation runs without --dashboard), so these
+    // have no quota of their own here; they are answered by the fake so the trait is complete.
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        self.alarms.get_dashboard(region, name).await
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        self.alarms.put_dashboard(region, name, body).await
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.alarms.delete_dashboards(region, names).await
+    }
 }

@@ -196,6 +196,7 @@ fn host(index: usize, params: &Params, account: &Account, metrics: &Arc<Metrics>
                 dimensions: vec![("Host".to_string(), name.clone())],
                 unit: "None".to_string(),
                 storage_resolution: 60,
+                aggregate_seconds: None,
             })
         })
         .collect();

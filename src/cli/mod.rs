@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
 
 mod check;
+mod dashboard;
 mod next;
 mod once;
 mod plan;
@@ -93,6 +94,11 @@ pub struct GlobalOptions {
     /// Commands running at the same time, at most; further due runs wait for a slot.
     #[arg(long, global = true, env = "SNOWFLAKE_MAX_CONCURRENT_RUNS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_runs: u32,
+
+    /// CloudWatch dashboard to keep in step with the flakes (e.g. "snowflake-${hostname}";
+    /// placeholders allowed). Without it, a dashboard this host created earlier is deleted.
+    #[arg(long, global = true, env = "SNOWFLAKE_DASHBOARD", value_name = "NAME")]
+    pub dashboard: Option<String>,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -135,8 +141,12 @@ pub enum Command {
     /// Print the JSON Schema of a flake file.
     Schema,
     /// Print the alarm changes a reconcile would make (create, update with the differing fields,
-    /// delete, unchanged count); changes nothing.
+    /// delete, unchanged count), and the dashboard change (with --dashboard); changes nothing.
     Plan,
+    /// Print the dashboard body (JSON) the daemon keeps with --dashboard, for use elsewhere
+    /// (CloudFormation, Terraform). Alarm ARNs need the account: if no alarm can be read, they
+    /// are written with ${AWS::Partition} and ${AWS::AccountId} for Fn::Sub.
+    Dashboard,
     /// Run flakes now, ignoring their schedules, and publish their values.
     ///
     /// Runs every enabled flake whose file name contains PATTERN or whose flakeName equals it
@@ -178,6 +188,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
         Command::Once { pattern, publish_timeout } => once::run(pattern.as_deref(), publish_timeout, &cli.options).await,
         Command::Plan => plan::run(&cli.options).await,
+        Command::Dashboard => dashboard::run(&cli.options).await,
         Command::Run(run_options) => run::run(&cli.options, &run_options).await,
         Command::Schema => {
             print_line(serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));

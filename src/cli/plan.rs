@@ -1,4 +1,5 @@
-//! `snowflake plan`: the alarm changes a reconcile would make, Terraform-style; changes nothing.
+//! `snowflake plan`: the alarm and dashboard changes a reconcile would make, Terraform-style;
+//! changes nothing.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use super::GlobalOptions;
 use super::setup;
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
 use crate::catalog::Catalog;
+use crate::dashboard::{DashboardReconciler, Target, dashboard_input, host_label};
 use crate::metrics::Metrics;
 
 pub async fn run(options: &GlobalOptions) -> ExitCode {
@@ -24,16 +26,39 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
         eprintln!("{}: alarm {} skipped: {}", skip.flake, skip.alarm, skip.reason);
     }
     let scope = Scope::all(catalog.dir_missing(), flakes.len(), catalog.broken_files());
-    let reconciler =
-        Reconciler::new(Arc::new(backend), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), Arc::new(Metrics::new()));
-    match reconciler.plan(&desired, &scope).await {
-        Ok(plan) => {
-            print!("{}", plan.render());
-            ExitCode::SUCCESS
-        }
+    let dashboard = match setup::dashboard_name(options).await {
+        Ok(dashboard) => dashboard,
         Err(reason) => {
             eprintln!("error: {reason}");
-            ExitCode::FAILURE
+            return ExitCode::from(2);
+        }
+    };
+    let default_region = backend.default_region();
+    let backend = Arc::new(backend);
+    let reconciler =
+        Reconciler::new(backend.clone(), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), Arc::new(Metrics::new()));
+    let mut code = ExitCode::SUCCESS;
+    match reconciler.plan(&desired, &scope).await {
+        Ok(plan) => print!("{}", plan.render()),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            code = ExitCode::FAILURE;
         }
     }
+    if dashboard.is_some() && default_region.is_none() {
+        eprintln!("error: --dashboard needs a default AWS region (AWS_REGION or a profile's region)");
+        code = ExitCode::FAILURE;
+    }
+    let target = dashboard.zip(default_region.clone()).map(|(name, region)| Target { name, region });
+    let dashboards = DashboardReconciler::new(backend, &options.state_dir, target, ReconcileConfig::default());
+    let input = dashboard_input(&flakes, &desired, &host_label(), default_region.as_deref());
+    let allowed = !catalog.dir_missing() && !flakes.is_empty();
+    match dashboards.plan(&input, &desired, allowed).await {
+        Ok(plan) => print!("{}", plan.render()),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    code
 }

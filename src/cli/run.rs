@@ -50,7 +50,14 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
         eprintln!("error: --heartbeat-namespace {namespace:?}: {reason}");
         return ExitCode::from(2);
     }
-    match serve(options, run).await {
+    let dashboard = match setup::dashboard_name(options).await {
+        Ok(dashboard) => dashboard,
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(options, run, dashboard).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             tracing::error!("{reason}");
@@ -62,7 +69,7 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
 
 /// The daemon with the real CloudWatch (or the dry-run printer), stopped by SIGTERM or SIGINT (a
 /// second one cuts the shutdown grace short); SIGHUP re-reads every flake file.
-async fn serve(options: &GlobalOptions, run: &RunOptions) -> Result<(), String> {
+async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<String>) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|error| format!("cannot handle SIGTERM: {error}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| format!("cannot handle SIGINT: {error}"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|error| format!("cannot handle SIGHUP: {error}"))?;
@@ -84,6 +91,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions) -> Result<(), String> 
         shutdown_grace: run.shutdown_grace,
         spool_max_bytes: run.spool_max_bytes,
         heartbeat_namespace: run.heartbeat_namespace.clone(),
+        dashboard,
         max_concurrent_runs: options.max_concurrent_runs as usize,
         command_nice: options.command_nice,
         publisher: setup::publisher_config(options),

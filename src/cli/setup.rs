@@ -32,3 +32,13 @@ pub fn loader(options: &GlobalOptions) -> Loader {
 pub fn publisher_config(options: &GlobalOptions) -> PublisherConfig {
     PublisherConfig { flush_interval: options.flush_interval, max_put_rate: options.max_put_rate, ..PublisherConfig::default() }
 }
+
+/// `--dashboard` with its placeholders expanded (instance facts read only if it uses them).
+pub async fn dashboard_name(options: &GlobalOptions) -> Result<Option<String>, String> {
+    let Some(template) = &options.dashboard else { return Ok(None) };
+    let mut facts = HostFacts::local();
+    if crate::placeholders::uses_instance_facts(template) {
+        facts.fetch_instance_facts().await;
+    }
+    crate::dashboard::dashboard_name(template, &facts).map(Some)
+}

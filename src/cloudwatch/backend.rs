@@ -67,4 +67,25 @@ impl CloudWatch for Backend {
             Backend::DryRun(dry) => dry.untag_resource(region, arn, keys).await,
         }
     }
+
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        match self {
+            Backend::Sdk(sdk) => sdk.get_dashboard(region, name).await,
+            Backend::DryRun(dry) => dry.get_dashboard(region, name).await,
+        }
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        match self {
+            Backend::Sdk(sdk) => sdk.put_dashboard(region, name, body).await,
+            Backend::DryRun(dry) => dry.put_dashboard(region, name, body).await,
+        }
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        match self {
+            Backend::Sdk(sdk) => sdk.delete_dashboards(region, names).await,
+            Backend::DryRun(dry) => dry.delete_dashboards(region, names).await,
+        }
+    }
 }

@@ -39,14 +39,20 @@ impl DryRun {
 fn datum_json(datum: &Datum) -> Value {
     let timestamp = DateTime::from_timestamp_millis(datum.timestamp_ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     let dimensions: BTreeMap<&str, &str> = datum.dimensions.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    json!({
+    let mut line = json!({
         "metricName": datum.metric_name,
         "dimensions": dimensions,
         "value": datum.value,
         "timestamp": timestamp,
         "unit": datum.unit,
         "storageResolution": datum.storage_resolution,
-    })
+    });
+    if !datum.counted_values.is_empty() {
+        line.as_object_mut().expect("an object").remove("value");
+        line["values"] = datum.counted_values.iter().map(|(value, _)| *value).collect();
+        line["counts"] = datum.counted_values.iter().map(|(_, count)| *count).collect();
+    }
+    line
 }
 
 impl CloudWatch for DryRun {
@@ -82,5 +88,21 @@ impl CloudWatch for DryRun {
     async fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> Result<(), CallError> {
         self.print(json!({"dryRun": "UntagResource", "region": region, "resourceArn": arn, "tagKeys": keys}));
         self.memory.untag_resource(region, arn, keys).await
+    }
+
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        self.memory.get_dashboard(region, name).await
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        // The body as JSON, not as a string of JSON, so that `jq` can read it.
+        let body_json: Value = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+        self.print(json!({"dryRun": "PutDashboard", "region": region, "dashboardName": name, "dashboardBody": body_json}));
+        self.memory.put_dashboard(region, name, body).await
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.print(json!({"dryRun": "DeleteDashboards", "region": region, "dashboardNames": names}));
+        self.memory.delete_dashboards(region, names).await
     }
 }

@@ -15,7 +15,13 @@ pub enum Operation {
     DeleteAlarms,
     TagResource,
     UntagResource,
+    GetDashboard,
+    PutDashboard,
+    DeleteDashboards,
 }
+
+/// PutMetricData's limit on `Values` in one datum.
+const MAX_VALUES_PER_DATUM: usize = 150;
 
 type DatumCheck = Arc<dyn Fn(&Datum) -> Option<String> + Send + Sync>;
 
@@ -28,6 +34,8 @@ struct State {
     data: BTreeMap<(String, String), Vec<Datum>>,
     /// region -> name -> (alarm, tags)
     alarms: BTreeMap<String, BTreeMap<String, StoredAlarm>>,
+    /// region -> dashboard name -> body
+    dashboards: BTreeMap<String, BTreeMap<String, String>>,
     calls: HashMap<Operation, usize>,
     /// Sizes of accepted PutMetricData requests, in order.
     put_sizes: Vec<usize>,
@@ -139,6 +147,20 @@ impl FakeCloudWatch {
         self.with(|state| state.alarms.get(region).and_then(|alarms| alarms.get(name)).map(|(_, tags)| tags.clone()).unwrap_or_default())
     }
 
+    /// A dashboard's body, as GetDashboard would return it.
+    pub fn dashboard(&self, region: &str, name: &str) -> Option<String> {
+        self.with(|state| state.dashboards.get(region).and_then(|dashboards| dashboards.get(name)).cloned())
+    }
+
+    pub fn dashboard_names(&self, region: &str) -> Vec<String> {
+        self.with(|state| state.dashboards.get(region).map(|dashboards| dashboards.keys().cloned().collect()).unwrap_or_default())
+    }
+
+    /// Stores a dashboard as someone outside SpecialSnowflake would (not counted as a call).
+    pub fn insert_dashboard(&self, region: &str, name: &str, body: &str) {
+        self.with(|state| state.dashboards.entry(region.to_string()).or_default().insert(name.to_string(), body.to_string()));
+    }
+
     /// Counts the call and returns the injected failure for it, if one is queued.
     fn begin(&self, operation: Operation, region: &str) -> Result<(), CallError> {
         self.with(|state| {
@@ -206,6 +228,9 @@ impl CloudWatch for FakeCloudWatch {
         self.with(|state| {
             if data.len() > 1000 {
                 return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 1000 datums per request"));
+            }
+            if data.iter().any(|datum| datum.counted_values.len() > MAX_VALUES_PER_DATUM) {
+                return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 150 values per datum"));
             }
             if let Some(check) = &state.datum_check
                 && let Some(reason) = data.iter().find_map(|datum| check(datum))
@@ -277,6 +302,35 @@ impl CloudWatch for FakeCloudWatch {
             {
                 for key in keys {
                     existing.remove(key);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        self.begin(Operation::GetDashboard, region)?;
+        Ok(self.dashboard(region, name))
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        self.begin(Operation::PutDashboard, region)?;
+        let parsed: serde_json::Value = serde_json::from_str(body)
+            .map_err(|error| CallError::new(ErrorKind::Invalid, Some("InvalidParameterInput"), format!("the body is not JSON: {error}")))?;
+        let widgets = parsed.get("widgets").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+        if widgets > 500 {
+            return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterInput"), "a dashboard has at most 500 widgets"));
+        }
+        self.insert_dashboard(region, name, body);
+        Ok(Vec::new())
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        self.begin(Operation::DeleteDashboards, region)?;
+        self.with(|state| {
+            if let Some(dashboards) = state.dashboards.get_mut(region) {
+                for name in names {
+                    dashboards.remove(name);
                 }
             }
         });

@@ -19,19 +19,36 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-/// One value for PutMetricData.
+/// One datum for PutMetricData: a single `value`, or several (`Values` and `Counts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Datum {
     pub metric_name: String,
     /// Sorted by name.
     pub dimensions: Vec<(String, String)>,
+    /// The value, unless `counted_values` holds the datum's values.
     pub value: f64,
+    /// (value, how many times), at most 150 distinct values: several datapoints of one series and
+    /// timestamp in one datum. Empty for a single value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted_values: Vec<(f64, f64)>,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     /// Canonical CloudWatch unit name.
     pub unit: String,
     /// 60 or 1.
     pub storage_resolution: i32,
+}
+
+impl Datum {
+    /// Every value with its count: what CloudWatch computes statistics over.
+    pub fn samples(&self) -> Vec<(f64, f64)> {
+        if self.counted_values.is_empty() { vec![(self.value, 1.0)] } else { self.counted_values.clone() }
+    }
+
+    /// How many datapoints this datum carries (the sum of its counts).
+    pub fn sample_count(&self) -> u64 {
+        self.samples().iter().map(|(_, count)| *count as u64).sum()
+    }
 }
 
 /// `Statistic` or `ExtendedStatistic` on the wire.
@@ -110,4 +127,14 @@ pub trait CloudWatch: Send + Sync + 'static {
     fn tag_resource(&self, region: &str, arn: &str, tags: &BTreeMap<String, String>) -> impl Future<Output = Result<(), CallError>> + Send;
 
     fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// A dashboard's body as CloudWatch stores it; `None` if there is no dashboard of that name.
+    fn get_dashboard(&self, region: &str, name: &str) -> impl Future<Output = Result<Option<String>, CallError>> + Send;
+
+    /// Creates or replaces a dashboard; returns CloudWatch's validation messages (warnings it
+    /// accepted the body with).
+    fn put_dashboard(&self, region: &str, name: &str, body: &str) -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
+
+    /// Deletes dashboards; a name that does not exist is not an error.
+    fn delete_dashboards(&self, region: &str, names: &[String]) -> impl Future<Output = Result<(), CallError>> + Send;
 }

@@ -132,13 +132,18 @@ fn to_described(alarm: &MetricAlarm) -> DescribedAlarm {
 }
 
 fn to_metric_datum(datum: &Datum) -> MetricDatum {
-    MetricDatum::builder()
+    let builder = if datum.counted_values.is_empty() {
+        MetricDatum::builder().value(datum.value)
+    } else {
+        let (values, counts) = datum.counted_values.iter().copied().unzip();
+        MetricDatum::builder().set_values(Some(values)).set_counts(Some(counts))
+    };
+    builder
         .metric_name(&datum.metric_name)
         .set_dimensions(
             (!datum.dimensions.is_empty())
                 .then(|| datum.dimensions.iter().map(|(name, value)| Dimension::builder().name(name).value(value).build()).collect()),
         )
-        .value(datum.value)
         .timestamp(DateTime::from_millis(datum.timestamp_ms))
         .unit(StandardUnit::from(datum.unit.as_str()))
         .storage_resolution(datum.storage_resolution)
@@ -214,5 +219,64 @@ impl CloudWatch for SdkCloudWatch {
 
     async fn untag_resource(&self, region: &str, arn: &str, keys: &[String]) -> Result<(), CallError> {
         self.client(region).untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send().await.map(|_| ()).map_err(classify)
+    }
+
+    async fn get_dashboard(&self, region: &str, name: &str) -> Result<Option<String>, CallError> {
+        match self.client(region).get_dashboard().dashboard_name(name).send().await {
+            Ok(output) => Ok(Some(output.dashboard_body().unwrap_or_default().to_string())),
+            Err(error) if error.as_service_error().is_some_and(|error| error.is_dashboard_not_found_error()) => Ok(None),
+            Err(error) => match classify(error) {
+                missing if is_not_found(&missing) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put_dashboard(&self, region: &str, name: &str, body: &str) -> Result<Vec<String>, CallError> {
+        match self.client(region).put_dashboard().dashboard_name(name).dashboard_body(body).send().await {
+            Ok(output) => Ok(output.dashboard_validation_messages().iter().map(validation_message).collect()),
+            Err(error) => {
+                // A rejected body comes with the messages that say why; they are the useful part.
+                let messages: Vec<String> = match error.as_service_error() {
+                    Some(aws_sdk_cloudwatch::operation::put_dashboard::PutDashboardError::DashboardInvalidInputError(invalid)) => {
+                        invalid.dashboard_validation_messages().iter().map(validation_message).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let mut failure = classify(error);
+                if !messages.is_empty() {
+                    failure.message = format!("{} ({})", failure.message, messages.join("; "));
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    async fn delete_dashboards(&self, region: &str, names: &[String]) -> Result<(), CallError> {
+        match self.client(region).delete_dashboards().set_dashboard_names(Some(names.to_vec())).send().await {
+            Ok(_) => Ok(()),
+            Err(error) => match classify(error) {
+                missing if is_not_found(&missing) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// A dashboard that does not exist: CloudWatch says `ResourceNotFound`; LocalStack 4.13 says
+/// `InvalidParameterValue` with "Dashboard x does not exist.", which is recognised only with that
+/// message, so a real invalid parameter is never mistaken for an absent dashboard.
+fn is_not_found(error: &CallError) -> bool {
+    match error.code.as_deref() {
+        Some("ResourceNotFound" | "ResourceNotFoundException" | "DashboardNotFoundError") => true,
+        Some("InvalidParameterValue") => error.message.starts_with("Dashboard ") && error.message.ends_with(" does not exist."),
+        _ => false,
+    }
+}
+
+fn validation_message(message: &aws_sdk_cloudwatch::types::DashboardValidationMessage) -> String {
+    match message.data_path() {
+        Some(path) => format!("{path}: {}", message.message().unwrap_or_default()),
+        None => message.message().unwrap_or_default().to_string(),
     }
 }

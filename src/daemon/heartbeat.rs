@@ -21,6 +21,7 @@ pub async fn run(namespace: String, region: String, host: String, publisher: Pub
         dimensions: vec![("Host".to_string(), host)],
         unit: "Count".to_string(),
         storage_resolution: 60,
+        aggregate_seconds: None,
     });
     loop {
         let now = Utc::now();

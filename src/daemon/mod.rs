@@ -33,6 +33,7 @@ use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
 use crate::creds::Creds;
+use crate::dashboard::{DashboardReconciler, Target};
 use crate::execution::RunContext;
 use crate::flakelog::FlakeLogs;
 use crate::metrics::Metrics;
@@ -60,6 +61,9 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     pub spool_max_bytes: u64,
     pub heartbeat_namespace: Option<String>,
+    /// `--dashboard`, placeholders expanded: the dashboard to keep (SPEC 11). Without it, a
+    /// dashboard this host created earlier is deleted.
+    pub dashboard: Option<String>,
     pub max_concurrent_runs: usize,
     /// Niceness added to flake commands.
     pub command_nice: i32,
@@ -109,6 +113,9 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     let Services { cloudwatch, default_region, creds, logs, loader } = services;
     if config.heartbeat_namespace.is_some() && default_region.is_none() {
         return Err("--heartbeat-namespace needs a default AWS region (AWS_REGION or a profile's region)".to_string());
+    }
+    if config.dashboard.is_some() && default_region.is_none() {
+        return Err("--dashboard needs a default AWS region (AWS_REGION or a profile's region)".to_string());
     }
     if default_region.is_none() {
         tracing::warn!("no default AWS region (AWS_REGION, profile or IMDS): only flakes with flakeRegion can publish");
@@ -161,9 +168,12 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         reread: reload.clone(),
     };
     let mut helpers = vec![tokio::spawn(reloader.run(shutdown.clone()))];
+    let dashboard_target = config.dashboard.clone().zip(default_region.clone()).map(|(name, region)| Target { name, region });
+    let dashboards = DashboardReconciler::new(cloudwatch.clone(), &config.state_dir, dashboard_target, ReconcileConfig::default());
     let reconciler = Reconciler::new(cloudwatch, ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
     helpers.push(tokio::spawn(reconcile_loop::run(
         reconciler,
+        dashboards,
         snapshot_rx,
         reconcile_now,
         config.reconcile_interval,

@@ -1,6 +1,6 @@
-//! When alarms are reconciled: at start, soon after flake files change, and every
-//! `--reconcile-interval` to correct drift made outside the daemon, on the fleet-spreading
-//! cadence of `alarms::cadence`.
+//! When alarms and the dashboard are reconciled: at start, soon after flake files change, and
+//! every `--reconcile-interval` to correct drift made outside the daemon, on the fleet-spreading
+//! cadence of `alarms::cadence`. The dashboard comes after the alarms, whose ARNs it lists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +11,14 @@ use super::reload::Snapshot;
 use super::shutdown::Shutdown;
 use crate::alarms::{Reconciler, Scope, cadence, desired_alarms};
 use crate::cloudwatch::CloudWatch;
+use crate::dashboard::{DashboardReconciler, dashboard_input, host_label};
 
 /// Changes often come in bursts (a deploy writes many files); reconcile once they settle.
 const SETTLE: Duration = Duration::from_secs(1);
 
 pub async fn run<C: CloudWatch>(
     reconciler: Reconciler<C>,
+    dashboards: DashboardReconciler<C>,
     snapshot: watch::Receiver<Snapshot>,
     changed: Arc<Notify>,
     interval: Duration,
@@ -24,9 +26,10 @@ pub async fn run<C: CloudWatch>(
     mut shutdown: Shutdown,
 ) {
     let mut wait = cadence::first_check_after(interval, fastrand::f64());
+    let host = host_label();
     loop {
         let current = snapshot.borrow().clone();
-        reconcile(&reconciler, &current, default_region.as_deref()).await;
+        reconcile(&reconciler, &dashboards, &host, &current, default_region.as_deref()).await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = changed.notified() => tokio::time::sleep(SETTLE).await,
@@ -35,7 +38,13 @@ pub async fn run<C: CloudWatch>(
         wait = cadence::next_check_after(interval, fastrand::f64());
     }
 }
-async fn reconcile<C: CloudWatch>(reconciler: &Reconciler<C>, snapshot: &Snapshot, default_region: Option<&str>) {
+async fn reconcile<C: CloudWatch>(
+    reconciler: &Reconciler<C>,
+    dashboards: &DashboardReconciler<C>,
+    host: &str,
+    snapshot: &Snapshot,
+    default_region: Option<&str>,
+) {
     let (desired, skipped) = desired_alarms(&snapshot.flakes, default_region);
     for skip in &skipped {
         tracing::error!(flake = skip.flake, alarm = skip.alarm, "alarm skipped: {}", skip.reason);
@@ -52,5 +61,18 @@ async fn reconcile<C: CloudWatch>(reconciler: &Reconciler<C>, snapshot: &Snapsho
         ),
         Ok(_) => tracing::debug!(alarms = desired.len(), "alarms reconciled: nothing to change"),
         Err(reason) => tracing::error!("alarm reconcile failed, trying again later: {reason}"),
+    }
+    let input = dashboard_input(&snapshot.flakes, &desired, host, default_region);
+    let allowed = !snapshot.dir_missing && !snapshot.flakes.is_empty();
+    match dashboards.reconcile(&input, &desired, allowed).await {
+        Ok(applied) if applied.writes() > 0 || !applied.failures.is_empty() => tracing::info!(
+            created = applied.created,
+            updated = applied.updated,
+            deleted = applied.deleted,
+            failed = applied.failures.len(),
+            "dashboard reconciled"
+        ),
+        Ok(_) => tracing::debug!("dashboard reconciled: nothing to change"),
+        Err(reason) => tracing::error!("dashboard reconcile failed, trying again later: {reason}"),
     }
 }

@@ -29,6 +29,8 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnvironment",
     "flakeWorkingDirectory",
     "flakeEnabled",
+    "flakeAggregate",
+    "flakeAnnotations",
     "flakeOutput",
     "flakeMetricPrefix",
     "flakeMetrics",
@@ -36,6 +38,9 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeUrl",
     "flakeHeaders",
 ];
+
+/// Keys of one entry of `flakeAnnotations`.
+pub const ANNOTATION_KEYS: &[&str] = &["label", "value"];
 
 /// Keys of one entry of `flakeAlarms`.
 pub const ALARM_KEYS: &[&str] = &[

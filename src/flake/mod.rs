@@ -4,7 +4,9 @@
 //! strings, comment keys (`_x`, `x_comment`) are silent, other unknown keys are warnings with a
 //! suggestion. Validation reports every problem of a file at once, each with its field path.
 
+mod aggregate;
 mod alarm;
+mod annotations;
 mod context;
 mod fields;
 mod formats;
@@ -20,8 +22,8 @@ pub use fields::shorten;
 pub use formats::{
     DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
 };
-pub use keys::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
-pub use model::{Alarm, Flake, FlakeKind, MetricTarget, Statistic};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+pub use model::{Alarm, Annotation, Flake, FlakeKind, MetricTarget, Statistic};
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::{UNITS, canonical_unit};

@@ -37,6 +37,8 @@ pub struct MetricTarget {
     pub unit: &'static str,
     /// 60 (standard) or 1 (high resolution).
     pub storage_resolution: i32,
+    /// `flakeAggregate` in seconds: one datum per window instead of one per value.
+    pub aggregate_seconds: Option<u32>,
 }
 
 /// `Statistic` or `ExtendedStatistic` of an alarm.
@@ -80,6 +82,13 @@ pub struct Alarm {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A declared limit drawn on the flake's dashboard graph (`flakeAnnotations`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    pub label: String,
+    pub value: f64,
+}
+
 /// A flake, ready to schedule, run, publish and alarm on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flake {
@@ -104,4 +113,6 @@ pub struct Flake {
     /// Relative paths are relative to the daemon's `--workdir`.
     pub working_directory: Option<PathBuf>,
     pub enabled: bool,
+    /// Declared limits for the dashboard graph of its metric.
+    pub annotations: Vec<Annotation>,
 }

@@ -176,6 +176,37 @@ struct FlakeFile {
     flake_working_directory: Option<String>,
     /// false keeps the file loaded and validated but never runs it.
     flake_enabled: Option<BoolOrString>,
+    /// Send the values of each window as one datum (Values/Counts) at the window's start, once it
+    /// closed: "60s", "5m", ... a multiple of 60 s (of 1 s with flakeStorageResolution 1), at most 1h.
+    flake_aggregate: Option<Duration>,
+    /// Declared limits drawn as labelled horizontal lines on this flake's dashboard graph (at most 20).
+    #[schemars(length(max = 20))]
+    flake_annotations: Option<Vec<AnnotationEntry>>,
+}
+
+/// A duration such as "60s", "5m" or "1m30s", or a whole number of seconds.
+struct Duration;
+
+impl JsonSchema for Duration {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*(\d+[hms])+\s*$"}]})
+    }
+}
+
+/// One declared limit on the dashboard graph.
+#[derive(JsonSchema)]
+struct AnnotationEntry {
+    /// Text beside the line, such as "quota".
+    #[schemars(length(min = 1, max = 255))]
+    label: String,
+    /// Where the line is drawn.
+    value: NumberOrString,
 }
 
 /// One CloudWatch metric alarm on the flake's metric.
@@ -218,7 +249,7 @@ struct Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flake::{ALARM_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+    use crate::flake::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
 
     fn property_names(schema: &serde_json::Value) -> Vec<String> {
         let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
@@ -238,6 +269,7 @@ mod tests {
         assert_eq!(property_names(&schema), sorted(FLAKE_KEYS));
         assert_eq!(property_names(&schema["$defs"]["AlarmEntry"]), sorted(ALARM_KEYS));
         assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["AnnotationEntry"]), sorted(ANNOTATION_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName", "flakeCronstring"]);
         assert_eq!(schema["then"]["required"], serde_json::json!(["flakeUrl"]));

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
+use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::formats::{OutputFormat, alarm_metric_problem, parse_output, parse_scrape};
@@ -83,6 +85,10 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     if let Some(output) = &output {
         require_alarm_metric_names(&fields, output.format, problems);
     }
+    if let Some(window) = metric.as_ref().and_then(|metric| metric.aggregate_seconds) {
+        check_alarm_periods(window, &alarms, problems);
+    }
+    let annotations = parse_annotations(&fields, problems);
 
     Some(Flake {
         name: name?,
@@ -99,6 +105,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         environment: environment?,
         working_directory,
         enabled,
+        annotations: annotations?,
     })
 }
 
@@ -181,7 +188,7 @@ fn parse_metric_target(
                 problems,
             );
         } else {
-            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution"] {
+            for key in ["flakeUnit", "flakeMetricName", "flakeDimensions", "flakeStorageResolution", "flakeAggregate"] {
                 if fields.raw(key).is_some() {
                     problems.warning(key, "is ignored: this job has no flakeMetricNamespace, so its output is never published");
                 }
@@ -218,6 +225,7 @@ fn parse_metric_target(
         }
     };
 
+    let aggregate_seconds = parse_aggregate(fields, storage_resolution, problems);
     let dimensions = parse_dimensions(fields, context, problems);
     Some(MetricTarget {
         namespace: namespace?,
@@ -225,6 +233,7 @@ fn parse_metric_target(
         dimensions: dimensions?,
         unit: unit?,
         storage_resolution: storage_resolution?,
+        aggregate_seconds: aggregate_seconds?,
     })
 }
 

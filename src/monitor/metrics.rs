@@ -116,6 +116,7 @@ pub fn job_series(flake_series: &Series, value: &MonitorValue) -> Series {
         dimensions: job_dimensions(&flake_dimensions, &flake_series.flake).into_iter().collect(),
         unit: value.unit.to_string(),
         storage_resolution: flake_series.storage_resolution,
+        aggregate_seconds: None,
     }
 }
 
@@ -201,6 +202,7 @@ mod tests {
             dimensions: vec![("Host".into(), "db1".into()), ("Job".into(), "not-this".into())],
             unit: "Bytes".into(),
             storage_resolution: 60,
+            aggregate_seconds: None,
         };
         let points = datapoints(&flake_series, &run_values(&run(JobOutcome::Succeeded)));
         assert_eq!(points.len(), 2);

@@ -22,6 +22,10 @@ pub struct Series {
     pub dimensions: Vec<(String, String)>,
     pub unit: String,
     pub storage_resolution: i32,
+    /// `flakeAggregate`: values whose timestamps fall in one window of this many seconds go out
+    /// as one datum at the window's start, once it has closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_seconds: Option<u32>,
 }
 
 impl Series {
@@ -40,6 +44,7 @@ impl Series {
             dimensions: metric.dimensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             unit: metric.unit.to_string(),
             storage_resolution: metric.storage_resolution,
+            aggregate_seconds: metric.aggregate_seconds,
         })))
     }
 
@@ -65,15 +70,34 @@ pub struct Datapoint {
 }
 
 impl Datapoint {
+    /// The datum of this value alone, at its [`Datapoint::datum_timestamp_ms`].
     pub fn datum(&self) -> Datum {
         Datum {
             metric_name: self.series.metric_name.clone(),
             dimensions: self.series.dimensions.clone(),
             value: self.value,
-            timestamp_ms: self.timestamp_ms,
+            counted_values: Vec::new(),
+            timestamp_ms: self.datum_timestamp_ms(),
             unit: self.series.unit.clone(),
             storage_resolution: self.series.storage_resolution,
         }
+    }
+
+    /// The timestamp it is sent with: its own, or the start of its aggregation window.
+    pub fn datum_timestamp_ms(&self) -> i64 {
+        match self.series.aggregate_seconds {
+            Some(seconds) => {
+                let window = i64::from(seconds) * 1000;
+                self.timestamp_ms - self.timestamp_ms.rem_euclid(window)
+            }
+            None => self.timestamp_ms,
+        }
+    }
+
+    /// When its aggregation window ends (ms since the epoch); `None` if it is not aggregated.
+    pub fn window_end_ms(&self) -> Option<i64> {
+        let seconds = self.series.aggregate_seconds?;
+        Some(self.datum_timestamp_ms() + i64::from(seconds) * 1000)
     }
 
     /// Older than CloudWatch accepts at `now_ms`: it can only be dropped.

@@ -2,11 +2,13 @@
 //! pacing, retries with backoff, bisection of rejected batches, and the spool they wait in.
 
 mod datapoint;
+mod fold;
 mod pace;
 mod publisher;
 mod queue;
 mod send;
 pub mod spool;
+mod window;
 
 pub use datapoint::{Datapoint, MAX_AGE, QueueKey, Series};
 pub use pace::Pace;

@@ -7,6 +7,10 @@
 //! While CloudWatch is unreachable, queues keep growing (bounded by the spool's size limit) and
 //! drain in full batches when it returns. Each queue's requests follow [`super::queue::State`].
 //!
+//! Aggregated datapoints (`flakeAggregate`) are spooled the same way, then wait in
+//! [`super::window::Windows`] until their window has closed, and go to their queue together; the
+//! batcher folds datapoints of one series and timestamp into one datum ([`super::fold`]).
+//!
 //! If the spool cannot be written (a full disk), datapoints are still sent, without a durable
 //! copy: the gauge `snowflake_spool_write_failing` is 1 and `/healthz` says so until a write works
 //! again, and a stop counts what it loses apart from what stays in the spool.
@@ -22,9 +26,10 @@ use tokio::time::Instant;
 
 use super::datapoint::{Datapoint, QueueKey};
 use super::pace::Pace;
-use super::queue::{MAX_DATUMS, Queue, Queued, Settled, State};
+use super::queue::{MAX_DATUMS, Queue, Queued, Settled};
 use super::send::{SendOutcome, send_isolating};
 use super::spool::{Dropped, Spool, SpoolHandle};
+use super::window::Windows;
 use crate::cloudwatch::CloudWatch;
 use crate::flakelog::{Event, FlakeLogs};
 use crate::metrics::Metrics;
@@ -154,6 +159,7 @@ pub fn spawn_publisher<C: CloudWatch>(
         unspooled: Vec::new(),
         waiting_for_commit: Vec::new(),
         queues: HashMap::new(),
+        windows: Windows::default(),
         in_flight: JoinSet::new(),
         in_flight_keys: HashMap::new(),
         drains: Vec::new(),
@@ -169,10 +175,12 @@ pub fn spawn_publisher<C: CloudWatch>(
     (PublisherHandle { tx }, task)
 }
 
-/// What a send task reports back: the first `count` items of the queue were in the batch.
+/// What a send task reports back: the first `count` items of the queue were in the batch, datum
+/// `i` of which carried the items `members[i]`.
 struct Sent {
     key: QueueKey,
     count: usize,
+    members: Vec<Vec<usize>>,
     outcome: SendOutcome,
 }
 
@@ -188,6 +196,8 @@ struct Publisher<C> {
     /// Told when `unspooled` reaches the spool (true) or could not (false).
     waiting_for_commit: Vec<oneshot::Sender<bool>>,
     queues: HashMap<QueueKey, Queue>,
+    /// Spooled aggregated datapoints whose window has not closed yet.
+    windows: Windows,
     in_flight: JoinSet<Sent>,
     /// Which queue each send task serves, so a task that fails outright frees its queue.
     in_flight_keys: HashMap<tokio::task::Id, QueueKey>,
@@ -223,6 +233,7 @@ impl<C: CloudWatch> Publisher<C> {
             }
             let urgent = self.closed_at.is_some() || !self.drains.is_empty();
             self.commit(urgent).await;
+            self.release_windows(urgent);
             self.check_limits().await;
             self.start_sends(urgent).await;
             self.answer_drains();
@@ -266,6 +277,10 @@ impl<C: CloudWatch> Publisher<C> {
         for at in self.queues.values().filter_map(|queue| queue.wake_at(urgent, now)) {
             consider(at);
         }
+        if let Some(release_ms) = self.windows.next_release_ms() {
+            let wait_ms = release_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+            consider(now + Duration::from_millis(wait_ms as u64));
+        }
         for (deadline, _) in &self.drains {
             consider(*deadline);
         }
@@ -304,8 +319,24 @@ impl<C: CloudWatch> Publisher<C> {
         self.update_spool_gauges().await;
     }
 
+    /// Into its queue, or, if aggregated, to wait for its window.
     fn enqueue(&mut self, queued: Queued) {
-        self.queues.entry(queued.point.series.queue_key()).or_default().items.push_back(queued);
+        match queued.point.window_end_ms() {
+            Some(window_end_ms) => self.windows.hold(queued, window_end_ms),
+            None => self.queues.entry(queued.point.series.queue_key()).or_default().items.push_back(queued),
+        }
+    }
+
+    /// Moves the values of closed windows (of all windows, if `urgent`) to their queues, due now.
+    fn release_windows(&mut self, urgent: bool) {
+        if self.windows.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for mut queued in self.windows.release(Utc::now().timestamp_millis(), urgent) {
+            queued.ready_at = now;
+            self.queues.entry(queued.point.series.queue_key()).or_default().items.push_back(queued);
+        }
     }
 
     /// Applies the spool's age and size limits after every commit, and once a minute.
@@ -331,9 +362,10 @@ impl<C: CloudWatch> Publisher<C> {
             tracing::warn!(count = dropped.size_count, "dropped the oldest spooled datapoints to stay under --spool-max-bytes");
             self.metrics.spool_drop(DropReason::Size, dropped.size_count);
         }
+        self.windows.retain(|item| item.seq.is_none_or(|seq| !dropped.contains(seq)));
         for queue in self.queues.values_mut() {
             // Items being sent stay: their outcome will be acknowledged, which is harmless.
-            let keep_front = if queue.state() == State::Sending { queue.items.len().min(MAX_DATUMS) } else { 0 };
+            let keep_front = queue.in_flight();
             let mut index = 0;
             queue.items.retain(|item| {
                 index += 1;
@@ -362,11 +394,11 @@ impl<C: CloudWatch> Publisher<C> {
             if !queue.is_due(urgent, now) {
                 continue;
             }
-            let data = queue.begin_send(&key.1);
+            let batch = queue.begin_send(&key.1);
             let (cloudwatch, pace, metrics, task_key) = (self.cloudwatch.clone(), self.pace.clone(), self.metrics.clone(), key.clone());
             let task = self.in_flight.spawn(async move {
-                let outcome = send_isolating(cloudwatch.as_ref(), &pace, &metrics, &task_key.0, &task_key.1, &data).await;
-                Sent { key: task_key, count: data.len(), outcome }
+                let outcome = send_isolating(cloudwatch.as_ref(), &pace, &metrics, &task_key.0, &task_key.1, &batch.data).await;
+                Sent { key: task_key, count: batch.taken, members: batch.members, outcome }
             });
             self.in_flight_keys.insert(task.id(), key.clone());
         }
@@ -385,17 +417,24 @@ impl<C: CloudWatch> Publisher<C> {
         let batch: Vec<Queued> = queue.items.drain(..sent.count.min(queue.items.len())).collect();
         let mut done = vec![false; batch.len()];
         let mut acks = Vec::with_capacity(batch.len());
-        for &index in &sent.outcome.delivered {
-            done[index] = true;
-            acks.extend(batch[index].seq);
+        // Outcomes are per datum; a folded datum's items share its outcome.
+        let members_of = |datum: usize| sent.members[datum].iter().copied().filter(|&index| index < batch.len());
+        let mut delivered = 0;
+        for &datum in &sent.outcome.delivered {
+            for index in members_of(datum) {
+                done[index] = true;
+                acks.extend(batch[index].seq);
+                delivered += 1;
+            }
         }
         let mut rejected = Vec::new();
-        for (index, message) in &sent.outcome.rejected {
-            done[*index] = true;
-            acks.extend(batch[*index].seq);
-            rejected.push((batch[*index].point.clone(), message.clone()));
+        for (datum, message) in &sent.outcome.rejected {
+            for index in members_of(*datum) {
+                done[index] = true;
+                acks.extend(batch[index].seq);
+                rejected.push((batch[index].point.clone(), message.clone()));
+            }
         }
-        let delivered = sent.outcome.delivered.len();
         for (item, _) in batch.into_iter().zip(&done).filter(|(_, done)| !**done).collect::<Vec<_>>().into_iter().rev() {
             queue.items.push_front(item);
         }
@@ -463,17 +502,23 @@ impl<C: CloudWatch> Publisher<C> {
     /// unreachable, so waiting longer at shutdown gains nothing (the data stays in the spool).
     fn all_failing(&self) -> bool {
         self.unspooled.is_empty()
+            && self.windows.is_empty()
             && self.in_flight.is_empty()
             && self.queues.values().filter(|queue| !queue.items.is_empty()).all(Queue::is_failing)
     }
 
     fn is_idle(&self) -> bool {
-        self.unspooled.is_empty() && self.in_flight.is_empty() && self.queues.values().all(|queue| queue.items.is_empty())
+        self.unspooled.is_empty()
+            && self.windows.is_empty()
+            && self.in_flight.is_empty()
+            && self.queues.values().all(|queue| queue.items.is_empty())
     }
 
     fn report(&self) -> DrainReport {
-        let queued: usize = self.queues.values().map(|queue| queue.items.len()).sum();
-        let queued_unspooled: usize = self.queues.values().map(|queue| queue.items.iter().filter(|item| item.seq.is_none()).count()).sum();
+        let queued: usize = self.queues.values().map(|queue| queue.items.len()).sum::<usize>() + self.windows.len();
+        let queued_unspooled: usize =
+            self.queues.values().map(|queue| queue.items.iter().filter(|item| item.seq.is_none()).count()).sum::<usize>()
+                + self.windows.iter().filter(|item| item.seq.is_none()).count();
         let unspooled = (self.unspooled.len() + queued_unspooled) as u64;
         DrainReport { pending: (self.unspooled.len() + queued) as u64, unspooled, ..self.totals }
     }

@@ -8,11 +8,9 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 
 use super::datapoint::Datapoint;
-use crate::cloudwatch::Datum;
+pub use super::fold::MAX_DATUMS;
+use super::fold::{Batch, fold_front};
 
-/// PutMetricData's limits.
-pub const MAX_DATUMS: usize = 1000;
-const MAX_REQUEST_BYTES: usize = 1_000_000;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// With jitter, retries come at most 20 s apart: an outage ends, delivery resumes promptly.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -41,13 +39,15 @@ pub enum State {
 pub struct Queue {
     pub items: VecDeque<Queued>,
     state: State,
+    /// While sending: how many items at the front are in the request.
+    in_flight: usize,
     /// Present while requests for this queue fail: the delays of the retries to come.
     failing: Option<ExponentialBackoff>,
 }
 
 impl Default for Queue {
     fn default() -> Self {
-        Queue { items: VecDeque::new(), state: State::Ready, failing: None }
+        Queue { items: VecDeque::new(), state: State::Ready, in_flight: 0, failing: None }
     }
 }
 
@@ -58,10 +58,6 @@ pub enum Settled {
 }
 
 impl Queue {
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     /// True while its requests fail (CloudWatch unreachable for it).
     pub fn is_failing(&self) -> bool {
         self.failing.is_some()
@@ -99,24 +95,22 @@ impl Queue {
         self.state = State::Ready;
     }
 
-    /// The next batch, within PutMetricData's count and size limits; the queue is now sending.
-    pub fn begin_send(&mut self, namespace: &str) -> Vec<Datum> {
-        let mut bytes = namespace.len() + 256;
-        let mut data = Vec::with_capacity(self.items.len().min(MAX_DATUMS));
-        for item in self.items.iter().take(MAX_DATUMS) {
-            let size = item.point.estimated_bytes();
-            if !data.is_empty() && bytes + size > MAX_REQUEST_BYTES {
-                break;
-            }
-            bytes += size;
-            data.push(item.point.datum());
-        }
+    /// The next batch, folded, within PutMetricData's limits; the queue is now sending.
+    pub fn begin_send(&mut self, namespace: &str) -> Batch {
+        let batch = fold_front(self.items.iter().map(|item| &item.point), namespace);
+        self.in_flight = batch.taken;
         self.state = State::Sending;
-        data
+        batch
+    }
+
+    /// How many items at the front belong to the request in flight (0 unless sending).
+    pub fn in_flight(&self) -> usize {
+        if self.state == State::Sending { self.in_flight } else { 0 }
     }
 
     /// The request ended: delivered (perhaps after failures), or failed with a retryable error.
     pub fn settle(&mut self, failed: bool) -> Settled {
+        self.in_flight = 0;
         if !failed {
             self.state = State::Ready;
             return Settled::Delivered { recovered: self.failing.take().is_some() };
@@ -132,6 +126,7 @@ impl Queue {
 
     /// The request's task failed outright: its batch stays, and the queue waits the longest delay.
     pub fn lost(&mut self) {
+        self.in_flight = 0;
         self.state = State::BackingOff { retry_at: Instant::now() + BACKOFF_MAX };
     }
 }

@@ -38,7 +38,7 @@ pub async fn send_isolating<C: CloudWatch>(
         match cloudwatch.put_metric_data(region, namespace, &batch[range.clone()]).await {
             Ok(()) => {
                 metrics.put_call(PutOutcome::Ok);
-                metrics.datapoints_published.inc_by(range.len() as u64);
+                metrics.count_delivered(&batch[range.clone()]);
                 outcome.delivered.extend(range);
             }
             Err(error) if error.kind == ErrorKind::Invalid => {

@@ -630,6 +630,7 @@ mod tests_support {
             dimensions: vec![],
             unit: "None".into(),
             storage_resolution: 60,
+            aggregate_seconds: None,
         })
     }
 

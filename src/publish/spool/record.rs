@@ -163,6 +163,7 @@ mod tests {
                 dimensions: vec![("Host".into(), "h".into())],
                 unit: "Count".into(),
                 storage_resolution: 60,
+                aggregate_seconds: None,
             }),
             value,
             timestamp_ms: 1_700_000_000_000,
