@@ -121,7 +121,9 @@ type GraphKey = (String, String, String);
 /// publishes that metric), every `flakeAnnotations` limit on its flake's graph, every alarm listed.
 pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &str, default_region: Option<&str>) -> DashboardInput {
     let mut graphs: BTreeMap<GraphKey, Collected> = BTreeMap::new();
-    for flake in flakes.iter().filter(|flake| flake.enabled) {
+    // A multi-metric flake's names come from its output at run time (SPEC 8): there is no one
+    // metric to draw for it here.
+    for flake in flakes.iter().filter(|flake| flake.enabled && !flake.output.format.is_multi_metric()) {
         let (Some(metric), Some(region)) = (&flake.metric, flake.region.as_deref().or(default_region)) else { continue };
         let graph = graphs.entry((region.to_string(), metric.namespace.clone(), metric.metric_name.clone())).or_default();
         graph.lines.insert(MetricLine {
