@@ -364,3 +364,21 @@ async fn without_a_region_only_runs_with_something_to_publish_fail() {
     assert_eq!(report.verdict.result(), RunResult::Ok, "a job whose output is not JSON has nothing to publish: {}", report.summary());
     assert!(h.data().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauges_merged_by_dropping_a_label_go_out_as_one_datum_with_values() {
+    let h = Harness::new(Creds::default());
+    let prepared = h.prepare(json!({
+        "flakeName": "sensors", "flakeOutput": "prometheus", "flakeMetrics": {"labels": {"drop": ["sensor"]}},
+        "flakeCommand": "printf '# TYPE temperature gauge\\ntemperature{sensor=\"a\",room=\"lab\"} 20\\ntemperature{sensor=\"b\",room=\"lab\"} 24\\n'"
+    }));
+    let report = h.run(&prepared, 0).await;
+    assert_eq!(report.verdict.result(), RunResult::Ok, "{}", report.summary());
+    let data = h.data();
+    assert_eq!(data.len(), 1, "one datum for the merged series: {data:?}");
+    assert_eq!(data[0].metric_name, "temperature");
+    assert_eq!(data[0].dimensions, [("room".to_string(), "lab".to_string())]);
+    let mut values = data[0].counted_values.clone();
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(values, [(20.0, 1.0), (24.0, 1.0)]);
+}
