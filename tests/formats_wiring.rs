@@ -382,3 +382,31 @@ async fn gauges_merged_by_dropping_a_label_go_out_as_one_datum_with_values() {
     values.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert_eq!(values, [(20.0, 1.0), (24.0, 1.0)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flake_aggregate_folds_each_series_of_a_multi_metric_flake() {
+    let h = Harness::new(Creds::default());
+    let prepared = h.prepare(json!({
+        "flakeName": "agg", "flakeOutput": "json", "flakeAggregate": "60s", "flakeCronstring": "@every 10s",
+        "flakeCommand": format!("echo '{{\"a\": 1, \"b\": 2}}'")
+    }));
+    // Runs in the current, still open window; the drain at the end sends it. Not in a window's
+    // last seconds, or it could close between the runs.
+    if Utc::now().timestamp() % 60 >= 50 {
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    let window = Utc::now().timestamp() / 60 * 60;
+    for second in [0, 10, 20] {
+        let (_keep, stop) = watch::channel(false);
+        let report = execute(&prepared, Utc.timestamp_opt(window + second, 0).unwrap(), &h.context, stop).await;
+        assert_eq!(report.verdict.result(), RunResult::Ok, "{}", report.summary());
+    }
+    assert_eq!(h.publisher.drain(Duration::from_secs(10)).await.pending, 0);
+    let data = h.data();
+    assert_eq!(data.len(), 2, "one datum per series for the window: {data:?}");
+    for (name, value) in [("a", 1.0), ("b", 2.0)] {
+        let datum = data.iter().find(|datum| datum.metric_name == name).unwrap();
+        assert_eq!(datum.counted_values, [(value, 3.0)], "{datum:?}");
+        assert_eq!(datum.timestamp_ms % 60_000, 0, "stamped at the window's start");
+    }
+}
