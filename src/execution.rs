@@ -13,6 +13,7 @@ use crate::creds::Creds;
 use crate::flake::{Flake, FlakeKind, OutputFormat, ScrapeTarget};
 use crate::flakelog::{Event, FlakeLogs, LOGGED_REJECTIONS, ReadoutLine, RunLine};
 use crate::metrics::Metrics;
+use crate::monitor::{self, JobOutcome, JobRun, SharedMonitors, run_values};
 use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
@@ -30,6 +31,9 @@ pub struct RunContext {
     pub metrics: Arc<Metrics>,
     /// Niceness of commands (see `runner::command_niceness`).
     pub command_nice: Option<i32>,
+    /// The daemon's job monitors, which keep each monitored job's last success; `None` for
+    /// `snowflake once`, which publishes a monitored job's values but keeps no state.
+    pub monitors: Option<SharedMonitors>,
 }
 
 /// A flake ready to run: the flake and the series its values go to (computed once per load).
@@ -92,10 +96,9 @@ pub struct RunReport {
     pub lateness: Duration,
     pub duration: Duration,
     pub verdict: Verdict,
-    /// The value went to the publisher.
-    pub published: bool,
-    /// Datapoints that went to the publisher.
-    pub datapoints: usize,
+    /// How many datapoints went to the publisher: the value, and a monitored job's `JobSuccess`
+    /// and `JobDuration`.
+    pub published: usize,
 }
 
 impl RunReport {
@@ -105,7 +108,7 @@ impl RunReport {
         match &self.verdict {
             Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
             Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
-            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.datapoints, millis),
+            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis),
             Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake, result = result.as_str()),
         }
     }
@@ -156,50 +159,55 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     };
     let lateness = (started - scheduled).to_std().unwrap_or_default();
 
+    // How the monitor counts the run is decided by the command alone, before publishing.
+    let job_run = flake.monitor.as_ref().map(|_| JobRun {
+        outcome: JobOutcome::of_result(verdict.result()),
+        scheduled,
+        ended: Utc::now(),
+        duration: outcome.duration,
+    });
+    let has_values = flake.scrape.is_some() || job_run.is_some() || matches!(verdict, Verdict::Ok { value: Some(_) } | Verdict::Read(_));
     let mut points = Vec::new();
-    let mut series_error = None;
-    match &prepared.series {
-        Ok(Some(series)) => {
-            let timestamp_ms = scheduled.timestamp_millis();
-            match &mut verdict {
-                Verdict::Ok { value: Some(value) } => {
-                    points.push(Datapoint { series: series.clone(), value: *value, timestamp_ms });
-                }
-                Verdict::Read(readout) => points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms),
-                _ => {}
-            }
-            if flake.scrape.is_some() {
-                let up = up_entry(&flake.output.metric_prefix, !matches!(verdict, Verdict::Failed { .. }));
-                points.extend(datapoints(series, vec![up], timestamp_ms));
-            }
+    if let Ok(Some(series)) = &prepared.series {
+        let timestamp_ms = scheduled.timestamp_millis();
+        match &mut verdict {
+            Verdict::Ok { value: Some(value) } => points.push(Datapoint { series: series.clone(), value: *value, timestamp_ms }),
+            Verdict::Read(readout) => points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms),
+            _ => {}
         }
-        Ok(None) => {}
-        // Only a run with something to publish fails for want of a region.
-        Err(reason) if flake.scrape.is_some() || matches!(verdict, Verdict::Ok { value: Some(_) } | Verdict::Read(_)) => {
-            series_error = Some(reason.clone())
+        if flake.scrape.is_some() {
+            let up = up_entry(&flake.output.metric_prefix, !matches!(verdict, Verdict::Failed { .. }));
+            points.extend(datapoints(series, vec![up], timestamp_ms));
         }
-        Err(_) => {}
+        points.extend(job_run.iter().flat_map(|run| monitor::datapoints(series, &run_values(run))));
     }
-    let mut published = false;
+    let mut published = 0;
     let mut sent_without_spool = false;
-    let datapoints_taken = points.len();
+    // Only a run with something to publish fails for want of a region.
+    if let Err(reason) = &prepared.series
+        && has_values
+        && !matches!(verdict, Verdict::Failed { .. })
+    {
+        verdict = Verdict::Failed { result: RunResult::Error, reason: reason.clone() };
+    }
     if !points.is_empty() {
+        let count = points.len();
         // Waits for the spool, so "ok" in the log means the values survive a crash.
         match context.publisher.publish_durably(points).await {
-            Accepted::Durably => published = true,
-            Accepted::WithoutSpool => (published, sent_without_spool) = (true, true),
-            Accepted::No => {
+            Accepted::Durably => published = count,
+            Accepted::WithoutSpool => (published, sent_without_spool) = (count, true),
+            Accepted::No if !matches!(verdict, Verdict::Failed { .. }) => {
                 verdict =
                     Verdict::Failed { result: RunResult::Error, reason: "the publisher has stopped; the value was not taken".to_string() }
             }
+            Accepted::No => {}
         }
     }
-    if let Some(reason) = series_error {
-        verdict = Verdict::Failed { result: RunResult::Error, reason };
+    if let (Some(run), Some(monitors)) = (&job_run, &context.monitors) {
+        monitors.record_run(&flake.name, *run).await;
     }
 
-    let datapoints = if published { datapoints_taken } else { 0 };
-    let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published, datapoints };
+    let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
     context.metrics.run(&flake.name, report.verdict.result());
     context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
     if let Verdict::Read(readout) = &report.verdict {
@@ -223,6 +231,7 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         copy_output: flake.kind == FlakeKind::Job,
         sent_without_spool,
         readout: readout_line(&report, flake),
+        monitor: job_run.map(|run| run.outcome.describe()),
     };
     context.logs.record(&flake.name, Event::Run(&line)).await;
     report
@@ -233,7 +242,7 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
     let up = flake.scrape.is_some().then_some(!matches!(report.verdict, Verdict::Failed { .. }));
     match &report.verdict {
         Verdict::Read(readout) => Some(ReadoutLine {
-            datapoints: report.datapoints,
+            datapoints: report.published,
             series: readout.series,
             dropped_series: readout.dropped_series,
             nagios: readout.nagios.as_ref().map(|(state, text)| (state.name(), text.as_str())),
@@ -241,7 +250,7 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
             up,
         }),
         _ if up.is_some() => {
-            Some(ReadoutLine { datapoints: report.datapoints, series: 0, dropped_series: 0, nagios: None, rejections: &[], up })
+            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], up })
         }
         _ => None,
     }
@@ -286,6 +295,21 @@ async fn scrape_run(
     };
     outcome.duration = started.elapsed();
     (outcome, verdict)
+}
+
+/// A firing not run because the previous run of the flake is still going: logged, and for a
+/// monitored job a failure (`JobSuccess` 0), since a job that never finishes is not a success.
+pub async fn skip_overlapping(prepared: &Prepared, scheduled: DateTime<Utc>, context: &RunContext) {
+    let flake = &prepared.flake;
+    let mut reason = "the previous run is still going".to_string();
+    if flake.monitor.is_some() {
+        let run = JobRun { outcome: JobOutcome::SkippedOverlap, scheduled, ended: Utc::now(), duration: Duration::ZERO };
+        reason = format!("{reason}; monitor={:?}", run.outcome.describe());
+        if let Ok(Some(series)) = &prepared.series {
+            context.publisher.publish_durably(monitor::datapoints(series, &run_values(&run))).await;
+        }
+    }
+    context.logs.record(&flake.name, Event::Skipped { scheduled, reason: &reason }).await;
 }
 
 /// The command with its environment in the contract's order: the daemon's own, then creds.json,

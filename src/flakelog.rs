@@ -59,6 +59,8 @@ pub struct RunLine<'a> {
     pub sent_without_spool: bool,
     /// What a multi-metric run yielded (SPEC 8).
     pub readout: Option<ReadoutLine<'a>>,
+    /// How a monitored job's monitor counted the run (`flakeMonitor`).
+    pub monitor: Option<&'static str>,
 }
 
 /// What a multi-metric run's log line says besides the common part.
@@ -156,6 +158,9 @@ impl FlakeLogs {
         }
         if run.lingered {
             line.push_str(" note=\"processes it left behind held its output open until the timeout; they were terminated\"");
+        }
+        if let Some(counted) = run.monitor {
+            line.push_str(&format!(" monitor={counted:?}"));
         }
         if run.sent_without_spool {
             line.push_str(" spool=\"unwritable: sent without a durable copy\"");

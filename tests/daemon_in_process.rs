@@ -281,3 +281,38 @@ async fn a_flake_file_slow_to_validate_stalls_neither_runs_nor_health() {
     let log = h.log_of("tick");
     assert!(!log.contains(" skipped "), "no firing was skipped while the file was validated:\n{log}");
 }
+
+/// A monitored job's every firing counts for its monitor: a run that times out and the firings
+/// skipped while it ran are failures (`JobSuccess` 0, said in the log line), a run that exits 0 is
+/// a success and is kept in `monitors.json`; the values carry `Job=<flakeName>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitored_jobs_timeouts_and_overlap_skips_are_failures_and_its_successes_are_kept() {
+    let h = Harness::new();
+    let fixed = h.path("fixed");
+    h.write(
+        "sync",
+        json!({"flakeName": "sync", "flakeType": "job", "flakeCronstring": "@every 1s", "flakeTimeout": 2.5,
+               "flakeCommand": format!("test -f {} || sleep 10", fixed.display()),
+               "flakeMetricNamespace": "Monitored", "flakeMonitor": {"grace": "10s"}}),
+    );
+    let daemon = daemon::start(h.config(), h.services()).await.unwrap();
+    eventually(Duration::from_secs(15), "a time-out and a skip", || {
+        let log = h.log_of("sync");
+        log.contains("monitor=\"failure (timed out)\"") && log.contains("monitor=\\\"failure (skipped")
+    })
+    .await;
+    std::fs::write(&fixed, "").unwrap();
+    eventually(Duration::from_secs(15), "a success", || h.log_of("sync").contains("monitor=\"success\"")).await;
+    eventually(Duration::from_secs(5), "the success to be kept", || {
+        std::fs::read_to_string(h.path("state/monitors.json")).is_ok_and(|kept| kept.contains("\"lastSuccess\""))
+    })
+    .await;
+    daemon.stop(never()).await;
+
+    let data = h.fake.data(REGION, "Monitored");
+    let success: Vec<f64> = data.iter().filter(|datum| datum.metric_name == "JobSuccess").map(|datum| datum.value).collect();
+    assert!(success.contains(&0.0) && success.contains(&1.0), "{success:?}");
+    let durations = data.iter().filter(|datum| datum.metric_name == "JobDuration").count();
+    assert!(durations < success.len(), "skipped firings have no duration: {durations} of {}", success.len());
+    assert!(data.iter().all(|datum| datum.dimensions == [("Job".to_string(), "sync".to_string())]), "{data:?}");
+}

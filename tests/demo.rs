@@ -30,7 +30,10 @@ fn the_demo_shows_what_landed_and_stops_everything_it_started() {
     }
     // ...every example alarm is listed with its state, and the liveness one is in ALARM...
     let alarms: Vec<&str> = stdout.lines().filter(|line| line.trim_start().starts_with("FL-example-")).collect();
-    assert_eq!(alarms.len(), 4, "{stdout}");
+    // Four of the metric examples and two of example-backup's flakeMonitor (overdue and failed).
+    assert_eq!(alarms.len(), 6, "{stdout}");
+    assert!(alarms.iter().any(|line| line.contains("FL-example-backup-overdue")), "{alarms:#?}");
+    assert!(alarms.iter().any(|line| line.contains("FL-example-backup-failed")), "{alarms:#?}");
     assert!(alarms.iter().any(|line| line.contains("FL-example-liveness-process-down-") && line.contains("  ALARM  ")), "{alarms:#?}");
     // ...and the flake logs are where it says, with a line per run.
     assert!(stdout.contains(&format!("== Flake logs in {}/logs", demo.path().display())), "{stdout}");

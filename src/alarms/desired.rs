@@ -39,32 +39,31 @@ pub fn desired_alarms(flakes: &[Arc<Flake>], default_region: Option<&str>) -> (V
     let mut owners: HashMap<(String, String), String> = HashMap::new();
     for flake in flakes.iter().filter(|flake| flake.enabled) {
         let Some(metric) = &flake.metric else { continue };
-        for alarm in &flake.alarms {
+        let own = flake
+            .alarms
+            .iter()
+            .map(|alarm| (config_of(alarm, &metric.namespace, &metric.metric_name, &metric.dimensions), alarm.tags.clone()));
+        // flakeMonitor's alarms are declared alarms like any other: same ownership, same checks.
+        for (config, tags) in own.chain(crate::monitor::flake_alarms(flake)) {
             let Some(region) = flake.region.as_deref().or(default_region) else {
                 skipped.push(Skipped {
                     flake: flake.name.clone(),
-                    alarm: alarm.name.clone(),
+                    alarm: config.name.clone(),
                     reason: "no AWS region is configured: set AWS_REGION, or flakeRegion in the flake".to_string(),
                 });
                 continue;
             };
-            let key = (region.to_string(), alarm.name.clone());
+            let key = (region.to_string(), config.name.clone());
             if let Some(owner) = owners.get(&key) {
                 skipped.push(Skipped {
                     flake: flake.name.clone(),
-                    alarm: alarm.name.clone(),
+                    alarm: config.name.clone(),
                     reason: format!("flake {owner} already declares an alarm of this name; rename one of them"),
                 });
                 continue;
             }
             owners.insert(key, flake.name.clone());
-            desired.push(DesiredAlarm {
-                region: region.to_string(),
-                flake: flake.name.clone(),
-                file: flake.source.clone(),
-                config: config_of(alarm, &metric.namespace, &metric.metric_name, &metric.dimensions),
-                tags: alarm.tags.clone(),
-            });
+            desired.push(DesiredAlarm { region: region.to_string(), flake: flake.name.clone(), file: flake.source.clone(), config, tags });
         }
     }
     (desired, skipped)

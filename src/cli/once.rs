@@ -65,6 +65,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         publisher: publisher.clone(),
         metrics: metrics.clone(),
         command_nice: crate::runner::command_niceness(options.command_nice),
+        monitors: None,
     });
 
     // Never stopped early: `once` runs each command to its own end or timeout.
@@ -87,7 +88,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     while let Some(joined) = runs.join_next().await {
         let report = joined.map_err(|error| format!("a run panicked: {error}"))?;
         all_ok &= report.verdict.is_ok();
-        values += report.datapoints;
+        values += report.published;
     }
 
     let drained = publisher.drain(publish_timeout).await;

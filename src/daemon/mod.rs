@@ -14,6 +14,7 @@
 mod health;
 mod heartbeat;
 mod http;
+mod overdue;
 mod reconcile_loop;
 mod reload;
 mod scheduler;
@@ -37,6 +38,7 @@ use crate::dashboard::{DashboardReconciler, Target};
 use crate::execution::RunContext;
 use crate::flakelog::FlakeLogs;
 use crate::metrics::Metrics;
+use crate::monitor::{Monitors, SharedMonitors};
 use crate::publish::spool::disk::DiskSpool;
 use crate::publish::spool::{MemorySpool, Spool};
 use crate::publish::{DrainReport, PublisherConfig, Replay, spawn_publisher};
@@ -122,6 +124,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     }
     let metrics = Arc::new(Metrics::new());
     let (spool, replay) = open_spool(&config, &metrics).await?;
+    let monitors = open_monitors(&config).await?;
     let health = Arc::new(Health::new(metrics.clone()));
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
@@ -137,6 +140,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     if loaded.catalog.dir_missing() {
         tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
     }
+    monitors.set_jobs(&loaded.catalog.flakes(), Utc::now()).await;
     tracing::info!(flakes = loaded.catalog.flakes().len(), invalid = loaded.catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
 
     let context = Arc::new(RunContext {
@@ -146,6 +150,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         publisher: publisher.clone(),
         metrics: metrics.clone(),
         command_nice: crate::runner::command_niceness(config.command_nice),
+        monitors: Some(monitors.clone()),
     });
     let mut scheduler =
         Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone());
@@ -166,8 +171,12 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         rescan_every: config.rescan_interval,
         metrics: metrics.clone(),
         reread: reload.clone(),
+        monitors: monitors.clone(),
     };
-    let mut helpers = vec![tokio::spawn(reloader.run(shutdown.clone()))];
+    let mut helpers = vec![
+        tokio::spawn(reloader.run(shutdown.clone())),
+        tokio::spawn(overdue::run(monitors, snapshot_rx.clone(), default_region.clone(), publisher.clone(), shutdown.clone())),
+    ];
     let dashboard_target = config.dashboard.clone().zip(default_region.clone()).map(|(name, region)| Target { name, region });
     let dashboards = DashboardReconciler::new(cloudwatch.clone(), &config.state_dir, dashboard_target, ReconcileConfig::default());
     let reconciler = Reconciler::new(cloudwatch, ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
@@ -267,6 +276,20 @@ impl Daemon {
         }
         report
     }
+}
+
+/// The job monitors' state (`<state-dir>/monitors.json`); in memory for a dry run. A file that
+/// cannot be understood is set aside (logged); one that cannot be read stops the start.
+async fn open_monitors(config: &DaemonConfig) -> Result<SharedMonitors, String> {
+    if config.dry_run {
+        return Ok(SharedMonitors::new(Monitors::in_memory()));
+    }
+    let state_dir = config.state_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || Monitors::open(&state_dir))
+        .await
+        .map_err(|error| format!("reading the job monitors' state did not finish: {error}"))?;
+    let (monitors, _set_aside) = opened?;
+    Ok(SharedMonitors::new(monitors))
 }
 
 /// The daemon's spool and what a previous run left in it; in memory for a dry run. Opened on

@@ -18,6 +18,7 @@ use super::shutdown::Shutdown;
 use crate::catalog::{Catalog, Changes, FileReport};
 use crate::flake::{Flake, Problem};
 use crate::metrics::Metrics;
+use crate::monitor::SharedMonitors;
 
 /// Editors write a file in several steps; wait for them to settle before reading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -122,6 +123,7 @@ pub struct Reloader {
     pub rescan_every: Duration,
     pub metrics: Arc<Metrics>,
     pub reread: ReloadHandle,
+    pub monitors: SharedMonitors,
 }
 
 impl Reloader {
@@ -159,6 +161,10 @@ impl Reloader {
         let changes;
         (self.loaded, changes) = self.loaded.rescan(force).await;
         let changed = !changes.is_empty();
+        if changed {
+            // Before the scheduler hears of a new job, so its first run is already watched.
+            self.monitors.set_jobs(&self.loaded.catalog.flakes(), chrono::Utc::now()).await;
+        }
         if changed && self.changes.send(changes).await.is_err() {
             return self;
         }

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::health::Health;
 use super::shutdown::Shutdown;
 use crate::catalog::Changes;
-use crate::execution::{Prepared, RunContext, execute};
+use crate::execution::{Prepared, RunContext, execute, skip_overlapping};
 use crate::flake::Flake;
 use crate::flakelog::Event;
 
@@ -227,13 +227,10 @@ impl Scheduler {
         history.last_fired = Some(scheduled);
         if history.running.swap(true, Ordering::AcqRel) {
             self.context.metrics.skipped_overlap(name);
-            let (logs, name) = (self.context.logs.clone(), name.to_string());
+            let (context, prepared) = (self.context.clone(), entry.prepared.clone());
             // Written on the blocking pool: the loop does not wait for the disk, and a stop waits
             // for the line as it does for runs.
-            self.runs.spawn(async move {
-                let reason = "the previous run is still going";
-                logs.record(&name, Event::Skipped { scheduled, reason }).await;
-            });
+            self.runs.spawn(async move { skip_overlapping(&prepared, scheduled, &context).await });
             return;
         }
         let guard = RunningGuard(history.running.clone());

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::alarms::DesiredAlarm;
 use crate::flake::Flake;
+use crate::monitor;
 
 /// More lines than this on one graph are drawn as one `SEARCH` expression: the graph stays
 /// readable and the body small however many series a flake publishes.
@@ -136,6 +137,18 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
             value: limit.value,
             fill: Fill::None,
         }));
+        if flake.monitor.is_some() {
+            // A monitored job's own values, each on its metric's graph beside the other jobs'.
+            let dimensions = monitor::job_dimensions(&metric.dimensions, &flake.name);
+            for metric_name in [monitor::JOB_SUCCESS, monitor::JOB_DURATION, monitor::JOB_OVERDUE_SECONDS] {
+                let key = (region.to_string(), metric.namespace.clone(), metric_name.to_string());
+                graphs.entry(key).or_default().lines.insert(MetricLine {
+                    namespace: metric.namespace.clone(),
+                    metric_name: metric_name.to_string(),
+                    dimensions: dimensions.clone(),
+                });
+            }
+        }
     }
     for alarm in alarms {
         let config = &alarm.config;

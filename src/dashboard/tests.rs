@@ -80,7 +80,24 @@ fn the_shipped_examples_every_metric_on_a_graph_with_its_thresholds() {
     let header = &widgets(&body)[0]["properties"]["markdown"];
     assert!(header.as_str().unwrap().contains("**web-1**") && header.as_str().unwrap().contains("overwritten"), "{header}");
     let listed = widgets(&body)[1]["properties"]["alarms"].as_array().unwrap();
-    assert_eq!(listed.len(), 4);
+    let (desired, _) = desired_alarms(&flakes, Some(REGION));
+    assert_eq!(listed.len(), desired.len());
+    // A monitored job's three values have their graphs, with the overdue and failed thresholds.
+    let monitored: Vec<_> = flakes.iter().filter(|flake| flake.monitor.is_some()).collect();
+    assert!(!monitored.is_empty(), "an example flake uses flakeMonitor");
+    for flake in monitored {
+        let namespace = &flake.metric.as_ref().unwrap().namespace;
+        for (metric_name, alarm) in [("JobSuccess", Some("failed")), ("JobDuration", None), ("JobOverdueSeconds", Some("overdue"))] {
+            let graph = graph(&body, &format!("{metric_name} ({namespace})"));
+            let metrics = graph["properties"]["metrics"].to_string();
+            assert!(metrics.contains(&format!("\"Job\",\"{}\"", flake.name)), "{graph}");
+            if let Some(alarm) = alarm {
+                let lines = graph["properties"]["annotations"]["horizontal"].as_array().unwrap();
+                let name = format!("FL-{}-{alarm}", flake.name);
+                assert!(lines.iter().any(|line| line["label"] == name.as_str()), "{graph}");
+            }
+        }
+    }
     assert!(listed.contains(&json!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:FL-example-per-host-low-memory-web-1")));
 }
 
@@ -328,7 +345,8 @@ mod reconcile {
         let input = dashboard_input(&flakes, &alarms, "web-1", Some(REGION));
         let plan = keeper(&fake, state.path(), Some("d")).plan(&input, &alarms, true).await.unwrap();
         // Before the alarms exist their ARNs are unknown, so the plan has no alarm widget yet.
-        assert!(plan.render().starts_with("+ create dashboard d (eu-west-1): 6 widgets"), "{}", plan.render());
+        let widgets = format!("+ create dashboard d (eu-west-1): {} widgets", 1 + input.graphs.len());
+        assert!(plan.render().starts_with(&widgets), "{}", plan.render());
         let applied = pass(&fake, state.path(), Some("d")).await;
         assert!(applied.created, "{applied:?}");
         assert_eq!(fake.calls(Operation::PutDashboard), 4);

@@ -11,7 +11,7 @@ use super::model::{Alarm, MetricTarget, Statistic};
 use super::problem::Problems;
 use crate::placeholders::expand;
 
-const MAX_ALARM_NAME: usize = 255;
+pub(super) const MAX_ALARM_NAME: usize = 255;
 const MAX_DESCRIPTION: usize = 1024;
 const MAX_ACTIONS_PER_STATE: usize = 5;
 const MAX_TAGS: usize = 50;
@@ -255,9 +255,11 @@ fn parse_statistic(fields: &Fields, problems: &mut Problems) -> Option<Statistic
     None
 }
 
-type Actions = (Vec<String>, Vec<String>, Vec<String>);
+/// OK, ALARM and INSUFFICIENT_DATA actions.
+pub(super) type Actions = (Vec<String>, Vec<String>, Vec<String>);
 
-fn parse_endpoints(fields: &Fields, problems: &mut Problems) -> Option<Actions> {
+/// `alarmEndpoints` of `fields`: shared by `flakeAlarms` entries and `flakeMonitor`.
+pub(super) fn parse_endpoints(fields: &Fields, problems: &mut Problems) -> Option<Actions> {
     let Some(object) = fields.object("alarmEndpoints", problems) else {
         return if fields.raw("alarmEndpoints").is_some() { None } else { Some(Default::default()) };
     };
@@ -303,7 +305,8 @@ fn actions(fields: &Fields, key: &str, problems: &mut Problems) -> Option<Vec<St
     ok.then(|| arns.into_iter().collect())
 }
 
-fn parse_tags(fields: &Fields, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
+/// `alarmTags` of `fields`: shared by `flakeAlarms` entries and `flakeMonitor`.
+pub(super) fn parse_tags(fields: &Fields, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
     let Some(object) = fields.object("alarmTags", problems) else {
         return if fields.raw("alarmTags").is_some() { None } else { Some(BTreeMap::new()) };
     };

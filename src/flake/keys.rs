@@ -31,6 +31,7 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeEnabled",
     "flakeAggregate",
     "flakeAnnotations",
+    "flakeMonitor",
     "flakeOutput",
     "flakeMetricPrefix",
     "flakeMetrics",
@@ -57,6 +58,9 @@ pub const ALARM_KEYS: &[&str] = &[
     "alarmActionsEnabled",
     "alarmTags",
 ];
+
+/// Keys of `flakeMonitor`.
+pub const MONITOR_KEYS: &[&str] = &["grace", "failedAlarm", "alarmEndpoints", "alarmActionsEnabled", "alarmTags"];
 
 /// Keys of `alarmEndpoints`: one per alarm state, spelled as the original tool spelled them.
 pub const ENDPOINT_KEYS: &[&str] = &["ok", "alarm", "insufficient_data"];

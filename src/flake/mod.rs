@@ -12,6 +12,7 @@ mod fields;
 mod formats;
 mod keys;
 mod model;
+mod monitor;
 mod problem;
 mod schema;
 mod units;
@@ -22,8 +23,9 @@ pub use fields::shorten;
 pub use formats::{
     DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
 };
-pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MONITOR_KEYS};
 pub use model::{Alarm, Annotation, Flake, FlakeKind, MetricTarget, Statistic};
+pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use units::{UNITS, canonical_unit};

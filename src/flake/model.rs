@@ -115,4 +115,6 @@ pub struct Flake {
     pub enabled: bool,
     /// Declared limits for the dashboard graph of its metric.
     pub annotations: Vec<Annotation>,
+    /// `flakeMonitor` of a job flake (SPEC 9); `None`: not monitored.
+    pub monitor: Option<super::FlakeMonitor>,
 }

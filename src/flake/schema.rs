@@ -182,6 +182,8 @@ struct FlakeFile {
     /// Declared limits drawn as labelled horizontal lines on this flake's dashboard graph (at most 20).
     #[schemars(length(max = 20))]
     flake_annotations: Option<Vec<AnnotationEntry>>,
+    /// Job flakes only: watch the job as a cron monitor (JobSuccess, JobDuration, JobOverdueSeconds and two alarms); needs flakeMetricNamespace.
+    flake_monitor: Option<MonitorEntry>,
 }
 
 /// A duration such as "60s", "5m" or "1m30s", or a whole number of seconds.
@@ -195,7 +197,7 @@ impl JsonSchema for Duration {
         "Duration".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*(\d+[hms])+\s*$"}]})
+        json_schema!({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*(\d+|(\d+[hms])+)\s*$"}]})
     }
 }
 
@@ -207,6 +209,22 @@ struct AnnotationEntry {
     label: String,
     /// Where the line is drawn.
     value: NumberOrString,
+}
+
+/// `flakeMonitor`: the alarms FL-<flakeName>-overdue and FL-<flakeName>-failed.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct MonitorEntry {
+    /// How late a run may be beyond its next fire time and flakeTimeout: a duration such as "30m" or "1h30m", or seconds; default "5m".
+    grace: Option<Duration>,
+    /// false leaves out FL-<flakeName>-failed; default true.
+    failed_alarm: Option<BoolOrString>,
+    /// Actions per alarm state, for both alarms.
+    alarm_endpoints: Option<Endpoints>,
+    /// Default true.
+    alarm_actions_enabled: Option<BoolOrString>,
+    /// Tag key -> value, at most 50, for both alarms.
+    alarm_tags: Option<BTreeMap<String, StringOrNumber>>,
 }
 
 /// One CloudWatch metric alarm on the flake's metric.
@@ -249,7 +267,7 @@ struct Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flake::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS};
+    use crate::flake::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MONITOR_KEYS};
 
     fn property_names(schema: &serde_json::Value) -> Vec<String> {
         let mut names: Vec<String> = schema["properties"].as_object().expect("properties").keys().cloned().collect();
@@ -270,6 +288,7 @@ mod tests {
         assert_eq!(property_names(&schema["$defs"]["AlarmEntry"]), sorted(ALARM_KEYS));
         assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
         assert_eq!(property_names(&schema["$defs"]["AnnotationEntry"]), sorted(ANNOTATION_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["MonitorEntry"]), sorted(MONITOR_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName", "flakeCronstring"]);
         assert_eq!(schema["then"]["required"], serde_json::json!(["flakeUrl"]));

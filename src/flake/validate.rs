@@ -14,6 +14,7 @@ use super::fields::{Fields, shorten};
 use super::formats::{OutputFormat, alarm_metric_problem, parse_output, parse_scrape};
 use super::keys::{FLAKE_KEYS, warn_unknown};
 use super::model::{Flake, FlakeKind, MetricTarget};
+use super::monitor::{MonitoredFlake, parse_monitor};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
 use crate::placeholders::expand;
@@ -89,6 +90,9 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         check_alarm_periods(window, &alarms, problems);
     }
     let annotations = parse_annotations(&fields, problems);
+    let monitored =
+        MonitoredFlake { name: name.as_deref(), kind, dimensions: metric.as_ref().map(|metric| &metric.dimensions), alarms: &alarms };
+    let monitor = parse_monitor(&fields, &monitored, problems);
 
     Some(Flake {
         name: name?,
@@ -106,6 +110,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         working_directory,
         enabled,
         annotations: annotations?,
+        monitor,
     })
 }
 

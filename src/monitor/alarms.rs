@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloudwatch::{AlarmConfig, AlarmStatistic};
+use crate::flake::Flake;
 
-use super::metrics::{JOB_OVERDUE_SECONDS, JOB_SUCCESS};
+use super::metrics::{JOB_OVERDUE_SECONDS, JOB_SUCCESS, job_dimensions};
 
 /// One alarm a monitored job declares, independent of the flake.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +76,30 @@ pub struct AlarmActions {
     pub alarm_actions: BTreeSet<String>,
     pub insufficient_data_actions: BTreeSet<String>,
     pub actions_enabled: bool,
+}
+
+impl AlarmActions {
+    fn of(monitor: &crate::flake::FlakeMonitor) -> AlarmActions {
+        let set = |actions: &[String]| actions.iter().cloned().collect::<BTreeSet<String>>();
+        AlarmActions {
+            ok_actions: set(&monitor.ok_actions),
+            alarm_actions: set(&monitor.alarm_actions),
+            insufficient_data_actions: set(&monitor.insufficient_data_actions),
+            actions_enabled: monitor.actions_enabled,
+        }
+    }
+}
+
+/// The alarms `flake`'s `flakeMonitor` declares, with their tags, on the series its values go
+/// to; none for a flake without one (or without a namespace, which validation never lets by).
+pub fn flake_alarms(flake: &Flake) -> Vec<(AlarmConfig, BTreeMap<String, String>)> {
+    let (Some(monitor), Some(metric)) = (&flake.monitor, &flake.metric) else { return Vec::new() };
+    let dimensions = job_dimensions(&metric.dimensions, &flake.name);
+    let actions = AlarmActions::of(monitor);
+    declared_alarms(monitor.failed_alarm)
+        .iter()
+        .map(|alarm| (alarm.config(&flake.name, &metric.namespace, &dimensions, &actions), monitor.tags.clone()))
+        .collect()
 }
 
 impl MonitorAlarm {

@@ -6,6 +6,16 @@
 //! job that never finishes is not a success. A run cut short by the daemon's own shutdown is
 //! neither: it publishes nothing, so every restart does not set off the failed alarm (a job kept
 //! from running too long still goes overdue). A skipped run did not run, so it has no duration.
+//!
+//! When: `JobSuccess` and `JobDuration` are timestamped at the scheduled time (SPEC 9) when the
+//! run ended within one failed-alarm period (60 s) of it, and when the run ended otherwise. The
+//! failed alarm has a 60 s period, and CloudWatch evaluates an alarm over a short range of recent
+//! periods only: a value stamped at the start of a 20-minute run arrives 20 minutes in the past,
+//! outside that range, and a failed backup would never set the alarm off. (LocalStack, which
+//! looks back three periods, behaves the same way; `tests/monitor_localstack.rs` shows it.) A run
+//! that ends within the period lands in time either way, so it keeps the scheduled time, like the
+//! flake's own value. The scheduled time always is what the deadline counts from: it is the last
+//! success kept in the state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::outcome::RunResult;
 use crate::publish::{Datapoint, Series};
 
 /// 1 for a successful run, 0 for any other.
@@ -40,19 +51,32 @@ pub enum JobOutcome {
 }
 
 impl JobOutcome {
+    /// How the monitor counts a run that ended with `result` (a job is never `Rejected`; were it,
+    /// it would not be a success).
+    pub fn of_result(result: RunResult) -> JobOutcome {
+        match result {
+            // A partial run's job succeeded; only some of its output's entries were rejected.
+            RunResult::Ok | RunResult::Partial => JobOutcome::Succeeded,
+            RunResult::Failed | RunResult::Error | RunResult::Rejected => JobOutcome::Failed,
+            RunResult::Timeout => JobOutcome::TimedOut,
+            RunResult::Stopped => JobOutcome::Stopped,
+        }
+    }
+
     /// Whether the run counts as the job's last success (and so moves its deadline on).
     pub fn is_success(self) -> bool {
         self == JobOutcome::Succeeded
     }
 
-    /// The words for the flake's log line, so it says how the monitor counted the run.
+    /// The words for the flake's log line (`monitor="failure (timed out)"`), so it says how the
+    /// monitor counted the run.
     pub fn describe(self) -> &'static str {
         match self {
-            JobOutcome::Succeeded => "monitor: success",
-            JobOutcome::Failed => "monitor: failure",
-            JobOutcome::TimedOut => "monitor: failure (timed out)",
-            JobOutcome::SkippedOverlap => "monitor: failure (skipped, the previous run was still going)",
-            JobOutcome::Stopped => "monitor: not counted (stopped by the daemon's shutdown)",
+            JobOutcome::Succeeded => "success",
+            JobOutcome::Failed => "failure",
+            JobOutcome::TimedOut => "failure (timed out)",
+            JobOutcome::SkippedOverlap => "failure (skipped, the previous run was still going)",
+            JobOutcome::Stopped => "not counted (stopped by the daemon's shutdown)",
         }
     }
 }
@@ -61,8 +85,10 @@ impl JobOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobRun {
     pub outcome: JobOutcome,
-    /// The scheduled fire time: the values' timestamp, and the last success when it succeeded.
+    /// The scheduled fire time: the last success when it succeeded.
     pub scheduled: DateTime<Utc>,
+    /// When the run ended (for a skip: when the firing was skipped).
+    pub ended: DateTime<Utc>,
     /// How long the command ran (up to its kill at the time limit); unused for a skip.
     pub duration: Duration,
 }
@@ -77,10 +103,21 @@ pub struct MonitorValue {
     pub timestamp: DateTime<Utc>,
 }
 
+/// A run that ends within this long of its scheduled time reaches the 60 s failed alarm in time
+/// with the scheduled time as its timestamp.
+const STAMPED_AT_SCHEDULED_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The timestamp of a run's values: the scheduled time, unless the run ended too long after it
+/// for the failed alarm to see a value stamped then.
+fn run_timestamp(run: &JobRun) -> DateTime<Utc> {
+    if run.ended - run.scheduled <= STAMPED_AT_SCHEDULED_WITHIN { run.scheduled } else { run.ended }
+}
+
 /// `JobSuccess` and `JobDuration` for a run (only `JobSuccess` for a skip, nothing for a stop).
 pub fn run_values(run: &JobRun) -> Vec<MonitorValue> {
-    let success = |value: f64| MonitorValue { metric_name: JOB_SUCCESS, unit: "None", value, timestamp: run.scheduled };
-    let duration = MonitorValue { metric_name: JOB_DURATION, unit: "Seconds", value: run.duration.as_secs_f64(), timestamp: run.scheduled };
+    let timestamp = run_timestamp(run);
+    let success = |value: f64| MonitorValue { metric_name: JOB_SUCCESS, unit: "None", value, timestamp };
+    let duration = MonitorValue { metric_name: JOB_DURATION, unit: "Seconds", value: run.duration.as_secs_f64(), timestamp };
     match run.outcome {
         JobOutcome::Succeeded => vec![success(1.0), duration],
         JobOutcome::Failed | JobOutcome::TimedOut => vec![success(0.0), duration],
@@ -142,7 +179,12 @@ mod tests {
     }
 
     fn run(outcome: JobOutcome) -> JobRun {
-        JobRun { outcome, scheduled: at("2026-05-04T03:00:00Z"), duration: Duration::from_millis(12_500) }
+        JobRun {
+            outcome,
+            scheduled: at("2026-05-04T03:00:00Z"),
+            ended: at("2026-05-04T03:20:12.500Z"),
+            duration: Duration::from_millis(12_500),
+        }
     }
 
     fn named(values: &[MonitorValue]) -> Vec<(&'static str, f64, &'static str)> {
@@ -150,10 +192,18 @@ mod tests {
     }
 
     #[test]
-    fn a_success_publishes_one_and_its_duration_at_the_scheduled_time() {
+    fn a_run_that_ends_within_a_minute_keeps_its_scheduled_time() {
+        let quick = JobRun { ended: at("2026-05-04T03:00:59.900Z"), ..run(JobOutcome::Failed) };
+        assert!(run_values(&quick).iter().all(|value| value.timestamp == at("2026-05-04T03:00:00Z")));
+        let slow = JobRun { ended: at("2026-05-04T03:01:00.100Z"), ..run(JobOutcome::Failed) };
+        assert!(run_values(&slow).iter().all(|value| value.timestamp == at("2026-05-04T03:01:00.100Z")));
+    }
+
+    #[test]
+    fn a_success_publishes_one_and_its_duration_when_the_run_ended() {
         let values = run_values(&run(JobOutcome::Succeeded));
         assert_eq!(named(&values), vec![("JobSuccess", 1.0, "None"), ("JobDuration", 12.5, "Seconds")]);
-        assert!(values.iter().all(|value| value.timestamp == at("2026-05-04T03:00:00Z")));
+        assert!(values.iter().all(|value| value.timestamp == at("2026-05-04T03:20:12.500Z")), "not at the scheduled 03:00");
         assert!(JobOutcome::Succeeded.is_success());
     }
 
@@ -184,6 +234,16 @@ mod tests {
     }
 
     #[test]
+    fn run_results_map_to_monitor_outcomes() {
+        assert_eq!(JobOutcome::of_result(RunResult::Ok), JobOutcome::Succeeded);
+        for result in [RunResult::Failed, RunResult::Error, RunResult::Rejected] {
+            assert_eq!(JobOutcome::of_result(result), JobOutcome::Failed, "{result:?}");
+        }
+        assert_eq!(JobOutcome::of_result(RunResult::Timeout), JobOutcome::TimedOut);
+        assert_eq!(JobOutcome::of_result(RunResult::Stopped), JobOutcome::Stopped);
+    }
+
+    #[test]
     fn overdue_values_are_seconds_at_the_tick() {
         let value = overdue_value(180, at("2026-05-04T10:10:00Z"));
         assert_eq!(
@@ -211,7 +271,7 @@ mod tests {
         assert_eq!(success.series.unit, "None");
         assert_eq!((success.series.region.as_str(), success.series.namespace.as_str()), ("eu-west-1", "Ops/Jobs"));
         assert_eq!(success.series.dimensions, vec![("Host".to_string(), "db1".to_string()), ("Job".to_string(), "backup".to_string())]);
-        assert_eq!(success.timestamp_ms, at("2026-05-04T03:00:00Z").timestamp_millis());
+        assert_eq!(success.timestamp_ms, at("2026-05-04T03:20:12.500Z").timestamp_millis());
         assert_eq!(
             (points[1].series.metric_name.as_str(), points[1].value, points[1].series.unit.as_str()),
             ("JobDuration", 12.5, "Seconds")

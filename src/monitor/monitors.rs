@@ -9,6 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use crate::flake::Flake;
 use crate::schedule::Schedule;
 
 use super::deadline::{self, Allowance, JobTimes};
@@ -24,6 +25,18 @@ pub struct MonitoredJob {
     pub allowance: Allowance,
 }
 
+impl MonitoredJob {
+    /// The job `flake` is, if it is an enabled flake with `flakeMonitor`.
+    pub fn of_flake(flake: &Flake) -> Option<MonitoredJob> {
+        let monitor = flake.monitor.as_ref().filter(|_| flake.enabled)?;
+        Some(MonitoredJob {
+            name: flake.name.clone(),
+            schedule: flake.schedule.clone(),
+            allowance: Allowance::new(monitor.grace, flake.timeout),
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Watched {
     job: MonitoredJob,
@@ -34,7 +47,8 @@ struct Watched {
 /// Every monitored job and what is kept about it.
 #[derive(Debug)]
 pub struct Monitors {
-    file: MonitorStateFile,
+    /// `None` for a dry run, which must not touch the daemon's state.
+    file: Option<MonitorStateFile>,
     state: MonitorState,
     watched: BTreeMap<String, Watched>,
 }
@@ -46,7 +60,12 @@ impl Monitors {
     pub fn open(state_dir: &Path) -> Result<(Monitors, Option<String>), String> {
         let file = MonitorStateFile::new(state_dir);
         let loaded = file.load()?;
-        Ok((Monitors { file, state: loaded.state, watched: BTreeMap::new() }, loaded.set_aside))
+        Ok((Monitors { file: Some(file), state: loaded.state, watched: BTreeMap::new() }, loaded.set_aside))
+    }
+
+    /// Monitors that keep nothing on disk (`--dry-run`): every start counts as the first load.
+    pub fn in_memory() -> Monitors {
+        Monitors { file: None, state: MonitorState::default(), watched: BTreeMap::new() }
     }
 
     /// The monitored jobs after a catalog load or reload at `now`: new ones are noted as loaded
@@ -103,8 +122,9 @@ impl Monitors {
     }
 
     fn save(&self) -> Result<(), String> {
+        let Some(file) = &self.file else { return Ok(()) };
         let monitored: BTreeSet<String> = self.watched.keys().cloned().collect();
-        self.file.save(&self.state, &monitored)
+        file.save(&self.state, &monitored)
     }
 }
 
@@ -128,7 +148,7 @@ mod tests {
     }
 
     fn run(outcome: JobOutcome, scheduled: &str) -> JobRun {
-        JobRun { outcome, scheduled: at(scheduled), duration: Duration::from_secs(40) }
+        JobRun { outcome, scheduled: at(scheduled), ended: at(scheduled) + Duration::from_secs(40), duration: Duration::from_secs(40) }
     }
 
     fn overdue_of(monitors: &Monitors, name: &str, now: &str) -> f64 {
