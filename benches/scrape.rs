@@ -111,6 +111,7 @@ async fn main() {
         publisher: publisher.clone(),
         metrics,
         command_nice: None,
+        monitors: None,
     };
     let (_keep, stop) = watch::channel(false);
 

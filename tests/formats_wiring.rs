@@ -57,6 +57,7 @@ impl Harness {
             publisher: publisher.clone(),
             metrics: metrics.clone(),
             command_nice: None,
+            monitors: None,
         });
         Harness { fake, dir, context, publisher, metrics }
     }
