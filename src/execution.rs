@@ -1,22 +1,25 @@
-//! One firing of one flake: run its command, judge the outcome, publish the value (durably),
-//! record the run in the flake's log. Shared by `snowflake once` and the daemon's scheduler.
+//! One firing of one flake: run its command (or scrape its URL), judge the outcome, publish the
+//! value or the output's entries (durably), record the run in the flake's log. Shared by
+//! `snowflake once` and the daemon's scheduler.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::watch;
 
 use crate::creds::Creds;
-use crate::flake::{Flake, FlakeKind};
-use crate::flakelog::{Event, FlakeLogs, RunLine};
+use crate::flake::{Flake, FlakeKind, OutputFormat, ScrapeTarget};
+use crate::flakelog::{Event, FlakeLogs, LOGGED_REJECTIONS, ReadoutLine, RunLine};
 use crate::metrics::Metrics;
 use crate::monitor::{self, JobOutcome, JobRun, SharedMonitors, run_values};
 use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
-use crate::runner::{CommandSpec, RunOutcome, Termination, run_command};
+use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, up_entry};
+use crate::runner::{CAPTURE_LIMIT, Captured, CommandSpec, RunOutcome, Termination, run_command};
+use crate::scrape::{ScrapeError, request_headers, scrape};
 
 /// What every run needs besides its flake.
 pub struct RunContext {
@@ -39,12 +42,21 @@ pub struct Prepared {
     pub flake: Arc<Flake>,
     /// `None` for a job that publishes nothing; `Err` if it should publish but cannot (no region).
     pub series: Result<Option<Arc<Series>>, String>,
+    /// Reads a multi-metric output and keeps its counters across runs; `None` for `number`.
+    pub reader: Option<Arc<OutputReader>>,
 }
 
 impl Prepared {
     pub fn new(flake: Arc<Flake>, default_region: Option<&str>) -> Prepared {
         let series = Series::of_flake(&flake, default_region);
-        Prepared { flake, series }
+        let reader = OutputReader::of_flake(&flake);
+        Prepared { flake, series, reader }
+    }
+
+    /// For `snowflake once`: runs also report Prometheus counters' raw totals.
+    pub fn reporting_raw_counters(mut self) -> Prepared {
+        self.reader = self.reader.map(|reader| Arc::new(reader.with_raw_counters()));
+        self
     }
 }
 
@@ -53,6 +65,8 @@ impl Prepared {
 pub enum Verdict {
     /// A metric's value, or a job's (if its output was one number).
     Ok { value: Option<f64> },
+    /// A multi-metric output was read: `partial` if some entries were rejected.
+    Read(Box<Readout>),
     /// Never [`RunResult::Ok`].
     Failed { result: RunResult, reason: String },
 }
@@ -61,12 +75,15 @@ impl Verdict {
     pub fn result(&self) -> RunResult {
         match self {
             Verdict::Ok { .. } => RunResult::Ok,
+            Verdict::Read(readout) if readout.rejections.is_empty() => RunResult::Ok,
+            Verdict::Read(_) => RunResult::Partial,
             Verdict::Failed { result, .. } => *result,
         }
     }
 
+    /// Ok, and nothing rejected.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Verdict::Ok { .. })
+        self.result() == RunResult::Ok
     }
 }
 
@@ -91,20 +108,57 @@ impl RunReport {
         match &self.verdict {
             Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
             Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
+            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis),
             Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake, result = result.as_str()),
         }
     }
 }
 
+/// `name: partial series=12 datapoints=12 rejected=1 (8 ms)`, then a line per rejection and per
+/// raw counter.
+fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints: usize, millis: u128) -> String {
+    let mut text = format!("{flake}: {} series={} datapoints={datapoints}", result.as_str(), readout.series);
+    if let Some((state, summary)) = &readout.nagios {
+        text.push_str(&format!(" state={} text={summary:?}", state.name()));
+    }
+    if readout.dropped_series > 0 {
+        text.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
+    }
+    if !readout.rejections.is_empty() {
+        text.push_str(&format!(" rejected={}", readout.rejections.len()));
+    }
+    text.push_str(&format!(" ({millis} ms)"));
+    for rejection in readout.rejections.iter().take(LOGGED_REJECTIONS) {
+        text.push_str(&format!("\n  rejected {}: {}", rejection.entry, rejection.reason));
+    }
+    if !readout.raw_counters.is_empty() {
+        text.push_str(&format!(
+            "\n  {} counter series, raw totals not published (a counter is published as its increase between two runs):",
+            readout.raw_counters.len()
+        ));
+        for counter in &readout.raw_counters {
+            let dimensions: Vec<String> = counter.dimensions.iter().map(|d| format!("{}={}", d.name, d.value)).collect();
+            text.push_str(&format!("\n  counter {}{{{}}} {}", counter.name, dimensions.join(","), counter.value));
+        }
+    }
+    text
+}
+
 /// Runs `prepared` for the firing at `scheduled`; `stop` ends the run early (daemon shutdown).
 pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &RunContext, stop: watch::Receiver<bool>) -> RunReport {
     let flake = &prepared.flake;
-    let spec = command_spec(flake, scheduled, context);
     let started = Utc::now();
-    let outcome = run_command(&spec, stop).await;
+    let (outcome, mut verdict) = match &flake.scrape {
+        Some(target) => scrape_run(flake, target, prepared.reader.as_deref(), context, stop).await,
+        None => {
+            let spec = command_spec(flake, prepared.reader.is_some(), scheduled, context);
+            let outcome = run_command(&spec, stop).await;
+            let verdict = judge(flake, prepared.reader.as_deref(), &outcome);
+            (outcome, verdict)
+        }
+    };
     let lateness = (started - scheduled).to_std().unwrap_or_default();
 
-    let mut verdict = judge(flake, &outcome);
     // How the monitor counts the run is decided by the command alone, before publishing.
     let job_run = flake.monitor.as_ref().map(|_| JobRun {
         outcome: JobOutcome::of_result(verdict.result()),
@@ -112,30 +166,37 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         ended: Utc::now(),
         duration: outcome.duration,
     });
-    let value = match verdict {
-        Verdict::Ok { value } => value,
-        Verdict::Failed { .. } => None,
-    };
+    let has_values = flake.scrape.is_some() || job_run.is_some() || matches!(verdict, Verdict::Ok { value: Some(_) } | Verdict::Read(_));
     let mut points = Vec::new();
     if let Ok(Some(series)) = &prepared.series {
-        points.extend(value.map(|value| Datapoint { series: series.clone(), value, timestamp_ms: scheduled.timestamp_millis() }));
+        let timestamp_ms = scheduled.timestamp_millis();
+        match &mut verdict {
+            Verdict::Ok { value: Some(value) } => points.push(Datapoint { series: series.clone(), value: *value, timestamp_ms }),
+            Verdict::Read(readout) => points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms),
+            _ => {}
+        }
+        if flake.scrape.is_some() {
+            let up = up_entry(&flake.output.metric_prefix, !matches!(verdict, Verdict::Failed { .. }));
+            points.extend(datapoints(series, vec![up], timestamp_ms));
+        }
         points.extend(job_run.iter().flat_map(|run| monitor::datapoints(series, &run_values(run))));
     }
     let mut published = 0;
     let mut sent_without_spool = false;
+    // Only a run with something to publish fails for want of a region.
     if let Err(reason) = &prepared.series
-        && verdict.is_ok()
-        && (value.is_some() || job_run.is_some())
+        && has_values
+        && !matches!(verdict, Verdict::Failed { .. })
     {
         verdict = Verdict::Failed { result: RunResult::Error, reason: reason.clone() };
     }
     if !points.is_empty() {
         let count = points.len();
-        // Waits for the spool, so "ok" in the log means the value survives a crash.
+        // Waits for the spool, so "ok" in the log means the values survive a crash.
         match context.publisher.publish_durably(points).await {
             Accepted::Durably => published = count,
             Accepted::WithoutSpool => (published, sent_without_spool) = (count, true),
-            Accepted::No if verdict.is_ok() => {
+            Accepted::No if !matches!(verdict, Verdict::Failed { .. }) => {
                 verdict =
                     Verdict::Failed { result: RunResult::Error, reason: "the publisher has stopped; the value was not taken".to_string() }
             }
@@ -149,27 +210,91 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
     context.metrics.run(&flake.name, report.verdict.result());
     context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
+    if let Verdict::Read(readout) = &report.verdict {
+        context.metrics.series(&flake.name, readout.series, readout.dropped_series);
+    }
     let line = RunLine {
         result: report.verdict.result(),
         scheduled,
         duration: outcome.duration,
         value: match report.verdict {
             Verdict::Ok { value } => value,
-            Verdict::Failed { .. } => None,
+            Verdict::Read(_) | Verdict::Failed { .. } => None,
         },
         failure: match &report.verdict {
             Verdict::Failed { reason, .. } => Some(reason.as_str()),
-            Verdict::Ok { .. } => None,
+            Verdict::Ok { .. } | Verdict::Read(_) => None,
         },
         stdout: &outcome.stdout,
         stderr: &outcome.stderr,
         lingered: outcome.lingered,
         copy_output: flake.kind == FlakeKind::Job,
         sent_without_spool,
+        readout: readout_line(&report, flake),
         monitor: job_run.map(|run| run.outcome.describe()),
     };
     context.logs.record(&flake.name, Event::Run(&line)).await;
     report
+}
+
+/// The multi-metric part of a run's log line.
+fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<'a>> {
+    let up = flake.scrape.is_some().then_some(!matches!(report.verdict, Verdict::Failed { .. }));
+    match &report.verdict {
+        Verdict::Read(readout) => Some(ReadoutLine {
+            datapoints: report.published,
+            series: readout.series,
+            dropped_series: readout.dropped_series,
+            nagios: readout.nagios.as_ref().map(|(state, text)| (state.name(), text.as_str())),
+            rejections: &readout.rejections,
+            up,
+        }),
+        _ if up.is_some() => {
+            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], up })
+        }
+        _ => None,
+    }
+}
+
+/// A scrape flake's run: GET, then read the body as Prometheus text. The body stands in for
+/// stdout in the log's excerpts when it cannot be read.
+async fn scrape_run(
+    flake: &Flake,
+    target: &ScrapeTarget,
+    reader: Option<&OutputReader>,
+    context: &RunContext,
+    stop: watch::Receiver<bool>,
+) -> (RunOutcome, Verdict) {
+    let started = Instant::now();
+    let failed = |result, reason: String| Verdict::Failed { result, reason };
+    let fetched = match request_headers(target, &context.creds) {
+        Ok(headers) => scrape(&target.url, headers, flake.timeout, stop).await,
+        Err(reason) => Err(ScrapeError::Failed(reason)),
+    };
+    let mut outcome = RunOutcome {
+        termination: Termination::Exited(0),
+        stdout: Captured::default(),
+        stderr: Captured::default(),
+        duration: Duration::ZERO,
+        lingered: false,
+    };
+    let verdict = match fetched {
+        Err(ScrapeError::Failed(reason)) => failed(RunResult::Failed, reason),
+        Err(ScrapeError::TimedOut) => {
+            failed(RunResult::Timeout, format!("no complete answer from {} within {:?}", target.url, flake.timeout))
+        }
+        Err(ScrapeError::Stopped) => failed(RunResult::Stopped, "stopped because the daemon is shutting down".to_string()),
+        Ok(body) => {
+            outcome.stdout.bytes = body;
+            match reader.map(|reader| reader.read(&outcome.stdout.bytes, Some(0), false)) {
+                Some(Ok(readout)) => Verdict::Read(Box::new(readout)),
+                Some(Err(unreadable)) => failed(RunResult::Rejected, unreadable.0),
+                None => failed(RunResult::Error, "a scrape flake has no Prometheus reader".to_string()),
+            }
+        }
+    };
+    outcome.duration = started.elapsed();
+    (outcome, verdict)
 }
 
 /// A firing not run because the previous run of the flake is still going: logged, and for a
@@ -189,7 +314,7 @@ pub async fn skip_overlapping(prepared: &Prepared, scheduled: DateTime<Utc>, con
 
 /// The command with its environment in the contract's order: the daemon's own, then creds.json,
 /// then flakeEnvironment, then the two SNOWFLAKE_ variables.
-fn command_spec(flake: &Flake, scheduled: DateTime<Utc>, context: &RunContext) -> CommandSpec {
+fn command_spec(flake: &Flake, multi_metric: bool, scheduled: DateTime<Utc>, context: &RunContext) -> CommandSpec {
     let mut environment = context.creds.variables.clone();
     environment.extend(flake.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     environment.push(("SNOWFLAKE_FLAKE_NAME".to_string(), flake.name.clone()));
@@ -198,11 +323,44 @@ fn command_spec(flake: &Flake, scheduled: DateTime<Utc>, context: &RunContext) -
         Some(dir) => context.workdir.join(dir),
         None => context.workdir.clone(),
     };
-    CommandSpec { command: flake.command.clone(), working_directory, environment, timeout: flake.timeout, nice: context.command_nice }
+    let stdout_limit = if multi_metric { OUTPUT_LIMIT } else { CAPTURE_LIMIT };
+    CommandSpec {
+        command: flake.command.clone(),
+        working_directory,
+        environment,
+        timeout: flake.timeout,
+        nice: context.command_nice,
+        stdout_limit,
+    }
 }
 
-/// Success and value by the flake's type; every failure says why.
-pub fn judge(flake: &Flake, outcome: &RunOutcome) -> Verdict {
+/// Success and value by the flake's type and output format; every failure says why.
+pub fn judge(flake: &Flake, reader: Option<&OutputReader>, outcome: &RunOutcome) -> Verdict {
+    let failed = |result, reason: String| Verdict::Failed { result, reason };
+    if let Some(reader) = reader.filter(|reader| reader.format() == OutputFormat::Nagios) {
+        // Exit statuses 0-3 are the plugin's states, not failures (SPEC 8).
+        let exit_code = match outcome.termination {
+            Termination::Exited(code) => Some(code),
+            Termination::Signaled(_) => None,
+            _ => return judge_termination(flake, outcome),
+        };
+        return match reader.read(&outcome.stdout.bytes, exit_code, outcome.stdout.truncated) {
+            Ok(readout) => Verdict::Read(Box::new(readout)),
+            Err(unreadable) => failed(RunResult::Failed, unreadable.0),
+        };
+    }
+    match (&outcome.termination, reader) {
+        (Termination::Exited(0), Some(reader)) => match reader.read(&outcome.stdout.bytes, Some(0), outcome.stdout.truncated) {
+            Ok(readout) => Verdict::Read(Box::new(readout)),
+            Err(_) if flake.kind == FlakeKind::Job => Verdict::Ok { value: None },
+            Err(unreadable) => failed(RunResult::Rejected, unreadable.0),
+        },
+        _ => judge_termination(flake, outcome),
+    }
+}
+
+/// A `number` flake's verdict, and any run that did not end with an exit status to read.
+fn judge_termination(flake: &Flake, outcome: &RunOutcome) -> Verdict {
     let failed = |result, reason: String| Verdict::Failed { result, reason };
     match &outcome.termination {
         Termination::SpawnFailed(reason) => failed(RunResult::Error, reason.clone()),
@@ -215,7 +373,7 @@ pub fn judge(flake: &Flake, outcome: &RunOutcome) -> Verdict {
         Termination::Exited(_) => match (flake.kind, parse_value(&outcome.stdout.bytes, outcome.stdout.truncated)) {
             (_, Ok(value)) => Verdict::Ok { value: Some(value) },
             (FlakeKind::Job, Err(_)) => Verdict::Ok { value: None },
-            (FlakeKind::Metric | FlakeKind::Alarms, Err(rejected)) => failed(RunResult::Rejected, rejected.0),
+            (FlakeKind::Metric | FlakeKind::Scrape | FlakeKind::Alarms, Err(rejected)) => failed(RunResult::Rejected, rejected.0),
         },
     }
 }

@@ -57,9 +57,29 @@ pub struct RunLine<'a> {
     pub copy_output: bool,
     /// The value went to the publisher, but the spool could not keep a durable copy.
     pub sent_without_spool: bool,
+    /// What a multi-metric run yielded (SPEC 8).
+    pub readout: Option<ReadoutLine<'a>>,
     /// How a monitored job's monitor counted the run (`flakeMonitor`).
     pub monitor: Option<&'static str>,
 }
+
+/// What a multi-metric run's log line says besides the common part.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadoutLine<'a> {
+    /// Datapoints taken for publishing.
+    pub datapoints: usize,
+    pub series: usize,
+    pub dropped_series: usize,
+    /// A Nagios plugin's state name and the first line of its text.
+    pub nagios: Option<(&'a str, &'a str)>,
+    /// Entries rejected, each with why; at most [`LOGGED_REJECTIONS`] are written.
+    pub rejections: &'a [crate::output::Rejection],
+    /// A scrape's `up`.
+    pub up: Option<bool>,
+}
+
+/// Most rejected entries one run lists in its log; the rest are counted.
+pub const LOGGED_REJECTIONS: usize = 20;
 
 /// Writes and rotates the log files of all flakes.
 pub struct FlakeLogs {
@@ -108,6 +128,21 @@ impl FlakeLogs {
         if let Some(value) = run.value {
             line.push_str(&format!(" value={value}"));
         }
+        if let Some(readout) = &run.readout {
+            if let Some((state, text)) = readout.nagios {
+                line.push_str(&format!(" state={state} text={:?}", crate::flake::shorten(&self.redactor.redact(text), EXCERPT_CHARS)));
+            }
+            if let Some(up) = readout.up {
+                line.push_str(&format!(" up={}", u8::from(up)));
+            }
+            line.push_str(&format!(" datapoints={} series={}", readout.datapoints, readout.series));
+            if readout.dropped_series > 0 {
+                line.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
+            }
+            if !readout.rejections.is_empty() {
+                line.push_str(&format!(" rejected={}", readout.rejections.len()));
+            }
+        }
         if let Some(reason) = run.failure {
             // Redacted before shortening: a cut could leave a secret's head unrecognisable.
             line.push_str(&format!(" reason={:?}", self.redactor.redact(reason)));
@@ -131,6 +166,15 @@ impl FlakeLogs {
             line.push_str(" spool=\"unwritable: sent without a durable copy\"");
         }
         let mut lines = vec![line];
+        if let Some(readout) = &run.readout {
+            let rejections = readout.rejections;
+            for rejection in rejections.iter().take(LOGGED_REJECTIONS) {
+                lines.push(format!("  rejected| {}: {}", rejection.entry, rejection.reason));
+            }
+            if rejections.len() > LOGGED_REJECTIONS {
+                lines.push(format!("  rejected| and {} more entries", rejections.len() - LOGGED_REJECTIONS));
+            }
+        }
         if run.copy_output {
             for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
                 let text = captured.text();

@@ -16,7 +16,10 @@
 //!   changed between loads.
 //! - [`runner`]: one command: `/bin/sh -c` in its own process group, bounded capture, timeout.
 //! - [`output`]: the number grammar of a command's output, and the JSON, Nagios and Prometheus
-//!   parsers of SPEC 8 (not yet wired into execution).
+//!   parsers of SPEC 8.
+//! - [`readout`]: a multi-metric run's output read by `flakeOutput` (counters kept across runs,
+//!   the series guard) and turned into datapoints of the one publish path.
+//! - [`scrape`]: scrape flakes' HTTP(S) GET, gzip and the 16 MiB limit (SPEC 8.3).
 //! - [`execution`]: one firing of one flake: run, judge, publish durably, log.
 //! - [`outcome`]: the closed sets of outcomes (run results, PutMetricData outcomes, drop
 //!   reasons), one word each for logs and metric labels.
@@ -56,6 +59,8 @@ pub mod outcome;
 pub mod output;
 pub mod placeholders;
 pub mod publish;
+pub mod readout;
 pub mod runner;
 pub mod schedule;
+pub mod scrape;
 pub mod statefile;

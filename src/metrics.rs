@@ -56,6 +56,10 @@ pub struct Metrics {
     pub run_duration: Histogram,
     pub lateness: Histogram,
     pub skipped_overlaps: Family<FlakeLabels, Counter>,
+    /// Distinct series a multi-metric flake's last run published (SPEC 8).
+    pub flake_series: Family<FlakeLabels, Gauge>,
+    /// Series the `flakeMaxSeries` guard kept from being published.
+    pub series_dropped: Family<FlakeLabels, Counter>,
     pub datapoints_published: Counter,
     pub datapoints_rejected: Counter,
     /// Datums sent with `Values` and `Counts`, and the datapoints folded into them.
@@ -90,6 +94,8 @@ impl Metrics {
             // 1 ms to about 16 s.
             lateness: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             skipped_overlaps: Family::default(),
+            flake_series: Family::default(),
+            series_dropped: Family::default(),
             datapoints_published: Counter::default(),
             datapoints_rejected: Counter::default(),
             folded_datums: Counter::default(),
@@ -110,6 +116,12 @@ impl Metrics {
         registry.register("run_duration_seconds", "Run time of flake commands", metrics.run_duration.clone());
         registry.register("run_lateness_seconds", "Command start minus scheduled fire time", metrics.lateness.clone());
         registry.register("skipped_overlaps", "Firings skipped because the previous run was still going", metrics.skipped_overlaps.clone());
+        registry.register("flake_series", "Distinct series the last run of a multi-metric flake published", metrics.flake_series.clone());
+        registry.register(
+            "series_dropped",
+            "Series not published because a run yielded more than flakeMaxSeries",
+            metrics.series_dropped.clone(),
+        );
         registry.register("datapoints_published", "Datapoints CloudWatch accepted", metrics.datapoints_published.clone());
         registry.register(
             "datapoints_rejected",
@@ -221,7 +233,19 @@ impl Metrics {
         for result in RunResult::VARIANTS {
             self.runs.remove(&RunLabels { flake: flake.to_string(), result: result.as_str() });
         }
-        self.skipped_overlaps.remove(&FlakeLabels { flake: flake.to_string() });
+        let labels = FlakeLabels { flake: flake.to_string() };
+        self.skipped_overlaps.remove(&labels);
+        self.flake_series.remove(&labels);
+        self.series_dropped.remove(&labels);
+    }
+
+    /// A multi-metric run's series: how many went out, how many the guard dropped.
+    pub fn series(&self, flake: &str, published: usize, dropped: usize) {
+        let labels = FlakeLabels { flake: flake.to_string() };
+        self.flake_series.get_or_create(&labels).set(published as i64);
+        if dropped > 0 {
+            self.series_dropped.get_or_create(&labels).inc_by(dropped as u64);
+        }
     }
 }
 
@@ -240,6 +264,10 @@ mod tests {
         assert!(text.contains("snowflake_runs_total{flake=\"disk\",result=\"ok\"} 2"), "{text}");
         assert!(text.contains("snowflake_put_metric_data_calls_total{outcome=\"ok\"} 1"), "{text}");
         assert!(text.contains("snowflake_run_lateness_seconds_count 1"), "{text}");
+        metrics.series("disk", 12, 3);
+        let text = metrics.encode();
+        assert!(text.contains("snowflake_flake_series{flake=\"disk\"} 12"), "{text}");
+        assert!(text.contains("snowflake_series_dropped_total{flake=\"disk\"} 3"), "{text}");
         metrics.forget_flake("disk");
         assert!(!metrics.encode().contains("flake=\"disk\""));
     }

@@ -13,6 +13,8 @@ use strum::{IntoStaticStr, VariantArray};
 pub enum RunResult {
     /// It succeeded (and its value, if any, was taken for publishing).
     Ok,
+    /// Some entries of a multi-metric output were rejected (and logged); the others were taken.
+    Partial,
     /// The command exited non-zero or was killed by a signal.
     Failed,
     /// A metric's output was not a number.
@@ -72,7 +74,7 @@ mod tests {
     #[test]
     fn the_words_are_the_ones_logs_and_dashboards_know() {
         let words: Vec<&str> = RunResult::VARIANTS.iter().map(|result| result.as_str()).collect();
-        assert_eq!(words, ["ok", "failed", "rejected", "timeout", "stopped", "error"]);
+        assert_eq!(words, ["ok", "partial", "failed", "rejected", "timeout", "stopped", "error"]);
         let words: Vec<&str> = PutOutcome::VARIANTS.iter().map(|outcome| outcome.as_str()).collect();
         assert_eq!(words, ["ok", "throttled", "unavailable", "credentials", "invalid"]);
         let words: Vec<&str> = DropReason::VARIANTS.iter().map(|reason| reason.as_str()).collect();

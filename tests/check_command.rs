@@ -31,7 +31,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("bad-json-trailing-comma", "file", "invalid JSON at line 4, column 1: trailing comma"),
     ("bad-json-unquoted-key", "file", "invalid JSON at line 2, column 3"),
     ("bad-region", "flakeRegion", "not an AWS region name"),
-    ("bad-type", "flakeType", "use \"metric\" or \"job\""),
+    ("bad-type", "flakeType", "use \"metric\", \"job\" or \"scrape\""),
     ("bad-unit", "flakeUnit", "\"Secs\" is not a CloudWatch unit"),
     ("cron-bad-macro", "flakeCronstring", "not a schedule macro"),
     ("cron-bad-zone", "flakeCronstring", "\"Mars/Base\" is not a time zone"),
@@ -43,10 +43,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("empty-command", "flakeCommand", "is empty"),
     ("enabled-not-bool", "flakeEnabled", "must be true or false"),
     ("environment-not-object", "flakeEnvironment", "must be an object"),
+    ("header-bad-name", "flakeHeaders.Bad Header", "is not an HTTP header name"),
     ("many-problems", "flakeUnit", "\"Secs\" is not a CloudWatch unit"),
+    ("max-series-zero", "flakeMaxSeries", "0 is out of range"),
+    ("metrics-bad-regex", "flakeMetrics.include[0]", "\"node_(cpu\" is not a regular expression"),
     ("missing-command", "flakeCommand", "is required"),
     ("missing-cronstring", "flakeCronstring", "is required"),
     ("missing-name", "flakeName", "is required"),
+    ("multi-metric-alarm", "flakeAlarms[0]", "say which one the alarm watches with alarmMetricName"),
     ("name-path-traversal", "flakeName", "\"../../etc/x\" is not a valid flake name"),
     ("name-with-dotdot", "flakeName", "\"a..b\" is not a valid flake name"),
     ("name-with-slash", "flakeName", "\"a/b\" is not a valid flake name"),
@@ -55,6 +59,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("namespace-aws", "flakeMetricNamespace", "reserved for AWS services"),
     ("namespace-missing", "flakeMetricNamespace", "is required"),
     ("not-an-object", "file", "must hold one JSON object"),
+    ("output-unknown", "flakeOutput", "\"xml\" is not an output format"),
+    ("scrape-bad-url", "flakeUrl", "must start with http:// or https://"),
+    ("scrape-with-command", "flakeCommand", "a scrape flake GETs flakeUrl"),
     ("storage-resolution-30", "flakeStorageResolution", "30 is not a storage resolution"),
     ("timeout-negative", "flakeTimeout", "out of range"),
     ("timeout-not-a-number", "flakeTimeout", "must be a number"),
@@ -89,7 +96,7 @@ fn every_malformed_file_is_reported_with_its_field_and_reason() {
         let ok_line = format!("{}/{file}.json: ok", dir.display());
         assert!(!stdout.contains(&ok_line), "{file} must not be reported valid");
     }
-    assert!(stderr.contains("56 file(s) checked: 1 valid, 55 invalid"), "{stderr}");
+    assert!(stderr.contains(&format!("{files} file(s) checked: 1 valid, {} invalid", files - 1)), "{stderr}");
     // A bad alarm is left out; the flake and its good alarm go on.
     for file in
         ["alarm-rule-unknown-name", "alarm-rule-cycle", "alarm-math-eleven-metrics", "alarm-band-with-threshold", "alarm-endpoint-not-arn"]

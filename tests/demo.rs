@@ -31,9 +31,9 @@ fn the_demo_shows_what_landed_and_stops_everything_it_started() {
     // ...every example alarm is listed with its state, and the liveness one is in ALARM...
     let alarms: Vec<&str> = stdout.lines().filter(|line| line.trim_start().starts_with("FL-example-")).collect();
     // Four on the examples' own metrics, two of example-backup's flakeMonitor (overdue and
-    // failed), and four of the host-alarms example (three metric alarms on the stand-in instance
-    // and the composite).
-    assert_eq!(alarms.len(), 10, "{stdout}");
+    // failed), four of the host-alarms example (three metric alarms on the stand-in instance
+    // and the composite), and one each on a metric of the Nagios and the scrape examples.
+    assert_eq!(alarms.len(), 12, "{stdout}");
     assert!(alarms.iter().any(|line| line.contains("FL-example-backup-overdue")), "{alarms:#?}");
     assert!(alarms.iter().any(|line| line.contains("FL-example-backup-failed")), "{alarms:#?}");
     assert!(alarms.iter().any(|line| line.contains("FL-example-host-alarms-cpu-high-outside-maintenance")), "{alarms:#?}");

@@ -7,7 +7,14 @@ use specialsnowflake::runner::{CAPTURE_LIMIT, CommandSpec, Termination, run_comm
 use tokio::sync::watch;
 
 fn spec(command: &str, timeout: Duration) -> CommandSpec {
-    CommandSpec { command: command.to_string(), working_directory: PathBuf::from("/tmp"), environment: Vec::new(), timeout, nice: None }
+    CommandSpec {
+        command: command.to_string(),
+        working_directory: PathBuf::from("/tmp"),
+        environment: Vec::new(),
+        timeout,
+        nice: None,
+        stdout_limit: CAPTURE_LIMIT,
+    }
 }
 
 fn never_stop() -> watch::Receiver<bool> {

@@ -79,7 +79,8 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     let slots = Arc::new(Semaphore::new(options.max_concurrent_runs as usize));
     let mut runs = tokio::task::JoinSet::new();
     for flake in flakes {
-        let prepared = Prepared::new(flake, default_region.as_deref());
+        // `once` has no previous run to subtract from, so it shows counters' totals instead.
+        let prepared = Prepared::new(flake, default_region.as_deref()).reporting_raw_counters();
         let (context, stop, slots) = (context.clone(), stop.clone(), slots.clone());
         runs.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore is never closed");

@@ -122,19 +122,9 @@ type GraphKey = (String, String, String);
 /// publishes that metric), every `flakeAnnotations` limit on its flake's graph, every alarm listed.
 pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &str, default_region: Option<&str>) -> DashboardInput {
     let mut graphs: BTreeMap<GraphKey, Collected> = BTreeMap::new();
+    let mut flake_searches: Vec<Graph> = Vec::new();
     for flake in flakes.iter().filter(|flake| flake.enabled) {
         let (Some(metric), Some(region)) = (&flake.metric, flake.region.as_deref().or(default_region)) else { continue };
-        let graph = graphs.entry((region.to_string(), metric.namespace.clone(), metric.metric_name.clone())).or_default();
-        graph.lines.insert(MetricLine {
-            namespace: metric.namespace.clone(),
-            metric_name: metric.metric_name.clone(),
-            dimensions: metric.dimensions.clone(),
-        });
-        graph.annotations.extend(flake.annotations.iter().map(|limit| Annotation {
-            label: limit.label.clone(),
-            value: limit.value,
-            fill: Fill::None,
-        }));
         if flake.monitor.is_some() {
             // A monitored job's own values, each on its metric's graph beside the other jobs'.
             let dimensions = monitor::job_dimensions(&metric.dimensions, &flake.name);
@@ -147,6 +137,23 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
                 });
             }
         }
+        if flake.output.format.is_multi_metric() {
+            // Its metric names come from its output at run time (SPEC 8): one graph finds them
+            // all, by the flake's namespace and its own dimension values.
+            flake_searches.push(flake_search(flake, &metric.namespace, &metric.dimensions, region));
+            continue;
+        }
+        let graph = graphs.entry((region.to_string(), metric.namespace.clone(), metric.metric_name.clone())).or_default();
+        graph.lines.insert(MetricLine {
+            namespace: metric.namespace.clone(),
+            metric_name: metric.metric_name.clone(),
+            dimensions: metric.dimensions.clone(),
+        });
+        graph.annotations.extend(flake.annotations.iter().map(|limit| Annotation {
+            label: limit.label.clone(),
+            value: limit.value,
+            fill: Fill::None,
+        }));
     }
     // Math, band and composite alarms watch no single metric to draw a threshold on; they are in
     // the alarm list below.
@@ -169,12 +176,34 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
         graph.alarms.push((config.name.clone(), statistic, config.period));
     }
 
-    let graphs = graphs.into_iter().map(|(key, collected)| graph_of(key, collected)).collect();
+    flake_searches.sort_by(|a, b| (&a.region, &a.title).cmp(&(&b.region, &b.title)));
+    let graphs = graphs.into_iter().map(|(key, collected)| graph_of(key, collected)).chain(flake_searches).collect();
     let mut alarm_refs: Vec<AlarmRef> =
         alarms.iter().map(|alarm| AlarmRef { region: alarm.region.clone(), name: alarm.config.name.clone() }).collect();
     alarm_refs.sort();
     alarm_refs.dedup();
     DashboardInput { host: host.to_string(), graphs, alarms: alarm_refs }
+}
+
+/// The graph of a multi-metric flake: every series in its namespace with its dimension values,
+/// with its declared limits. (Its alarms, which name their metrics, get graphs of their own.)
+fn flake_search(flake: &Flake, namespace: &str, dimensions: &BTreeMap<String, String>, region: &str) -> Graph {
+    let mut annotations: Vec<Annotation> =
+        flake.annotations.iter().map(|limit| Annotation { label: limit.label.clone(), value: limit.value, fill: Fill::None }).collect();
+    annotations.sort_by(|a, b| a.value.total_cmp(&b.value).then_with(|| a.label.cmp(&b.label)));
+    Graph {
+        title: format!("{} (every metric, {namespace})", flake.name),
+        region: region.to_string(),
+        stat: DEFAULT_STAT.to_string(),
+        period: DEFAULT_PERIOD,
+        series: Series::Search(Search {
+            namespace: namespace.to_string(),
+            metric_name: None,
+            dimension_names: None,
+            fixed: dimensions.clone(),
+        }),
+        annotations,
+    }
 }
 
 fn graph_of((region, namespace, metric_name): GraphKey, mut collected: Collected) -> Graph {

@@ -9,6 +9,7 @@ use super::composite;
 use super::context::Context;
 use super::endpoints::check_endpoint;
 use super::fields::{Fields, describe, shorten};
+use super::formats::{OutputFormat, alarm_metric_problem};
 use super::keys::{ALARM_KEYS, ENDPOINT_KEYS, warn_unknown};
 use super::model::{Alarm, MetricTarget, Statistic, Watch};
 use super::problem::Problems;
@@ -33,6 +34,7 @@ pub fn parse_alarms(
     fields: &Fields,
     flake_name: Option<&str>,
     metric: Option<&MetricTarget>,
+    output: Option<OutputFormat>,
     context: &Context,
     problems: &mut Problems,
 ) -> Vec<Alarm> {
@@ -60,6 +62,12 @@ pub fn parse_alarms(
             continue;
         };
         warn_unknown(object, ALARM_KEYS, &prefix, problems);
+        // SPEC 8: on a flake that yields several metrics an alarm must say which it watches.
+        let names_metric = ["alarmMetricName", "alarmExpression", "alarmRule"].iter().any(|key| object.contains_key(*key));
+        if let Some(reason) = output.and_then(|format| alarm_metric_problem(format, names_metric)) {
+            problems.error(format!("flakeAlarms[{index}]"), reason);
+            continue;
+        }
         let alarm_fields = Fields::new(object, prefix);
         if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, flake_metric, context, problems) {
             if alarms.iter().any(|(_, other)| other.name == alarm.name) {

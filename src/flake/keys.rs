@@ -32,6 +32,12 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeAggregate",
     "flakeAnnotations",
     "flakeMonitor",
+    "flakeOutput",
+    "flakeMetricPrefix",
+    "flakeMetrics",
+    "flakeMaxSeries",
+    "flakeUrl",
+    "flakeHeaders",
 ];
 
 /// Keys of one entry of `flakeAnnotations`.

@@ -14,6 +14,7 @@ mod composite;
 mod context;
 mod endpoints;
 mod fields;
+mod formats;
 mod keys;
 mod model;
 mod monitor;
@@ -25,10 +26,13 @@ mod validate;
 pub use alarm_kinds::EXPRESSION_ID;
 pub use context::Context;
 pub use fields::shorten;
+pub use formats::{
+    DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
+};
 pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS, MONITOR_KEYS};
 pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
-pub use units::UNITS;
+pub use units::{UNITS, canonical_unit};
 pub use validate::{namespace_problem, parse_flake};

@@ -4,15 +4,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::formats::{OutputSpec, ScrapeTarget};
 use crate::schedule::Schedule;
 
-/// `metric` flakes must print a number; `job` flakes succeed by exit status; `alarms` flakes run
-/// nothing and only declare alarms.
+/// `metric` flakes must print a number; `job` flakes succeed by exit status; `scrape` flakes GET
+/// an exposition instead of running a command (SPEC 8.3); `alarms` flakes run nothing and only
+/// declare alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlakeKind {
     Metric,
     Job,
     Alarms,
+    Scrape,
 }
 
 impl FlakeKind {
@@ -21,6 +24,7 @@ impl FlakeKind {
             FlakeKind::Metric => "metric",
             FlakeKind::Job => "job",
             FlakeKind::Alarms => "alarms",
+            FlakeKind::Scrape => "scrape",
         }
     }
 }
@@ -129,8 +133,13 @@ pub struct Flake {
     /// The file it was loaded from.
     pub source: PathBuf,
     pub schedule: Schedule,
+    /// Empty for a scrape flake, which GETs `scrape.url` instead.
     pub command: String,
     pub kind: FlakeKind,
+    /// How the output becomes metrics (`flakeOutput` and its companions).
+    pub output: OutputSpec,
+    /// `Some` exactly for a scrape flake.
+    pub scrape: Option<ScrapeTarget>,
     /// `None` only for a job without `flakeMetricNamespace`: its output is never published.
     pub metric: Option<MetricTarget>,
     /// `None`: the AWS SDK's region chain decides.

@@ -87,6 +87,35 @@ enum FlakeType {
     Metric,
     Job,
     Alarms,
+    Scrape,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum FlakeOutput {
+    Number,
+    Json,
+    Nagios,
+    Prometheus,
+}
+
+/// Which Prometheus series are published, and with which labels as dimensions.
+#[derive(JsonSchema)]
+struct FlakeMetrics {
+    /// Regular expressions matched against whole sample names; default: every sample.
+    include: Option<Vec<String>>,
+    /// Regular expressions of sample names not to publish.
+    exclude: Option<Vec<String>>,
+    /// Which labels become dimensions: `keep` or `drop` (one of them), lists of label names.
+    labels: Option<Labels>,
+    /// Publish histogram `_bucket` series (as increases, with the `le` label); default false.
+    buckets: Option<BoolOrString>,
+}
+
+#[derive(JsonSchema)]
+struct Labels {
+    keep: Option<Vec<String>>,
+    drop: Option<Vec<String>>,
 }
 
 /// A SpecialSnowflake flake: a shell command run on a schedule whose number is published to
@@ -95,6 +124,16 @@ enum FlakeType {
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "SpecialSnowflake flake file")]
+#[schemars(extend(
+    "if" = {"properties": {"flakeType": {"const": "alarms"}}, "required": ["flakeType"]},
+    "then" = {"not": {"anyOf": [{"required": ["flakeCommand"]}, {"required": ["flakeCronstring"]}]}},
+    "else" = {
+        "required": ["flakeCronstring"],
+        "if": {"properties": {"flakeType": {"const": "scrape"}}, "required": ["flakeType"]},
+        "then": {"required": ["flakeUrl"]},
+        "else": {"required": ["flakeCommand"]}
+    }
+))]
 struct FlakeFile {
     /// Unique name: metric name (unless flakeMetricName), log file name, alarm name prefix.
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"))]
@@ -102,11 +141,27 @@ struct FlakeFile {
     /// Five-field crontab line, a macro (@hourly, @daily, @reboot, ...) or "@every 1m30s"; optional "CRON_TZ=<zone> " prefix.
     /// Required, except in an "alarms" flake, which must not have one.
     flake_cronstring: Option<String>,
-    /// Shell command, run with /bin/sh -c. Required, except in an "alarms" flake, which must not have one.
+    /// Shell command, run with /bin/sh -c. Required, except for scrape flakes, which take flakeUrl, and "alarms" flakes,
+    /// which must not have one.
     flake_command: Option<String>,
-    /// "metric" (default): stdout must be one number. "job": success is the exit status. "alarms": no command and no
-    /// schedule, only alarms that each name their metric (alarmNamespace, alarmMetricName), or are math, bands or composites.
+    /// "metric" (default): stdout must be one number. "job": success is the exit status. "scrape": GET flakeUrl.
+    /// "alarms": no command and no schedule, only alarms that each name their metric (alarmNamespace, alarmMetricName),
+    /// or are math, bands or composites.
     flake_type: Option<FlakeType>,
+    /// How stdout is read: "number" (default), "json", "nagios" or "prometheus" (scrape flakes: prometheus).
+    flake_output: Option<FlakeOutput>,
+    /// Prepended as is to every metric name the output gives.
+    #[schemars(length(max = 254))]
+    flake_metric_prefix: Option<String>,
+    /// Prometheus series selection: include/exclude patterns, labels keep/drop, buckets.
+    flake_metrics: Option<FlakeMetrics>,
+    /// Most distinct series (metric name and dimensions) one run may publish; default 200.
+    flake_max_series: Option<NumberOrString>,
+    /// Scrape flakes: the http:// or https:// address of the exposition; placeholders allowed.
+    #[schemars(regex(pattern = r"^https?://"))]
+    flake_url: Option<String>,
+    /// Scrape flakes: extra request headers; values may use ${env:NAME} (creds.json keys too) and are never logged.
+    flake_headers: Option<BTreeMap<String, String>>,
     /// A CloudWatch unit such as Seconds, Bytes, Percent, Count (any case); default None.
     flake_unit: Option<String>,
     /// CloudWatch namespace; required for metric flakes. Must not start with "AWS/" or ":".
@@ -285,5 +340,8 @@ mod tests {
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName"]);
         assert_eq!(property_names(&schema["$defs"]["MathMetricEntry"]), sorted(crate::flake::MATH_METRIC_KEYS));
+        assert_eq!(schema["else"]["required"], serde_json::json!(["flakeCronstring"]));
+        assert_eq!(schema["else"]["then"]["required"], serde_json::json!(["flakeUrl"]));
+        assert_eq!(schema["else"]["else"]["required"], serde_json::json!(["flakeCommand"]));
     }
 }

@@ -12,6 +12,7 @@ use super::alarm_kinds::check_alarms_flake;
 use super::annotations::parse_annotations;
 use super::context::Context;
 use super::fields::{Fields, shorten};
+use super::formats::{parse_output, parse_scrape};
 use super::keys::{FLAKE_KEYS, warn_unknown};
 use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
 use super::monitor::{MonitoredFlake, drop_alarms_named_like_the_monitors, parse_monitor};
@@ -60,13 +61,18 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     let name = name.filter(|name| check_flake_name(name, problems));
 
     let kind = parse_kind(&fields, problems);
+    let scraping = kind == FlakeKind::Scrape;
     let (schedule, command, metric) = if kind == FlakeKind::Alarms {
         let nothing_runs = check_alarms_flake(&fields, problems);
         (nothing_runs.then_some(Schedule::Never), nothing_runs.then(String::new), None)
     } else {
-        let (schedule, command) = parse_schedule_and_command(&fields, context, problems);
+        let schedule = parse_schedule(&fields, context, problems);
+        // A scrape flake GETs flakeUrl instead of running a command.
+        let command = if scraping { Some(String::new()) } else { parse_command(&fields, problems) };
         (schedule, command, parse_metric_target(&fields, name.as_deref(), kind, context, problems))
     };
+    let output = parse_output(&fields, scraping, problems);
+    let scrape = parse_scrape(&fields, scraping, context, problems);
     let region = parse_region(&fields, problems);
     let timeout = parse_timeout(&fields, schedule.as_ref(), problems);
     let environment = parse_environment(&fields, problems);
@@ -79,7 +85,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         }
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
-    let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), context, problems);
+    let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), output.as_ref().map(|output| output.format), context, problems);
     if let Some(metric) = &metric
         && let Some(window) = metric.aggregate_seconds
     {
@@ -105,6 +111,8 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         schedule: schedule?,
         command: command?,
         kind,
+        output: output?,
+        scrape,
         metric,
         region,
         alarms,
@@ -117,22 +125,11 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     })
 }
 
-fn parse_schedule_and_command(fields: &Fields, context: &Context, problems: &mut Problems) -> (Option<Schedule>, Option<String>) {
+fn parse_schedule(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<Schedule> {
     let cronstring = fields.strict_text("flakeCronstring", problems);
     let cronstring = fields.require("flakeCronstring", cronstring, "a schedule such as \"*/5 * * * *\" or \"@every 1m\"", problems);
-    let schedule = cronstring
-        .and_then(|text| Schedule::parse(&text, context.default_zone).map_err(|reason| problems.error("flakeCronstring", reason)).ok());
-
-    let command = fields.strict_text("flakeCommand", problems);
-    let command = fields.require("flakeCommand", command, "a shell command such as \"df --output=pcent / | tail -1\"", problems);
-    let command = command.filter(|command| {
-        let blank = command.trim().is_empty();
-        if blank {
-            problems.error("flakeCommand", "is empty; write the shell command to run");
-        }
-        !blank
-    });
-    (schedule, command)
+    cronstring
+        .and_then(|text| Schedule::parse(&text, context.default_zone).map_err(|reason| problems.error("flakeCronstring", reason)).ok())
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$` and no `..`: the name becomes a file name and a metric name.
@@ -156,17 +153,30 @@ fn check_flake_name(name: &str, problems: &mut Problems) -> bool {
     valid
 }
 
+fn parse_command(fields: &Fields, problems: &mut Problems) -> Option<String> {
+    let command = fields.strict_text("flakeCommand", problems);
+    let command = fields.require("flakeCommand", command, "a shell command such as \"df --output=pcent / | tail -1\"", problems);
+    command.filter(|command| {
+        let blank = command.trim().is_empty();
+        if blank {
+            problems.error("flakeCommand", "is empty; write the shell command to run");
+        }
+        !blank
+    })
+}
+
 fn parse_kind(fields: &Fields, problems: &mut Problems) -> FlakeKind {
     match fields.strict_text("flakeType", problems) {
         None => FlakeKind::Metric,
         Some(text) if text.trim().eq_ignore_ascii_case("metric") => FlakeKind::Metric,
         Some(text) if text.trim().eq_ignore_ascii_case("job") => FlakeKind::Job,
         Some(text) if text.trim().eq_ignore_ascii_case("alarms") => FlakeKind::Alarms,
+        Some(text) if text.trim().eq_ignore_ascii_case("scrape") => FlakeKind::Scrape,
         Some(text) => {
             problems.error(
                 "flakeType",
                 format!(
-                    "\"{}\" is not a flake type; use \"metric\" or \"job\" (or \"alarms\" for a flake that only declares alarms)",
+                    "\"{}\" is not a flake type; use \"metric\", \"job\" or \"scrape\" (or \"alarms\" for a flake that only declares alarms)",
                     shorten(&text, 40)
                 ),
             );
@@ -184,7 +194,7 @@ fn parse_metric_target(
 ) -> Option<MetricTarget> {
     let namespace = fields.strict_text("flakeMetricNamespace", problems);
     if namespace.is_none() {
-        if kind == FlakeKind::Metric {
+        if kind != FlakeKind::Job {
             fields.require::<()>(
                 "flakeMetricNamespace",
                 None,

@@ -55,7 +55,8 @@ impl JobOutcome {
     /// it would not be a success).
     pub fn of_result(result: RunResult) -> JobOutcome {
         match result {
-            RunResult::Ok => JobOutcome::Succeeded,
+            // A partial run's job succeeded; only some of its output's entries were rejected.
+            RunResult::Ok | RunResult::Partial => JobOutcome::Succeeded,
             RunResult::Failed | RunResult::Error | RunResult::Rejected => JobOutcome::Failed,
             RunResult::Timeout => JobOutcome::TimedOut,
             RunResult::Stopped => JobOutcome::Stopped,

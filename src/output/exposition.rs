@@ -169,6 +169,11 @@ fn parse_float(text: &str) -> Option<f64> {
     }
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`: what `flakeMetrics.labels` may name.
+pub fn is_label_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`
 pub fn is_metric_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':')

@@ -13,7 +13,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable, excerpt};
-use crate::flake::UNITS;
+use crate::flake::canonical_unit;
 
 /// The entries in `stdout`, or why it is not a JSON metrics document at all.
 pub fn parse(stdout: &[u8], truncated: bool, rules: &EntryRules) -> Result<Parsed, Unreadable> {
@@ -131,8 +131,7 @@ fn number(raw: &RawValue, rules: &EntryRules) -> Result<f64, String> {
 
 fn parse_unit(raw: &RawValue) -> Result<&'static str, String> {
     let text: String = serde_json::from_str(raw.get()).map_err(|_| format!("\"unit\" is {}, not a string", json_kind(raw)))?;
-    let canonical = UNITS.iter().copied().find(|unit| unit.eq_ignore_ascii_case(text.trim()));
-    canonical.ok_or_else(|| {
+    canonical_unit(&text).ok_or_else(|| {
         format!(
             "\"unit\" {:?} is not a CloudWatch unit; use one of the 27 (Seconds, Milliseconds, Bytes, Percent, Count, Count/Second, None, ...), in any case",
             excerpt(&text)

@@ -40,6 +40,8 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Scheduling niceness for the command, absolute (0 to 19); `None` leaves it as inherited.
     pub nice: Option<i32>,
+    /// How much of stdout is kept ([`CAPTURE_LIMIT`] unless the output format needs more).
+    pub stdout_limit: usize,
 }
 
 /// How a run ended.
@@ -112,7 +114,7 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
     let mut ending: Option<Ending> = None;
     let mut killed_at: Option<tokio::time::Instant> = None;
     {
-        let mut stdout = std::pin::pin!(drain(stdout_pipe, CAPTURE_LIMIT, &mut out));
+        let mut stdout = std::pin::pin!(drain(stdout_pipe, spec.stdout_limit, &mut out));
         let mut stderr = std::pin::pin!(drain(stderr_pipe, CAPTURE_LIMIT, &mut err));
         let deadline = tokio::time::sleep(spec.timeout);
         tokio::pin!(deadline);
@@ -282,6 +284,7 @@ mod tests {
             environment: Vec::new(),
             timeout: Duration::from_millis(200),
             nice: None,
+            stdout_limit: CAPTURE_LIMIT,
         };
         let walks_before = PROC_WALKS.load(std::sync::atomic::Ordering::Relaxed);
         let runs: Vec<_> = (0..20)

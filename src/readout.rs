@@ -1,0 +1,201 @@
+//! A multi-metric run's output read by its `flakeOutput` (SPEC 8, 8.2) into entries, and entries
+//! into datapoints of the flake's one publish path.
+//!
+//! One [`OutputReader`] lives as long as a loaded flake (it is part of
+//! [`Prepared`](crate::execution::Prepared)): it holds the compiled `flakeMetrics` selection and
+//! the Prometheus counters' previous values, so increases span runs; a changed flake file starts
+//! afresh, like a daemon restart. The series guard runs last, on what would be published.
+
+use std::sync::{Arc, Mutex};
+
+use crate::flake::{Flake, OutputFormat};
+use crate::output::counters::{CounterState, raw_entries};
+use crate::output::nagios::{self, NagiosState};
+use crate::output::prometheus::{self, Kind, Selection};
+use crate::output::series_guard::cap_series;
+use crate::output::{Entry, EntryRules, Rejection, Unreadable, json};
+use crate::publish::{Datapoint, Series};
+
+/// How much of a multi-metric command's stdout is read: as much as a scrape's decoded body.
+pub const OUTPUT_LIMIT: usize = crate::scrape::BODY_LIMIT;
+
+/// What one run's output yielded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Readout {
+    /// What to publish, after the series guard.
+    pub entries: Vec<Entry>,
+    pub rejections: Vec<Rejection>,
+    /// Distinct series among `entries`.
+    pub series: usize,
+    /// Distinct series the guard dropped.
+    pub dropped_series: usize,
+    /// A Nagios plugin's state and the first line of its text.
+    pub nagios: Option<(NagiosState, String)>,
+    /// Prometheus counters as raw totals, for `snowflake once` to print (only when asked for).
+    pub raw_counters: Vec<Entry>,
+}
+
+/// Reads one flake's runs.
+#[derive(Debug)]
+pub struct OutputReader {
+    format: OutputFormat,
+    rules: EntryRules,
+    selection: Selection,
+    max_series: usize,
+    counters: Mutex<CounterState>,
+    keep_raw_counters: bool,
+}
+
+impl OutputReader {
+    /// The reader of `flake`, or `None` for `flakeOutput: number` (read by `output::parse_value`).
+    pub fn of_flake(flake: &Flake) -> Option<Arc<OutputReader>> {
+        let output = &flake.output;
+        if !output.format.is_multi_metric() {
+            return None;
+        }
+        let flake_dimensions = flake.metric.as_ref().map_or(0, |metric| metric.dimensions.len());
+        // Validation compiled these patterns already; a failure here cannot happen for a loaded flake.
+        let selection = output.metrics.selection().unwrap_or_default();
+        Some(Arc::new(OutputReader {
+            format: output.format,
+            rules: EntryRules { metric_prefix: output.metric_prefix.clone(), flake_dimensions },
+            selection,
+            max_series: output.max_series,
+            counters: Mutex::new(CounterState::default()),
+            keep_raw_counters: false,
+        }))
+    }
+
+    /// The same reader, also reporting counters' raw totals (`snowflake once`).
+    pub fn with_raw_counters(&self) -> OutputReader {
+        OutputReader {
+            format: self.format,
+            rules: self.rules.clone(),
+            selection: self.selection.clone(),
+            max_series: self.max_series,
+            counters: Mutex::new(CounterState::default()),
+            keep_raw_counters: true,
+        }
+    }
+
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Reads one run's `stdout`; `exit_code` is `None` after a signal (Nagios states come from it).
+    pub fn read(&self, stdout: &[u8], exit_code: Option<i32>, truncated: bool) -> Result<Readout, Unreadable> {
+        let mut readout = Readout::default();
+        let entries = match self.format {
+            OutputFormat::Number => return Err(Unreadable("flakeOutput \"number\" is not a multi-metric format".to_string())),
+            OutputFormat::Json => {
+                let parsed = json::parse(stdout, truncated, &self.rules)?;
+                readout.rejections = parsed.rejections;
+                parsed.entries
+            }
+            OutputFormat::Nagios => {
+                let plugin = nagios::parse(stdout, exit_code, truncated, &self.rules)?;
+                readout.nagios = Some((plugin.state, plugin.summary));
+                readout.rejections = plugin.parsed.rejections;
+                plugin.parsed.entries
+            }
+            OutputFormat::Prometheus => {
+                let scrape = prometheus::parse(stdout, truncated, &self.selection, &self.rules)?;
+                readout.rejections = scrape.rejections;
+                if self.keep_raw_counters {
+                    let cumulative = scrape.samples.iter().filter(|sample| sample.kind == Kind::Cumulative).cloned().collect();
+                    readout.raw_counters = raw_entries(cumulative);
+                }
+                self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entries(scrape.samples)
+            }
+        };
+        let guarded = cap_series(entries, self.max_series);
+        readout.entries = guarded.entries;
+        readout.series = guarded.series;
+        readout.dropped_series = guarded.dropped_series;
+        Ok(readout)
+    }
+}
+
+/// The datapoints of `entries` in `base`'s region and namespace: each entry's name, the flake's
+/// dimensions then the entry's own, the entry's unit or else the flake's.
+///
+/// A dimension the entry shares with `flakeDimensions` by name keeps the flake's value:
+/// CloudWatch refuses a datum naming a dimension twice, and the flake's file is the operator's word.
+pub fn datapoints(base: &Series, entries: Vec<Entry>, timestamp_ms: i64) -> Vec<Datapoint> {
+    let mut previous: Option<Arc<Series>> = None;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let unit = entry.unit.unwrap_or(base.unit.as_str());
+            let mut dimensions = base.dimensions.clone();
+            for dimension in entry.dimensions {
+                if !dimensions.iter().any(|(name, _)| *name == dimension.name) {
+                    dimensions.push((dimension.name, dimension.value));
+                }
+            }
+            // Merged gauges arrive side by side: they share one Series allocation.
+            let series = match previous.take() {
+                Some(series) if series.metric_name == entry.name && series.dimensions == dimensions && series.unit == unit => series,
+                _ => Arc::new(Series {
+                    flake: base.flake.clone(),
+                    region: base.region.clone(),
+                    namespace: base.namespace.clone(),
+                    metric_name: entry.name,
+                    dimensions,
+                    unit: unit.to_string(),
+                    storage_resolution: base.storage_resolution,
+                    aggregate_seconds: base.aggregate_seconds,
+                }),
+            };
+            previous = Some(series.clone());
+            Datapoint { series, value: entry.value, timestamp_ms }
+        })
+        .collect()
+}
+
+/// A scrape's `up`: 1 when the exposition was read, 0 when not (SPEC 8.3).
+pub fn up_entry(prefix: &str, up: bool) -> Entry {
+    Entry { name: format!("{prefix}up"), value: if up { 1.0 } else { 0.0 }, unit: Some("None"), dimensions: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Dimension;
+
+    fn base() -> Series {
+        Series {
+            flake: "web".to_string(),
+            region: "eu-west-1".to_string(),
+            namespace: "Test".to_string(),
+            metric_name: "web".to_string(),
+            dimensions: vec![("host".to_string(), "a".to_string())],
+            unit: "Percent".to_string(),
+            storage_resolution: 60,
+            aggregate_seconds: None,
+        }
+    }
+
+    #[test]
+    fn entries_become_datapoints_with_the_flakes_dimensions_first() {
+        let entries = vec![
+            Entry { name: "x.load1".to_string(), value: 0.5, unit: None, dimensions: vec![Dimension::new("cpu", "0")] },
+            Entry { name: "x.used".to_string(), value: 3.0, unit: Some("Bytes"), dimensions: vec![Dimension::new("host", "other")] },
+        ];
+        let points = datapoints(&base(), entries, 1_000);
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].series.metric_name, "x.load1");
+        assert_eq!(points[0].series.unit, "Percent");
+        assert_eq!(points[0].series.dimensions, [("host".to_string(), "a".to_string()), ("cpu".to_string(), "0".to_string())]);
+        assert_eq!(points[1].series.unit, "Bytes");
+        assert_eq!(points[1].series.dimensions, [("host".to_string(), "a".to_string())]);
+        assert!(points.iter().all(|point| point.timestamp_ms == 1_000 && point.series.namespace == "Test"));
+    }
+
+    #[test]
+    fn merged_values_of_one_series_share_it() {
+        let entry = |value| Entry { name: "g".to_string(), value, unit: None, dimensions: Vec::new() };
+        let points = datapoints(&base(), vec![entry(1.0), entry(2.0)], 0);
+        assert!(Arc::ptr_eq(&points[0].series, &points[1].series));
+    }
+}
