@@ -2,6 +2,7 @@
 //! pacing, retries with backoff, bisection of rejected batches, and the spool they wait in.
 
 mod datapoint;
+mod hold;
 mod pace;
 mod publisher;
 mod queue;
@@ -9,8 +10,9 @@ mod send;
 pub mod spool;
 
 pub use datapoint::{Datapoint, MAX_AGE, QueueKey, Series};
+pub use hold::Hold;
 pub use pace::Pace;
 
 /// Spooled datapoints left by a previous run, with their sequence numbers, oldest first.
 pub type Replay = Vec<(u64, Datapoint)>;
-pub use publisher::{Accepted, DrainReport, PublisherConfig, PublisherHandle, spawn_publisher};
+pub use publisher::{Accepted, DEFAULT_MAX_HOLD, DrainReport, PublisherConfig, PublisherHandle, spawn_publisher};
