@@ -93,6 +93,12 @@ pub struct GlobalOptions {
     /// Commands running at the same time, at most; further due runs wait for a slot.
     #[arg(long, global = true, env = "SNOWFLAKE_MAX_CONCURRENT_RUNS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_runs: u32,
+
+    /// Always start commands through /bin/sh -c. By default a command that is a plain list of
+    /// words naming a program (e.g. "df -P /") starts without the shell when /bin/sh is dash,
+    /// which saves a process start and changes nothing observable.
+    #[arg(long, global = true, env = "SNOWFLAKE_NO_DIRECT_EXEC")]
+    pub no_direct_exec: bool,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -173,6 +179,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> ExitCode {
+    crate::runner::direct::set_direct_exec(!cli.options.no_direct_exec);
     match cli.command {
         Command::Check { paths } => check::run(&paths, &cli.options).await,
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
