@@ -51,6 +51,9 @@ async fn both_ways(spec: &CommandSpec, sort_lines: bool) -> (RunOutcome, RunOutc
     (shell, auto)
 }
 
+/// A command, its working directory and environment, and whether it should start directly.
+type Case<'a> = (&'a str, &'a PathBuf, &'a [(&'a str, &'a str)], bool);
+
 #[tokio::test]
 async fn the_corpus_behaves_the_same_both_ways() {
     assert!(
@@ -69,8 +72,7 @@ async fn the_corpus_behaves_the_same_both_ways() {
 
     let weird_environment =
         [("A-B", "dropped by dash"), ("1X", "also dropped"), ("IFS", ":"), ("OPTIND", "9"), ("PPID", "1"), ("GOOD", "kept value")];
-    // (command, working directory, environment, started directly?)
-    let corpus: Vec<(&str, &PathBuf, &[(&str, &str)], bool)> = vec![
+    let corpus: Vec<Case> = vec![
         ("date +%Y", &real, &[], true),
         ("expr 1 + 2", &real, &[], true),
         ("expr 1 + a", &real, &[], true),
