@@ -321,7 +321,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 100,1000; 2 runs; 2 cycles; 3-minute soak")
     parser.add_argument("--sections", default="one-shot,daemon,soak",
                         help="which measurements to make: one-shot,daemon,soak (a partial run prints JSON) and/or issue 18's "
-                             "splay,exec,scale (about 12 minutes; they rewrite their own section of the report)")
+                             "splay,exec,scale (about 12 minutes with --cycles 2; they rewrite their own section of the report)")
     parser.add_argument("--baseline", help="another snowflake binary (e.g. main's) measured next to this one in the scale and exec sections")
     parser.add_argument("--splay-n", type=int, default=1000, help="flakes in the splay section")
     parser.add_argument("--scale-n", type=int, default=10000, help="flakes in the scale section")

@@ -1,4 +1,4 @@
-"""Issue 18's measurements, runnable on their own in about 12 minutes:
+"""Issue 18's measurements, runnable on their own in about 12 minutes with `--cycles 2`:
 
   splay  the daemon with 1,000 `* * * * *` flakes, without and with `--splay 20s`: lateness
          against each flake's planned start, the largest CPU seconds in any one-second window,
@@ -208,7 +208,7 @@ def report(args, started, exec_rows, splay_rows, scale) -> str:
     add = lines.append
     add("## Splay, direct starts and 10,000 flakes (issue 18)\n")
     add(f"Generated on {started:%Y-%m-%d %H:%M} UTC by `bench/run.sh --sections {args.sections}"
-        + (f" --baseline {args.baseline}" if args.baseline else "") + "` (about 12 minutes), in one run, "
+        + (f" --baseline {args.baseline}" if args.baseline else "") + f" --cycles {args.cycles}`, in one run, "
         f"{CORES} cores. Every ratio is against a floor or baseline measured in the same run; the 1-minute load average "
         "at each measurement is given, because the machine may be shared.\n")
     if exec_rows:

@@ -4,7 +4,7 @@
 #   bench/run.sh                  # everything: about an hour, 30 minutes of it the memory soak
 #   bench/run.sh --quick          # smaller and fewer runs, a 3-minute soak: a smoke test
 #   bench/run.sh --skip-soak ...  # other options go to bench/bench.py (see --help)
-#   bench/run.sh --sections splay,exec,scale --baseline ../main/target/release/snowflake
+#   bench/run.sh --sections splay,exec,scale --cycles 2 --baseline ../main/target/release/snowflake
 #                                 # issue 18's measurements only, about 12 minutes
 #
 # Needs what scripts/test.sh needs (python3, PyPI on the first run) and a machine left alone

@@ -40,8 +40,9 @@ const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// A backward jump shorter than this never repeats a firing (cronie's rule); a longer one
 /// re-plans from the new time, so the daemon is not silent for hours.
 const BACKWARD_NO_REPEAT: chrono::TimeDelta = chrono::TimeDelta::hours(3);
-/// A run holds partial batches back for at most this long after it started: a long-running
-/// command must not delay every other flake's datapoints until the publisher's `max_hold`.
+/// A run holds partial batches back for at most this long after its process started (not after
+/// the run began: in a burst, spawns wait their turn): a long-running command must not delay
+/// every other flake's datapoints until the publisher's `max_hold`.
 const RUN_HOLDS_BATCHES_FOR: Duration = Duration::from_secs(2);
 
 struct Entry {
@@ -267,8 +268,9 @@ impl Scheduler {
             if *stopping.borrow() {
                 return;
             }
-            let run = Box::pin(execute(&prepared, scheduled, &context, stop));
-            let report = holding_batches_while(run, hold).await;
+            let started = Arc::new(tokio::sync::Notify::new());
+            let run = Box::pin(crate::runner::telling_start(started.clone(), execute(&prepared, scheduled, &context, stop)));
+            let report = holding_batches_while(run, hold, &started).await;
             context.metrics.lateness.observe(report.lateness.saturating_sub(offset).as_secs_f64());
         });
     }
@@ -300,12 +302,21 @@ impl Scheduler {
     }
 }
 
-/// Runs `run`, holding partial batches back until it ends or for [`RUN_HOLDS_BATCHES_FOR`].
-async fn holding_batches_while<T>(run: impl std::future::Future<Output = T>, hold: crate::publish::Hold) -> T {
+/// Runs `run`, holding partial batches back until it ends or for [`RUN_HOLDS_BATCHES_FOR`] after
+/// its process started.
+async fn holding_batches_while<T>(
+    run: impl std::future::Future<Output = T>,
+    hold: crate::publish::Hold,
+    started: &tokio::sync::Notify,
+) -> T {
     tokio::pin!(run);
+    let long_run = async {
+        started.notified().await;
+        tokio::time::sleep(RUN_HOLDS_BATCHES_FOR).await;
+    };
     tokio::select! {
         output = &mut run => output,
-        () = tokio::time::sleep(RUN_HOLDS_BATCHES_FOR) => {
+        () = long_run => {
             drop(hold);
             run.await
         }

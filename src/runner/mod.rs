@@ -74,6 +74,17 @@ pub struct RunOutcome {
     pub direct: bool,
 }
 
+tokio::task_local! {
+    /// Told when the run's process has started, for a caller that waits on that (see [`telling_start`]).
+    static STARTED: std::sync::Arc<tokio::sync::Notify>;
+}
+
+/// Runs `future`, in which a [`run_command`] notifies `started` once its process has started:
+/// the spawn itself may wait its turn behind a burst of others.
+pub async fn telling_start<F: std::future::Future>(started: std::sync::Arc<tokio::sync::Notify>, future: F) -> F::Output {
+    STARTED.scope(started, future).await
+}
+
 /// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
 pub async fn run_command(spec: &CommandSpec, stop: watch::Receiver<bool>) -> RunOutcome {
     run_command_via(spec, stop, direct::enabled()).await
@@ -116,6 +127,7 @@ pub async fn run_command_via(spec: &CommandSpec, mut stop: watch::Receiver<bool>
             };
         }
     };
+    let _ = STARTED.try_with(|started| started.notify_one());
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let (Some(nice), Some(pid)) = (spec.nice, child.id()) {
         set_niceness(pid, nice);

@@ -58,6 +58,9 @@ static SPAWN_GATE: RwLock<()> = RwLock::new(());
 /// Spawns in progress at once, at most: one per core, and at least two.
 static SPAWNING_AT_ONCE: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2)));
 
+/// A spawn taking longer than this (an exec stuck on a hung file system) frees its place.
+const SPAWN_COUNTS_FOR: Duration = Duration::from_secs(1);
+
 fn spawners() -> &'static tokio::sync::Semaphore {
     static SPAWNERS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| tokio::sync::Semaphore::new(*SPAWNING_AT_ONCE));
     &SPAWNERS
@@ -148,16 +151,25 @@ impl Drop for Shell {
 /// faster, and without the bound a burst of 10,000 due runs made the blocking pool start (and
 /// later end) hundreds of threads, a tenth of the daemon's own CPU at that scale (issue 18).
 pub(super) async fn spawn(mut command: Command) -> io::Result<(Child, Shell)> {
-    let _spawner = spawners().acquire().await.map_err(|_| io::Error::other("the spawn bound was closed"))?;
-    let spawned = tokio::task::spawn_blocking(move || {
+    let spawner = spawners().acquire().await.map_err(|_| io::Error::other("the spawn bound was closed"))?;
+    let spawning = tokio::task::spawn_blocking(move || {
         let _gate = SPAWN_GATE.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let child = command.spawn()?;
         if let Some(pid) = child.id() {
             *registry().shells.entry(pid).or_default() += 1;
         }
         Ok::<Child, io::Error>(child)
-    })
-    .await;
+    });
+    tokio::pin!(spawning);
+    // An exec stuck on a hung file system must not stop every other run from starting: after
+    // a second it no longer counts against the bound.
+    let spawned = tokio::select! {
+        spawned = &mut spawning => spawned,
+        () = tokio::time::sleep(SPAWN_COUNTS_FOR) => {
+            drop(spawner);
+            spawning.await
+        }
+    };
     let child = match spawned {
         Ok(spawned) => spawned?,
         Err(error) => return Err(io::Error::other(format!("the spawning thread failed: {error}"))),
