@@ -451,7 +451,7 @@ def write_report(args, sizes, one_shot, daemons, batching, soak, failures, start
         add(Path(args.spool_table).read_text().strip() + "\n")
     # Sections measured by other scripts (bench/overload.py) or in focused runs are carried over, not regenerated.
     previous = Path(args.output).read_text() if Path(args.output).exists() else ""
-    for carried in (FOCUSED_SECTION, r"^## Overload.*?(?=^## )"):
+    for carried in (FOCUSED_SECTION, r"^## Issue 18: what the profile found.*?(?=^## )", r"^## Overload.*?(?=^## )"):
         section = re.search(carried, previous, re.S | re.M)
         if section:
             add(section.group(0).rstrip() + "\n")
