@@ -319,7 +319,12 @@ def main() -> None:
     parser.add_argument("--skip-soak", action="store_true")
     parser.add_argument("--original-max", type=int, default=10000, help="largest N for the thread-per-flake re-creation")
     parser.add_argument("--quick", action="store_true", help="N = 100,1000; 2 runs; 2 cycles; 3-minute soak")
-    parser.add_argument("--sections", default="one-shot,daemon,soak", help="which measurements to make (a partial run writes a partial report)")
+    parser.add_argument("--sections", default="one-shot,daemon,soak",
+                        help="which measurements to make: one-shot,daemon,soak (a partial run prints JSON) and/or issue 18's "
+                             "splay,exec,scale (about 12 minutes with --cycles 2; they rewrite their own section of the report)")
+    parser.add_argument("--baseline", help="another snowflake binary (e.g. main's) measured next to this one in the scale and exec sections")
+    parser.add_argument("--splay-n", type=int, default=1000, help="flakes in the splay section")
+    parser.add_argument("--scale-n", type=int, default=10000, help="flakes in the scale section")
     parser.add_argument("--output", default=str(REPO / "docs/benchmarks.md"))
     args = parser.parse_args()
     if not args.localstack_log:
@@ -331,6 +336,12 @@ def main() -> None:
     started = dt.datetime.now(dt.timezone.utc)
 
     sections = set(args.sections.split(","))
+    focused_sections = sections & {"splay", "exec", "scale"}
+    if focused_sections:
+        run_focused(args, bench, focused_sections, started)
+        sections -= focused_sections
+        if not sections:
+            return
     failures = []
     one_shot = {}
     for n in sizes if "one-shot" in sections else []:
@@ -438,12 +449,14 @@ def write_report(args, sizes, one_shot, daemons, batching, soak, failures, start
         add("## Spool throughput\n")
         add("`cargo bench --bench spool`, in the same run (see [durability.md](durability.md)):\n")
         add(Path(args.spool_table).read_text().strip() + "\n")
-    # Sections measured by other scripts (bench/overload.py, bench/aggregate.py) are carried over, not regenerated.
+    # Sections measured by other scripts (bench/overload.py, bench/aggregate.py, benches/scrape.rs) or in focused
+    # runs are carried over, not regenerated.
     previous = Path(args.output).read_text() if Path(args.output).exists() else ""
-    for heading in ("Overload", "Aggregation"):
-        carried = re.search(rf"^## {heading}.*?(?=^## )", previous, re.S | re.M)
-        if carried:
-            add(carried.group(0).rstrip() + "\n")
+    for carried in (FOCUSED_SECTION, r"^## Issue 18: what the profile found.*?(?=^## )", r"^## Overload.*?(?=^## )",
+                    r"^## Aggregation.*?(?=^## )", r"^## Scrape.*?(?=^## )"):
+        section = re.search(carried, previous, re.S | re.M)
+        if section:
+            add(section.group(0).rstrip() + "\n")
     add("## Targets\n")
     n_target = 1000 if 1000 in sizes else sizes[-1]
     d = daemons[n_target]
@@ -474,6 +487,29 @@ def write_report(args, sizes, one_shot, daemons, batching, soak, failures, start
         add("")
     Path(args.output).write_text("\n".join(lines) + "\n" + NOTES)
     log(f"wrote {args.output}")
+
+
+FOCUSED_SECTION = r"^## Splay, direct starts and 10,000 flakes.*?(?=^## )"
+
+
+def run_focused(args, bench, sections, started) -> None:
+    """Issue 18's sections (bench/focused.py); their text replaces their section of the report."""
+    import focused
+    runner = focused.Focused(bench, sys.modules[__name__], args.baseline)
+    exec_rows = runner.exec_section(1000, args.runs) if "exec" in sections else []
+    splay_rows = runner.splay_section(args.splay_n, args.cycles) if "splay" in sections else []
+    scale = runner.scale_section(args.scale_n) if "scale" in sections else None
+    text = focused.report(args, started, exec_rows, splay_rows, scale)
+    raw = REPO / "target" / "bench-issue18.json"
+    raw.write_text(json.dumps({"exec": exec_rows, "splay": splay_rows, "scale": scale}, indent=1, default=str))
+    previous = Path(args.output).read_text() if Path(args.output).exists() else "# Benchmarks\n\n"
+    if re.search(FOCUSED_SECTION, previous, re.S | re.M):
+        updated = re.sub(FOCUSED_SECTION, lambda _: text + "\n", previous, count=1, flags=re.S | re.M)
+    else:
+        anchor = previous.find("## Targets")
+        updated = previous[:anchor] + text + "\n" + previous[anchor:] if anchor >= 0 else previous + "\n" + text
+    Path(args.output).write_text(updated)
+    log(f"wrote issue 18's section of {args.output} (raw numbers: {raw})")
 
 
 NOTES = """

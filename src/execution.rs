@@ -277,6 +277,7 @@ async fn scrape_run(
         stderr: Captured::default(),
         duration: Duration::ZERO,
         lingered: false,
+        direct: false,
     };
     let verdict = match fetched {
         Err(ScrapeError::Failed(reason)) => failed(RunResult::Failed, reason),

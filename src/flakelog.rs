@@ -27,6 +27,8 @@ use crate::runner::Captured;
 const EXCERPT_CHARS: usize = 400;
 /// Most output lines of a job copied into its log per run.
 const JOB_OUTPUT_LINES: usize = 200;
+/// One appending, one ready to take the lock next.
+const WRITERS_AT_ONCE: usize = 2;
 
 /// Something that happened to a flake, worth a line in its log.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +90,10 @@ pub struct FlakeLogs {
     redactor: Redactor,
     /// Serialises rotate-and-append; appends are tiny, so one lock costs nothing measurable.
     lock: Mutex<()>,
+    /// Appends handed to the blocking pool at once, at most: they take turns at `lock` anyway,
+    /// and without the bound a burst of 10,000 runs ending made the pool start hundreds of
+    /// threads to wait there (issue 18).
+    writers: tokio::sync::Semaphore,
     /// When a write last failed, so a full disk produces a warning a minute, not a flood.
     last_warning: AtomicI64,
 }
@@ -100,7 +106,14 @@ impl FlakeLogs {
         File::create(&probe).and_then(|_| std::fs::remove_file(&probe)).map_err(|error| {
             format!("log directory {}: is not writable: {error}; set --log-dir (SNOWFLAKE_LOG_DIR) to a writable directory", dir.display())
         })?;
-        Ok(FlakeLogs { dir: dir.to_path_buf(), keep, redactor, lock: Mutex::new(()), last_warning: AtomicI64::new(i64::MIN) })
+        Ok(FlakeLogs {
+            dir: dir.to_path_buf(),
+            keep,
+            redactor,
+            lock: Mutex::new(()),
+            writers: tokio::sync::Semaphore::new(WRITERS_AT_ONCE),
+            last_warning: AtomicI64::new(i64::MIN),
+        })
     }
 
     /// The current log file of `flake`.
@@ -188,6 +201,7 @@ impl FlakeLogs {
     pub async fn record(self: &Arc<Self>, flake: &str, event: Event<'_>) {
         let lines = self.lines(event, Utc::now());
         let (logs, flake) = (self.clone(), flake.to_string());
+        let Ok(_writer) = self.writers.acquire().await else { return };
         if let Err(error) = tokio::task::spawn_blocking(move || logs.append(&flake, &lines)).await {
             tracing::error!("a flake log write did not finish: {error}");
         }

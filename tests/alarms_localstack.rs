@@ -194,7 +194,11 @@ fn the_shipped_examples_plan_apply_and_then_have_nothing_to_change() {
     assert!(plan.contains(&format!("Plan: {created} to create, 0 to update, {retagged} to retag, 0 to delete, 0 unchanged.")), "{plan}");
 
     let (code, stdout, stderr) = run(snowflake().args(["once", "example"]));
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    // No NGINX exporter listens here, so the scrape example's run fails (and `once` exits 1);
+    // every other run succeeds, and the alarms are reconciled all the same.
+    let failed: Vec<&str> = stdout.lines().filter(|line| line.contains(": failed")).collect();
+    assert!(failed.iter().all(|line| line.starts_with("example-nginx-scrape: failed")), "{stdout}{stderr}");
+    assert_eq!(code, if failed.is_empty() { 0 } else { 1 }, "{stdout}{stderr}");
     assert!(stdout.contains(&format!("alarms: {created} created, 0 updated, {retagged} retagged, 0 deleted, 0 failed")), "{stdout}");
 
     let (code, plan, _) = run(snowflake().arg("plan"));

@@ -65,6 +65,7 @@ impl Harness {
             dashboard: None,
             max_concurrent_runs: 16,
             command_nice: 0,
+            splay: Duration::ZERO,
             publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },
         }
     }
@@ -343,4 +344,39 @@ async fn a_monitored_jobs_timeouts_and_overlap_skips_are_failures_and_its_succes
     let durations = data.iter().filter(|datum| datum.metric_name == "JobDuration").count();
     assert!(durations < success.len(), "skipped firings have no duration: {durations} of {}", success.len());
     assert!(data.iter().all(|datum| datum.dimensions == [("Job".to_string(), "sync".to_string())]), "{data:?}");
+}
+
+/// Issue 18: with `--splay`, runs of one fire time start spread over the window, and each keeps
+/// its scheduled time in `SNOWFLAKE_SCHEDULED_TIME` and as its datapoint's timestamp; the
+/// firing's datapoints still leave in one PutMetricData call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splay_spreads_starts_and_keeps_the_scheduled_time() {
+    let h = Harness::new();
+    let starts = h.path("starts");
+    std::fs::create_dir(&starts).unwrap();
+    for i in 0..12 {
+        let command = format!("echo \"$SNOWFLAKE_SCHEDULED_TIME $(date +%s%N)\" > {}/f{i}; echo {i}", starts.display());
+        h.write(
+            &format!("f{i}"),
+            json!({"flakeName": format!("f{i}"), "flakeCronstring": "@every 4s", "flakeCommand": command, "flakeMetricNamespace": "Splay"}),
+        );
+    }
+    let config = DaemonConfig { splay: Duration::from_secs(3), ..h.config() };
+    let daemon = daemon::start(config, h.services()).await.unwrap();
+    eventually(Duration::from_secs(20), "the first firing of all twelve", || h.fake.data(REGION, "Splay").len() >= 12).await;
+    daemon.stop(never()).await;
+
+    let mut offsets = Vec::new();
+    for i in 0..12 {
+        let text = std::fs::read_to_string(starts.join(format!("f{i}"))).unwrap();
+        let (scheduled, started_ns) = text.trim().split_once(' ').unwrap();
+        let scheduled = chrono::DateTime::parse_from_rfc3339(scheduled).unwrap();
+        assert_eq!(scheduled.timestamp() % 4, 0, "SNOWFLAKE_SCHEDULED_TIME is the firing's time, not the start: {text}");
+        offsets.push(started_ns.parse::<i64>().unwrap() / 1_000_000 - scheduled.timestamp_millis());
+    }
+    assert!(offsets.iter().all(|offset| (0..3_500).contains(offset)), "every run starts within the splay: {offsets:?}");
+    assert!(offsets.iter().max().unwrap() - offsets.iter().min().unwrap() > 1_000, "starts are spread: {offsets:?}");
+    let data = h.fake.data(REGION, "Splay");
+    assert!(data.iter().all(|datum| datum.timestamp_ms % 4000 == 0), "datapoints carry the scheduled time: {data:?}");
+    assert_eq!(h.fake.put_sizes()[0], 12, "one call for the firing though it spans more than the 100 ms flush interval");
 }

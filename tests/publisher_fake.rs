@@ -228,3 +228,67 @@ async fn a_send_task_that_panics_does_not_wedge_its_queue() {
     assert_eq!((report.delivered, report.pending), (5, 0), "the batch is retried after the failed task");
     assert_eq!(h.fake.data("us-east-1", "N").len(), 5);
 }
+
+/// Issue 18: a firing whose runs take longer than the flush interval (a busy host, a splay) still
+/// leaves in one call: while runs hold partial batches back, the interval does not split them.
+#[tokio::test]
+async fn a_firing_longer_than_the_flush_interval_takes_one_call() {
+    let h = harness(fast());
+    let started = Instant::now();
+    // 100 runs, as the scheduler starts them: each holds from the firing until its value is in
+    // the spool; they end over about a second, five flush intervals.
+    let runs: Vec<_> = points(100, "us-east-1", "N")
+        .into_iter()
+        .enumerate()
+        .map(|(index, point)| {
+            let (handle, hold) = (h.handle.clone(), h.handle.hold());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10 * index as u64)).await;
+                handle.publish_durably(vec![point]).await;
+                drop(hold);
+            })
+        })
+        .collect();
+    for run in runs {
+        run.await.unwrap();
+    }
+    assert!(started.elapsed() > Duration::from_millis(900));
+    let waited = Instant::now();
+    while h.fake.calls(Operation::PutMetricData) == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(5), "nothing was sent after the last hold was released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waited.elapsed() < Duration::from_millis(500), "the batch leaves once the last run is done: {:?}", waited.elapsed());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.fake.put_sizes(), [100]);
+}
+
+/// A run that never ends holds nothing back beyond `max_hold`.
+#[tokio::test]
+async fn a_hold_never_delays_a_batch_beyond_max_hold() {
+    let h = harness(PublisherConfig { max_hold: Duration::from_millis(700), ..fast() });
+    let _forever = h.handle.hold();
+    let started = Instant::now();
+    h.handle.publish(points(3, "us-east-1", "N")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.fake.calls(Operation::PutMetricData), 0, "held past the 200 ms flush interval");
+    while h.fake.calls(Operation::PutMetricData) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "max_hold passed but nothing was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(h.fake.put_sizes(), [3]);
+}
+
+/// Without holds (a sparse schedule, `snowflake once`), the flush interval alone decides.
+#[tokio::test]
+async fn without_holds_a_partial_batch_leaves_after_the_flush_interval() {
+    let h = harness(PublisherConfig { max_hold: Duration::from_secs(60), ..fast() });
+    let started = Instant::now();
+    h.handle.publish(points(2, "us-east-1", "N")).await;
+    while h.fake.calls(Operation::PutMetricData) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the flush interval passed but nothing was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}

@@ -99,6 +99,11 @@ pub struct GlobalOptions {
     /// placeholders allowed). Without it, a dashboard this host created earlier is deleted.
     #[arg(long, global = true, env = "SNOWFLAKE_DASHBOARD", value_name = "NAME")]
     pub dashboard: Option<String>,
+    /// Always start commands through /bin/sh -c. By default a command that is a plain list of
+    /// words naming a program (e.g. "df -P /") starts without the shell when /bin/sh is dash,
+    /// which saves a process start and changes nothing observable.
+    #[arg(long, global = true, env = "SNOWFLAKE_NO_DIRECT_EXEC")]
+    pub no_direct_exec: bool,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -183,6 +188,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> ExitCode {
+    crate::runner::direct::set_direct_exec(!cli.options.no_direct_exec);
     match cli.command {
         Command::Check { paths } => check::run(&paths, &cli.options).await,
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),

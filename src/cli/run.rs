@@ -12,6 +12,7 @@ use super::GlobalOptions;
 use super::setup;
 use super::values::{Listen, parse_listen, parse_size};
 use crate::daemon::{self, DaemonConfig, Services};
+use crate::publish::{DEFAULT_MAX_HOLD, PublisherConfig};
 use crate::schedule::parse_flag_duration;
 
 #[derive(Args, Debug, Clone)]
@@ -37,6 +38,12 @@ pub struct RunOptions {
     /// Largest size of the spool of undelivered datapoints (e.g. 256MiB); beyond it the oldest are dropped.
     #[arg(long, env = "SNOWFLAKE_SPOOL_MAX_BYTES", default_value = "256MiB", value_name = "SIZE", value_parser = parse_size)]
     pub spool_max_bytes: u64,
+
+    /// Spread the runs due at the same time over up to this long (e.g. 20s): each flake starts at a
+    /// stable offset (a hash of host and flake name, below its interval), while its datapoint and
+    /// SNOWFLAKE_SCHEDULED_TIME keep the scheduled time. 0 (the default) starts them at once, as cron.
+    #[arg(long, env = "SNOWFLAKE_SPLAY", default_value = "0s", value_name = "DURATION", value_parser = parse_splay)]
+    pub splay: Duration,
 
     /// Publish SnowflakeHeartbeat = 1 every minute (Host dimension) to this namespace.
     #[arg(long, env = "SNOWFLAKE_HEARTBEAT_NAMESPACE", value_name = "NAMESPACE")]
@@ -94,7 +101,9 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         dashboard,
         max_concurrent_runs: options.max_concurrent_runs as usize,
         command_nice: options.command_nice,
-        publisher: setup::publisher_config(options),
+        splay: run.splay,
+        // A splayed firing lasts up to the splay: its partial batch may wait that long too.
+        publisher: PublisherConfig { max_hold: DEFAULT_MAX_HOLD + run.splay, ..setup::publisher_config(options) },
     };
     let backend = setup::backend(options).await;
     crate::runner::supervise_descendants();
@@ -123,6 +132,16 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         })
         .await;
     Ok(())
+}
+
+/// `--splay`: a duration, zero included, of at most an hour (offsets never exceed a flake's
+/// interval anyway, a minute for crontab lines).
+fn parse_splay(text: &str) -> Result<Duration, String> {
+    let splay = parse_flag_duration(text)?;
+    if splay > Duration::from_secs(3600) {
+        return Err(format!("{text:?} is longer than an hour; a splay spreads runs within a flake's interval"));
+    }
+    Ok(splay)
 }
 
 /// Each running command holds two pipes; thousands of flakes firing at once need more than the

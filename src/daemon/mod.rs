@@ -19,6 +19,7 @@ mod reconcile_loop;
 mod reload;
 mod scheduler;
 pub mod shutdown;
+mod splay;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub struct DaemonConfig {
     pub max_concurrent_runs: usize,
     /// Niceness added to flake commands.
     pub command_nice: i32,
+    /// Runs of one fire time start spread over up to this long (`--splay`; zero: all at once).
+    pub splay: Duration,
     pub publisher: PublisherConfig,
 }
 
@@ -152,8 +155,9 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         command_nice: crate::runner::command_niceness(config.command_nice),
         monitors: Some(monitors.clone()),
     });
+    let splay = splay::Splay::new(config.splay, host_name());
     let mut scheduler =
-        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone());
+        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay);
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = tokio::spawn(scheduler.run(changes_rx, shutdown.clone()));
@@ -191,8 +195,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     )));
     helpers.extend(http_task);
     if let (Some(namespace), Some(region)) = (&config.heartbeat_namespace, &default_region) {
-        let host = crate::placeholders::HostFacts::local();
-        let host = crate::placeholders::Facts::hostname(&host).unwrap_or_else(|_| "unknown".to_string());
+        let host = host_name();
         helpers.push(tokio::spawn(heartbeat::run(namespace.clone(), region.clone(), host, publisher.clone(), shutdown.clone())));
     }
     tracing::info!(dry_run = config.dry_run, "snowflake daemon running");
@@ -290,6 +293,11 @@ async fn open_monitors(config: &DaemonConfig) -> Result<SharedMonitors, String> 
         .map_err(|error| format!("reading the job monitors' state did not finish: {error}"))?;
     let (monitors, _set_aside) = opened?;
     Ok(SharedMonitors::new(monitors))
+}
+
+/// This host's name, for the heartbeat's dimension and the splay's offsets.
+fn host_name() -> String {
+    crate::placeholders::Facts::hostname(&crate::placeholders::HostFacts::local()).unwrap_or_else(|_| "unknown".to_string())
 }
 
 /// The daemon's spool and what a previous run left in it; in memory for a dry run. Opened on

@@ -2,7 +2,10 @@
 //!
 //! Each next time is computed from the previous *scheduled* time, never from "now", so firings
 //! never drift; runs are separate tasks, so a slow run never delays the loop. A flake whose
-//! previous run is still going skips that firing (counted and logged).
+//! previous run is still going skips that firing (counted and logged). With `--splay`, a run's
+//! task waits for the flake's offset (see [`super::splay`]) before it starts, and from the
+//! firing until it hands over its datapoint it holds partial batches back in the publisher, so
+//! the firing's datapoints leave together.
 //!
 //! Wall-clock jumps (the wall clock and the monotonic clock disagree) are handled as cronie
 //! does: forward, firings up to a minute late still run and older ones are skipped (one warning
@@ -18,9 +21,11 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::health::Health;
 use super::shutdown::Shutdown;
+use super::splay::Splay;
 use crate::catalog::Changes;
 use crate::execution::{Prepared, RunContext, execute, skip_overlapping};
 use crate::flake::{Flake, FlakeKind};
@@ -35,9 +40,15 @@ const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// A backward jump shorter than this never repeats a firing (cronie's rule); a longer one
 /// re-plans from the new time, so the daemon is not silent for hours.
 const BACKWARD_NO_REPEAT: chrono::TimeDelta = chrono::TimeDelta::hours(3);
+/// A run holds partial batches back for at most this long after its process started (not after
+/// the run began: in a burst, spawns wait their turn): a long-running command must not delay
+/// every other flake's datapoints until the publisher's `max_hold`.
+const RUN_HOLDS_BATCHES_FOR: Duration = Duration::from_secs(2);
 
 struct Entry {
     prepared: Prepared,
+    /// How long after each scheduled time its runs start (`--splay`).
+    offset: Duration,
     /// Heap items carrying an older generation belong to a replaced version and are ignored.
     generation: u64,
 }
@@ -70,9 +81,10 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     runs: JoinSet<()>,
     stop_runs: watch::Receiver<bool>,
-    /// Set once shutdown begins: runs still waiting for a slot then do not start.
-    stopping: Arc<AtomicBool>,
+    /// Turns true once shutdown begins: runs still waiting for their offset or a slot do not start.
+    stopping: watch::Sender<bool>,
     health: Arc<Health>,
+    splay: Splay,
 }
 
 impl Scheduler {
@@ -82,6 +94,7 @@ impl Scheduler {
         max_concurrent_runs: usize,
         stop_runs: watch::Receiver<bool>,
         health: Arc<Health>,
+        splay: Splay,
     ) -> Scheduler {
         Scheduler {
             entries: HashMap::new(),
@@ -93,8 +106,9 @@ impl Scheduler {
             slots: Arc::new(Semaphore::new(max_concurrent_runs)),
             runs: JoinSet::new(),
             stop_runs,
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping: watch::Sender::new(false),
             health,
+            splay,
         }
     }
 
@@ -126,7 +140,8 @@ impl Scheduler {
         self.next_generation += 1;
         let generation = self.next_generation;
         self.history.entry(flake.name.clone()).or_default();
-        self.entries.insert(flake.name.clone(), Entry { prepared, generation });
+        let offset = self.splay.offset(&flake.name, &flake.schedule);
+        self.entries.insert(flake.name.clone(), Entry { prepared, offset, generation });
         if !flake.enabled {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
             return;
@@ -154,6 +169,8 @@ impl Scheduler {
 
     /// Runs the loop until shutdown; returns the runs still going, for the caller to wait on.
     pub async fn run(mut self, mut changes: mpsc::Receiver<Changes>, mut shutdown: Shutdown) -> JoinSet<()> {
+        // Loading thousands of flakes leaves parse buffers with the allocator; idle RSS is what stays.
+        release_freed_memory();
         let mut last_wall = Utc::now();
         let mut last_monotonic = tokio::time::Instant::now();
         loop {
@@ -193,7 +210,7 @@ impl Scheduler {
                 _ = shutdown.recv() => break,
             }
         }
-        self.stopping.store(true, Ordering::Release);
+        self.stopping.send_replace(true);
         self.runs
     }
 
@@ -224,30 +241,40 @@ impl Scheduler {
         }
     }
 
-    /// Starts one run of `name` for the firing at `scheduled`, unless one is still going.
+    /// Starts one run of `name` for the firing at `scheduled` (after its splay offset), unless
+    /// one is still going then.
     fn fire(&mut self, name: &str, scheduled: DateTime<Utc>) {
         let Some(entry) = self.entries.get(name) else { return };
         let history = self.history.entry(name.to_string()).or_default();
         history.last_fired = Some(scheduled);
-        if history.running.swap(true, Ordering::AcqRel) {
-            self.context.metrics.skipped_overlap(name);
-            let (context, prepared) = (self.context.clone(), entry.prepared.clone());
-            // Written on the blocking pool: the loop does not wait for the disk, and a stop waits
-            // for the line as it does for runs.
-            self.runs.spawn(async move { skip_overlapping(&prepared, scheduled, &context).await });
-            return;
-        }
-        let guard = RunningGuard(history.running.clone());
-        let prepared = entry.prepared.clone();
-        let (context, slots, stop, stopping) = (self.context.clone(), self.slots.clone(), self.stop_runs.clone(), self.stopping.clone());
+        let running = history.running.clone();
+        let (prepared, offset) = (entry.prepared.clone(), entry.offset);
+        let hold = self.context.publisher.hold();
+        let start_at = Instant::now() + (scheduled + offset - Utc::now()).to_std().unwrap_or_default();
+        let (context, slots, stop, mut stopping) =
+            (self.context.clone(), self.slots.clone(), self.stop_runs.clone(), self.stopping.subscribe());
+        // A waiting run is this small future; the run itself is boxed only once it starts, so
+        // ten thousand runs waiting for their offset or a slot cost little memory.
         self.runs.spawn(async move {
-            let _guard = guard;
-            let Ok(_slot) = slots.acquire_owned().await else { return };
-            if stopping.load(Ordering::Acquire) {
+            tokio::select! {
+                () = tokio::time::sleep_until(start_at) => {}
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+            }
+            if running.swap(true, Ordering::AcqRel) {
+                drop(hold);
+                context.metrics.skipped_overlap(&prepared.flake.name);
+                skip_overlapping(&prepared, scheduled, &context).await;
                 return;
             }
-            let report = execute(&prepared, scheduled, &context, stop).await;
-            context.metrics.lateness.observe(report.lateness.as_secs_f64());
+            let _guard = RunningGuard(running);
+            let Ok(_slot) = slots.acquire_owned().await else { return };
+            if *stopping.borrow() {
+                return;
+            }
+            let started = Arc::new(tokio::sync::Notify::new());
+            let run = Box::pin(crate::runner::telling_start(started.clone(), execute(&prepared, scheduled, &context, stop)));
+            let report = holding_batches_while(run, hold, &started).await;
+            context.metrics.lateness.observe(report.lateness.saturating_sub(offset).as_secs_f64());
         });
     }
 
@@ -274,6 +301,27 @@ impl Scheduler {
             {
                 self.heap.push(Reverse((next, name.clone(), entry.generation)));
             }
+        }
+    }
+}
+
+/// Runs `run`, holding partial batches back until it ends or for [`RUN_HOLDS_BATCHES_FOR`] after
+/// its process started.
+async fn holding_batches_while<T>(
+    run: impl std::future::Future<Output = T>,
+    hold: crate::publish::Hold,
+    started: &tokio::sync::Notify,
+) -> T {
+    tokio::pin!(run);
+    let long_run = async {
+        started.notified().await;
+        tokio::time::sleep(RUN_HOLDS_BATCHES_FOR).await;
+    };
+    tokio::select! {
+        output = &mut run => output,
+        () = long_run => {
+            drop(hold);
+            run.await
         }
     }
 }

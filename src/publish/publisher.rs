@@ -3,7 +3,8 @@
 //!
 //! Timeline of a datapoint: accepted -> on disk within `commit_window` (one append and one fsync
 //! for everything that arrived meanwhile) -> sent when its queue holds a full batch of 1000 or
-//! `flush_interval` after it arrived -> acknowledged in the spool once CloudWatch accepted it.
+//! `flush_interval` after it arrived (later while a firing's runs hold partial batches back, see
+//! [`super::hold`]) -> acknowledged in the spool once CloudWatch accepted it.
 //! While CloudWatch is unreachable, queues keep growing (bounded by the spool's size limit) and
 //! drain in full batches when it returns. Each queue's requests follow [`super::queue::State`].
 //!
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::datapoint::{Datapoint, QueueKey};
+use super::hold::{Hold, Holds};
 use super::pace::Pace;
 use super::queue::{MAX_DATUMS, Queue, Queued, Settled};
 use super::send::{SendOutcome, send_isolating};
@@ -36,6 +38,9 @@ use crate::metrics::Metrics;
 use crate::outcome::DropReason;
 
 const LIMIT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Long enough for a firing of 1,000 commands on a busy two-core host (about 2 s measured) with
+/// room to spare, short next to CloudWatch's one-minute resolution.
+pub const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(10);
 
 /// How the publisher batches, paces and stops.
 #[derive(Debug, Clone)]
@@ -49,6 +54,9 @@ pub struct PublisherConfig {
     /// After the last handle is dropped, how long to keep trying to deliver before exiting
     /// (what is not delivered stays in the spool).
     pub shutdown_timeout: Duration,
+    /// While runs hold partial batches back (see [`super::hold`]), a queue is sent at the latest
+    /// this long after its oldest datapoint arrived.
+    pub max_hold: Duration,
 }
 
 impl Default for PublisherConfig {
@@ -58,6 +66,7 @@ impl Default for PublisherConfig {
             max_put_rate: 50.0,
             commit_window: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(5),
+            max_hold: DEFAULT_MAX_HOLD,
         }
     }
 }
@@ -93,9 +102,15 @@ enum Message {
 #[derive(Clone)]
 pub struct PublisherHandle {
     tx: mpsc::Sender<Message>,
+    holds: Arc<Holds>,
 }
 
 impl PublisherHandle {
+    /// Holds partial batches back until the returned guard is dropped (see [`super::hold`]).
+    pub fn hold(&self) -> Hold {
+        Hold::take(&self.holds)
+    }
+
     /// Queues `points`; false if the publisher has stopped.
     pub async fn publish(&self, points: Vec<Datapoint>) -> bool {
         points.is_empty() || self.tx.send(Message::Points(points, None)).await.is_ok()
@@ -149,7 +164,9 @@ pub fn spawn_publisher<C: CloudWatch>(
     logs: Arc<FlakeLogs>,
 ) -> (PublisherHandle, tokio::task::JoinHandle<DrainReport>) {
     let (tx, rx) = mpsc::channel(4096);
+    let holds = Arc::new(Holds::default());
     let mut publisher = Publisher {
+        holds: holds.clone(),
         pace: Arc::new(Pace::per_second(config.max_put_rate)),
         cloudwatch,
         spool: SpoolHandle::new(spool),
@@ -169,10 +186,10 @@ pub fn spawn_publisher<C: CloudWatch>(
     };
     let now = Instant::now();
     for (seq, point) in replay {
-        publisher.enqueue(Queued { seq: Some(seq), point, ready_at: now });
+        publisher.enqueue(Queued { seq: Some(seq), point, ready_at: now, held_until: now });
     }
     let task = tokio::spawn(publisher.run(rx));
-    (PublisherHandle { tx }, task)
+    (PublisherHandle { tx, holds }, task)
 }
 
 /// What a send task reports back: the first `count` items of the queue were in the batch, datum
@@ -191,6 +208,7 @@ struct Publisher<C> {
     metrics: Arc<Metrics>,
     logs: Arc<FlakeLogs>,
     pace: Arc<Pace>,
+    holds: Arc<Holds>,
     /// Accepted, not yet on disk, with arrival times.
     unspooled: Vec<(Datapoint, Instant)>,
     /// Told when `unspooled` reaches the spool (true) or could not (false).
@@ -230,6 +248,7 @@ impl<C: CloudWatch> Publisher<C> {
                     Err(error) => self.lost(error),
                 },
                 _ = sleep_until(wake) => {}
+                _ = self.holds.all_released() => {}
             }
             let urgent = self.closed_at.is_some() || !self.drains.is_empty();
             self.commit(urgent).await;
@@ -274,7 +293,8 @@ impl<C: CloudWatch> Publisher<C> {
             let full = self.unspooled.len() >= MAX_DATUMS;
             consider(if urgent || full { now } else { *arrived + self.config.commit_window });
         }
-        for at in self.queues.values().filter_map(|queue| queue.wake_at(urgent, now)) {
+        let held = self.holds.held();
+        for at in self.queues.values().filter_map(|queue| queue.wake_at(urgent, held, now)) {
             consider(at);
         }
         if let Some(release_ms) = self.windows.next_release_ms() {
@@ -309,7 +329,7 @@ impl<C: CloudWatch> Publisher<C> {
         self.metrics.spool_write_failing.set(i64::from(first_seq.is_none()));
         for (index, (point, arrived)) in batch.into_iter().enumerate() {
             let seq = first_seq.map(|first| first + index as u64);
-            self.enqueue(Queued { seq, point, ready_at: arrived + self.config.flush_interval });
+            self.enqueue(Queued { seq, point, ready_at: arrived + self.config.flush_interval, held_until: arrived + self.config.max_hold });
         }
         for committed in std::mem::take(&mut self.waiting_for_commit) {
             let _ = committed.send(first_seq.is_some());
@@ -379,6 +399,7 @@ impl<C: CloudWatch> Publisher<C> {
     async fn start_sends(&mut self, urgent: bool) {
         let now = Instant::now();
         let now_ms = Utc::now().timestamp_millis();
+        let held = self.holds.held();
         let mut expired: Vec<Queued> = Vec::new();
         for (key, queue) in self.queues.iter_mut() {
             if !queue.may_send(now) {
@@ -391,7 +412,7 @@ impl<C: CloudWatch> Publisher<C> {
                 queue.idle();
                 continue;
             }
-            if !queue.is_due(urgent, now) {
+            if !queue.is_due(urgent, held, now) {
                 continue;
             }
             let batch = queue.begin_send(&key.1);

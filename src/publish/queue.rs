@@ -21,8 +21,17 @@ pub struct Queued {
     /// not durably, and it is lost if the daemon stops before it is delivered).
     pub seq: Option<u64>,
     pub point: Datapoint,
-    /// When it is due to be sent, full batch or not.
+    /// When it is due to be sent, full batch or not, unless runs hold partial batches back.
     pub ready_at: Instant,
+    /// When it is due to be sent even while runs hold partial batches back.
+    pub held_until: Instant,
+}
+
+impl Queued {
+    /// When a partial batch starting with this item is due.
+    fn due_at(&self, held: bool) -> Instant {
+        if held { self.held_until.max(self.ready_at) } else { self.ready_at }
+    }
 }
 
 /// What a queue is doing.
@@ -63,14 +72,15 @@ impl Queue {
         self.failing.is_some()
     }
 
-    /// When this queue next wants attention; `None` if only an answer or new data can change it.
-    pub fn wake_at(&self, urgent: bool, now: Instant) -> Option<Instant> {
+    /// When this queue next wants attention; `None` if only an answer, new data or the release
+    /// of the holds can change it. `held`: runs hold partial batches back.
+    pub fn wake_at(&self, urgent: bool, held: bool, now: Instant) -> Option<Instant> {
         match self.state {
             State::Sending => None,
             State::BackingOff { retry_at } => Some(retry_at),
             State::Ready => {
                 let front = self.items.front()?;
-                Some(if urgent || self.items.len() >= MAX_DATUMS { now } else { front.ready_at })
+                Some(if urgent || self.items.len() >= MAX_DATUMS { now } else { front.due_at(held) })
             }
         }
     }
@@ -85,9 +95,9 @@ impl Queue {
     }
 
     /// Whether a request should go now; only asked when [`Queue::may_send`] and not empty.
-    pub fn is_due(&self, urgent: bool, now: Instant) -> bool {
+    pub fn is_due(&self, urgent: bool, held: bool, now: Instant) -> bool {
         let retrying = matches!(self.state, State::BackingOff { .. });
-        urgent || retrying || self.items.len() >= MAX_DATUMS || self.items.front().is_some_and(|front| front.ready_at <= now)
+        urgent || retrying || self.items.len() >= MAX_DATUMS || self.items.front().is_some_and(|front| front.due_at(held) <= now)
     }
 
     /// Nothing left to send (everything expired or was delivered): back to ready.

@@ -1,11 +1,13 @@
 //! Running one command: `/bin/sh -c` in its own process group, stdin from `/dev/null`, both
 //! output streams drained, and the whole group ended at the timeout (SIGTERM, then SIGKILL).
+//! A command the shell would only exec is started directly instead (see [`direct`]).
 //!
 //! Knows nothing about flakes: `execution` builds the [`CommandSpec`] and judges the outcome.
 //! What escapes the group (`setsid`) is ended too, where the daemon is a subreaper (see
 //! [`supervise_descendants`]).
 
 mod capture;
+pub mod direct;
 mod reaper;
 
 pub use capture::{CAPTURE_LIMIT, Captured};
@@ -70,26 +72,48 @@ pub struct RunOutcome {
     /// The shell exited, but processes it left behind kept its output open until they were
     /// terminated at the timeout.
     pub lingered: bool,
+    /// Started without `/bin/sh` (see [`direct`]).
+    pub direct: bool,
+}
+
+tokio::task_local! {
+    /// Told when the run's process has started, for a caller that waits on that (see [`telling_start`]).
+    static STARTED: std::sync::Arc<tokio::sync::Notify>;
+}
+
+/// Runs `future`, in which a [`run_command`] notifies `started` once its process has started:
+/// the spawn itself may wait its turn behind a burst of others.
+pub async fn telling_start<F: std::future::Future>(started: std::sync::Arc<tokio::sync::Notify>, future: F) -> F::Output {
+    STARTED.scope(started, future).await
 }
 
 /// Runs `spec` to its end. `stop` turning true terminates the run's process group early.
-pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) -> RunOutcome {
+pub async fn run_command(spec: &CommandSpec, stop: watch::Receiver<bool>) -> RunOutcome {
+    run_command_via(spec, stop, direct::enabled()).await
+}
+
+/// [`run_command`], starting the command without the shell where that changes nothing only if
+/// `allow_direct` (tests compare both ways).
+pub async fn run_command_via(spec: &CommandSpec, mut stop: watch::Receiver<bool>, allow_direct: bool) -> RunOutcome {
     let started = Instant::now();
     let marker = reaper::new_marker();
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.working_directory)
-        .envs(spec.environment.iter().map(|(k, v)| (k, v)))
-        .env(RUN_MARKER, &marker)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        // If this future is dropped mid-run the shell must not outlive it.
-        .kill_on_drop(true);
-    let (mut child, mut shell) = match reaper::spawn(command).await {
+    let direct_start = if allow_direct { direct::plan(&spec.command, &spec.environment, &spec.working_directory) } else { None };
+    let mut spawned = None;
+    if let Some(start) = direct_start {
+        let mut command = Command::new(&start.program);
+        command.arg0(&start.argv0).args(&start.args).env_clear().envs(&start.environment);
+        // Anything unexpected (ENOEXEC: a script without #!) is the shell's to handle.
+        spawned = reaper::spawn(prepared(command, spec, &marker)).await.ok().map(|spawned| (spawned, true));
+    }
+    let spawned = match spawned {
+        Some(spawned) => Ok(spawned),
+        None => {
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(&spec.command).envs(spec.environment.iter().map(|(k, v)| (k, v)));
+            reaper::spawn(prepared(command, spec, &marker)).await.map(|spawned| (spawned, false))
+        }
+    };
+    let ((mut child, mut shell), direct) = match spawned {
         Ok(spawned) => spawned,
         Err(error) => {
             let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
@@ -101,9 +125,11 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
                 stderr: Captured::default(),
                 duration: started.elapsed(),
                 lingered: false,
+                direct: false,
             };
         }
     };
+    let _ = STARTED.try_with(|started| started.notify_one());
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let (Some(nice), Some(pid)) = (spec.nice, child.id()) {
         set_niceness(pid, nice);
@@ -166,7 +192,23 @@ pub async fn run_command(spec: &CommandSpec, mut stop: watch::Receiver<bool>) ->
         stderr: err,
         duration: started.elapsed(),
         lingered: ending.is_some_and(|ending| ending.shell_had_exited),
+        direct,
     }
+}
+
+/// What every run's process gets, shell or not: its directory, the run's marker, no stdin, piped
+/// output, a process group of its own.
+fn prepared(mut command: Command, spec: &CommandSpec, marker: &str) -> Command {
+    command
+        .current_dir(&spec.working_directory)
+        .env(RUN_MARKER, marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // If the run's future is dropped mid-run the process must not outlive it.
+        .kill_on_drop(true);
+    command
 }
 
 /// We are ending a run's process group: why, and when SIGKILL follows the SIGTERM.

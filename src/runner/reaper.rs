@@ -55,6 +55,16 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 /// (exclusive) by a sweep: so a sweep never meets a shell of ours that is not registered yet, and
 /// may reap every other zombie child.
 static SPAWN_GATE: RwLock<()> = RwLock::new(());
+/// Spawns in progress at once, at most: one per core, and at least two.
+static SPAWNING_AT_ONCE: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2)));
+
+/// A spawn taking longer than this (an exec stuck on a hung file system) frees its place.
+const SPAWN_COUNTS_FOR: Duration = Duration::from_secs(1);
+
+fn spawners() -> &'static tokio::sync::Semaphore {
+    static SPAWNERS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| tokio::sync::Semaphore::new(*SPAWNING_AT_ONCE));
+    &SPAWNERS
+}
 static WAKE: Notify = Notify::const_new();
 static SUPERVISING: AtomicBool = AtomicBool::new(false);
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
@@ -136,16 +146,30 @@ impl Drop for Shell {
 /// blocking pool: a thousand spawns at once must not hold the runtime's worker threads, which
 /// fire the timeouts and answer `/healthz`. The shell is registered before the spawn gate is
 /// released, so no sweep can take it for an orphan.
+///
+/// At most [`SPAWNING_AT_ONCE`] spawns run at a time: the cores cannot start processes any
+/// faster, and without the bound a burst of 10,000 due runs made the blocking pool start (and
+/// later end) hundreds of threads, a tenth of the daemon's own CPU at that scale (issue 18).
 pub(super) async fn spawn(mut command: Command) -> io::Result<(Child, Shell)> {
-    let spawned = tokio::task::spawn_blocking(move || {
+    let spawner = spawners().acquire().await.map_err(|_| io::Error::other("the spawn bound was closed"))?;
+    let spawning = tokio::task::spawn_blocking(move || {
         let _gate = SPAWN_GATE.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let child = command.spawn()?;
         if let Some(pid) = child.id() {
             *registry().shells.entry(pid).or_default() += 1;
         }
         Ok::<Child, io::Error>(child)
-    })
-    .await;
+    });
+    tokio::pin!(spawning);
+    // An exec stuck on a hung file system must not stop every other run from starting: after
+    // a second it no longer counts against the bound.
+    let spawned = tokio::select! {
+        spawned = &mut spawning => spawned,
+        () = tokio::time::sleep(SPAWN_COUNTS_FOR) => {
+            drop(spawner);
+            spawning.await
+        }
+    };
     let child = match spawned {
         Ok(spawned) => spawned?,
         Err(error) => return Err(io::Error::other(format!("the spawning thread failed: {error}"))),

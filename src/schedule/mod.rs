@@ -7,12 +7,14 @@
 //! time that does not exist (spring forward) is skipped, a repeated one (fall back) fires once.
 
 mod duration;
+mod shared;
 mod zone;
 
 pub use duration::{parse_duration, parse_flag_duration};
 pub use zone::{host_zone, parse_zone};
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
@@ -27,7 +29,8 @@ const MIN_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub enum Schedule {
     /// A crontab line in a time zone.
-    Cron { cron: Box<Cron>, zone: Tz, expression: String },
+    /// The pattern is shared by every flake with the same text (see [`shared`]).
+    Cron { cron: Arc<Cron>, zone: Tz, expression: String },
     /// Fires at every multiple of the interval since the Unix epoch.
     Every(Duration),
     /// Fires once, when the daemon starts or first loads the flake.
@@ -153,9 +156,11 @@ fn parse_crontab(expression: &str, shown_as: &str, zone: Tz) -> Result<Schedule,
             "\"{expression}\" has {fields} field(s); a crontab schedule has five: minute hour day-of-month month day-of-week (e.g. \"*/5 * * * *\")"
         ));
     }
-    let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).sloppy_ranges(true).build();
-    let cron = parser.parse(expression).map_err(|error| format!("\"{expression}\" is not a valid crontab schedule: {error}"))?;
-    Ok(Schedule::Cron { cron: Box::new(cron), zone, expression: shown_as.to_string() })
+    let cron = shared::shared_pattern(expression, || {
+        CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).sloppy_ranges(true).build().parse(expression)
+    })
+    .map_err(|error| format!("\"{expression}\" is not a valid crontab schedule: {error}"))?;
+    Ok(Schedule::Cron { cron, zone, expression: shown_as.to_string() })
 }
 
 /// Upper bound on matches examined before giving up; a DST gap skips at most an hour's worth.
