@@ -89,7 +89,12 @@ mod tests {
             storage_resolution: 60,
             aggregate_seconds: Some(60),
         });
-        Queued { seq: Some(seq), point: Datapoint { series, value: 1.0, timestamp_ms }, ready_at: Instant::now(), held_until: Instant::now() }
+        Queued {
+            seq: Some(seq),
+            point: Datapoint { series, value: 1.0, timestamp_ms },
+            ready_at: Instant::now(),
+            held_until: Instant::now(),
+        }
     }
 
     fn seqs(values: &[Queued]) -> Vec<u64> {
