@@ -52,6 +52,8 @@ pub fn parse_alarms(
         None => FlakeMetric::Nothing,
     };
     let mut alarms: Vec<(usize, Alarm)> = Vec::new();
+    // alarmName as written of each entry left out here, so a composite naming one is told why.
+    let mut left_out: Vec<String> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("flakeAlarms[{index}].");
         let Value::Object(object) = item else {
@@ -64,12 +66,18 @@ pub fn parse_alarms(
         warn_unknown(object, ALARM_KEYS, &prefix, problems);
         // SPEC 8: on a flake that yields several metrics an alarm must say which it watches.
         let names_metric = ["alarmMetricName", "alarmExpression", "alarmRule"].iter().any(|key| object.contains_key(*key));
+        let written_name = object.get("alarmName").and_then(Value::as_str).map(str::to_string);
         if let Some(reason) = output.and_then(|format| alarm_metric_problem(format, names_metric)) {
             problems.error(format!("flakeAlarms[{index}]"), reason);
+            left_out.extend(written_name);
             continue;
         }
         let alarm_fields = Fields::new(object, prefix);
-        if let Some(alarm) = parse_alarm(&alarm_fields, flake_name, flake_metric, context, problems) {
+        let parsed = parse_alarm(&alarm_fields, flake_name, flake_metric, context, problems);
+        if parsed.is_none() {
+            left_out.extend(written_name);
+        }
+        if let Some(alarm) = parsed {
             if alarms.iter().any(|(_, other)| other.name == alarm.name) {
                 problems.error(
                     alarm_fields.path("alarmName"),
@@ -81,7 +89,7 @@ pub fn parse_alarms(
         }
     }
     match flake_name {
-        Some(flake_name) => composite::resolve(alarms, flake_name, problems),
+        Some(flake_name) => composite::resolve(alarms, &left_out, flake_name, problems),
         None => Vec::new(),
     }
 }

@@ -222,3 +222,20 @@ fn an_alarms_flake_has_no_command_or_schedule() {
     assert!(errors.iter().any(|e| e.starts_with("flakeCommand: an alarms flake runs nothing")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("flakeCronstring: an alarms flake runs nothing")), "{errors:?}");
 }
+
+#[test]
+fn a_composite_naming_an_alarm_left_out_says_to_fix_that_alarm_first() {
+    let (flake, problems) = parse(host_alarms(json!([
+        {"alarmName": "mute-cpu", "alarmRule": "ALARM(cpu) AND NOT ALARM(maintenance)"},
+        {"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": "=>"},
+        {"alarmName": "maintenance", "alarmNamespace": "App", "alarmMetricName": "Maintenance", "alarmThreshold": 0, "alarmOperator": ">"}
+    ])));
+    let errors = errors(&problems);
+    assert!(errors.iter().any(|error| error.starts_with("flakeAlarms[1].alarmOperator: ")), "{errors:?}");
+    assert!(
+        errors.iter().any(|error| error.contains("alarm \"mute-cpu\": names \"cpu\", which is rejected above; fix that alarm first")),
+        "{errors:?}"
+    );
+    let names: Vec<String> = flake.expect("the flake goes on").alarms.into_iter().map(|alarm| alarm.name).collect();
+    assert_eq!(names, ["FL-host-maintenance"]);
+}

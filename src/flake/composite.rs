@@ -28,7 +28,7 @@ pub fn parse_rule(fields: &Fields, context: &Context, problems: &mut Problems) -
 /// rule must be an alarm of this flake (bare, or its full `FL-<flake>-` name) or another flake's
 /// full `FL-` name; no cycles. Rejected composites are left out with a problem at their
 /// `alarmRule`; so is any composite naming one of them.
-pub fn resolve(alarms: Vec<(usize, Alarm)>, flake_name: &str, problems: &mut Problems) -> Vec<Alarm> {
+pub fn resolve(alarms: Vec<(usize, Alarm)>, left_out: &[String], flake_name: &str, problems: &mut Problems) -> Vec<Alarm> {
     let own_prefix = format!("FL-{flake_name}-");
     let full = |name: &str| if name.starts_with("FL-") { name.to_string() } else { format!("{own_prefix}{name}") };
     let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
@@ -53,7 +53,8 @@ pub fn resolve(alarms: Vec<(usize, Alarm)>, flake_name: &str, problems: &mut Pro
             if let Some(unknown) = own_unknown {
                 let bare = unknown.strip_prefix(&own_prefix).unwrap_or(unknown);
                 let known: Vec<&str> = declared.iter().filter_map(|name| name.strip_prefix(&own_prefix)).collect();
-                let reason = match alarms.iter().any(|(_, alarm)| alarm.name == unknown) {
+                let rejected_above = alarms.iter().any(|(_, alarm)| alarm.name == unknown) || left_out.iter().any(|name| name == bare);
+                let reason = match rejected_above {
                     true => format!("names \"{bare}\", which is rejected above; fix that alarm first"),
                     false => format!(
                         "names \"{bare}\", which this flake does not declare (it declares: {}); a bare name is an alarmName of this flake, a full name starts with FL-",
