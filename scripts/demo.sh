@@ -94,7 +94,14 @@ echo "== snowflake run: the daemon on the example flakes for $minutes minute(s),
 daemon_pid=$!
 end=$((SECONDS + seconds))
 while [ $SECONDS -lt $end ]; do
-    kill -0 "$daemon_pid" 2>/dev/null || { cat "$demo/daemon.log"; echo "demo.sh: the daemon stopped early" >&2; exit 1; }
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        # Ctrl-C reaches the daemon too (one process group), and it may stop before this shell's
+        # trap has run: a daemon stopped by a signal means the demo was interrupted.
+        grep -qE '(SIGINT|SIGTERM): stopping' "$demo/daemon.log" && exit 130
+        cat "$demo/daemon.log"
+        echo "demo.sh: the daemon stopped early" >&2
+        exit 1
+    fi
     printf '.'
     # In the background and waited for, so Ctrl-C is handled at once rather than after the sleep.
     sleep $((end - SECONDS < 10 ? (end - SECONDS > 0 ? end - SECONDS : 1) : 10)) &
