@@ -101,6 +101,8 @@ def main():
     parser.add_argument("--mode", choices=["steady", "wave"], default="steady")
     parser.add_argument("--warmup", type=int, default=40, help="steady: seconds for the N runs to start before measuring")
     args = parser.parse_args()
+    # The daemon runs in a directory of its own: a relative path must be resolved first.
+    args.snowflake = os.path.abspath(args.snowflake)
 
     work = tempfile.mkdtemp(prefix="snowflake-overload.")
     try:
