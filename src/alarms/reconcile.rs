@@ -50,6 +50,43 @@ impl Default for ReconcileConfig {
     }
 }
 
+impl ReconcileConfig {
+    /// One CloudWatch call, retried with backoff and jitter while it fails retryably: throttling
+    /// until it goes through (a fleet-wide restart is absorbed, never dropped), other failures
+    /// `attempts` times in all. The alarm and dashboard reconcilers share it.
+    pub async fn retried<T, F, Fut>(&self, what: &str, operation: F) -> Result<T, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let mut failures = ExponentialBuilder::default()
+            .with_min_delay(self.backoff_min)
+            .with_jitter()
+            .with_max_times(self.attempts.saturating_sub(1))
+            .build();
+        let mut throttles = ExponentialBuilder::default()
+            .with_min_delay(self.backoff_min)
+            .with_max_delay(self.throttled_backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let error = match operation().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let delay = match error.kind {
+                ErrorKind::Throttling => throttles.next(),
+                _ if error.is_retryable() => failures.next(),
+                _ => None,
+            };
+            let Some(delay) = delay else { return Err(error) };
+            tracing::debug!(what, ?delay, "CloudWatch call failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
 /// What a reconcile did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -355,40 +392,23 @@ impl<C: CloudWatch> Reconciler<C> {
         paces.entry((region.to_string(), class)).or_insert_with(|| Arc::new(Pace::per_second(rate))).clone()
     }
 
-    /// One call, paced, retried with backoff while it fails retryably: throttling until it goes
-    /// through (a fleet-wide restart is absorbed, never dropped), other failures `attempts` times.
+    /// One call, paced, retried as [`ReconcileConfig::retried`] says.
     async fn call<T, F, Fut>(&self, region: &str, class: Class, operation: F) -> Result<T, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
         let pace = self.pace(region, class);
-        let mut failures = ExponentialBuilder::default()
-            .with_min_delay(self.config.backoff_min)
-            .with_jitter()
-            .with_max_times(self.config.attempts.saturating_sub(1))
-            .build();
-        let mut throttles = ExponentialBuilder::default()
-            .with_min_delay(self.config.backoff_min)
-            .with_max_delay(self.config.throttled_backoff_max)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            pace.wait().await;
-            let error = match operation().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let delay = match error.kind {
-                ErrorKind::Throttling => throttles.next(),
-                _ if error.is_retryable() => failures.next(),
-                _ => None,
-            };
-            let Some(delay) = delay else { return Err(error) };
-            tracing::debug!(region, ?class, ?delay, "CloudWatch call failed, retrying: {error}");
-            tokio::time::sleep(delay).await;
-        }
+        let what = format!("{class:?} in {region}");
+        self.config
+            .retried(&what, || {
+                let (pace, call) = (pace.clone(), operation());
+                async move {
+                    pace.wait().await;
+                    call.await
+                }
+            })
+            .await
     }
 }
 

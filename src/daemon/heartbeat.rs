@@ -23,17 +23,22 @@ pub async fn run(namespace: String, region: String, host: String, publisher: Pub
         storage_resolution: 60,
         aggregate_seconds: None,
     });
-    loop {
-        let now = Utc::now();
-        let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now) + TimeDelta::minutes(1);
-        let wait = (minute - now).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.recv() => return,
-        }
+    while let Some(minute) = next_minute(&mut shutdown).await {
         let point = Datapoint { series: series.clone(), value: 1.0, timestamp_ms: minute.timestamp_millis() };
         if !publisher.publish(vec![point]).await {
             return;
         }
+    }
+}
+
+/// Waits for the start of the next wall-clock minute and returns it; `None` once the daemon is
+/// stopping. The heartbeat and the jobs' overdue values are published on the minute.
+pub(super) async fn next_minute(shutdown: &mut Shutdown) -> Option<chrono::DateTime<Utc>> {
+    let now = Utc::now();
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now) + TimeDelta::minutes(1);
+    let wait = (minute - now).to_std().unwrap_or_default();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => Some(minute),
+        _ = shutdown.recv() => None,
     }
 }

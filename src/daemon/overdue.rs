@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::reload::Snapshot;
@@ -19,14 +19,7 @@ pub async fn run(
     publisher: PublisherHandle,
     mut shutdown: Shutdown,
 ) {
-    loop {
-        let now = Utc::now();
-        let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now) + TimeDelta::minutes(1);
-        let wait = (minute - now).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.recv() => return,
-        }
+    while let Some(minute) = super::heartbeat::next_minute(&mut shutdown).await {
         let points = overdue_points(&monitors, &snapshot.borrow(), default_region.as_deref(), minute);
         if !points.is_empty() && !publisher.publish(points).await {
             return;

@@ -6,14 +6,13 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use serde_json::Value;
 
 use super::body::{Account, Body, body, same_body, widget_count};
 use super::input::DashboardInput;
 use super::owned::{Owned, OwnedDashboard, OwnedFile};
 use crate::alarms::{DesiredAlarm, ReconcileConfig};
-use crate::cloudwatch::{CallError, CloudWatch, ErrorKind};
+use crate::cloudwatch::{CallError, CloudWatch};
 
 /// The dashboard to keep: `--dashboard` after placeholders, in the default region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,37 +275,12 @@ impl<C: CloudWatch> DashboardReconciler<C> {
             .map_err(|error| format!("saving the dashboard list failed: {error}"))?
     }
 
-    /// One call, retried with backoff: throttling until it goes through, other retryable
-    /// failures `attempts` times in all.
+    /// One call, retried as [`ReconcileConfig::retried`] says.
     async fn call<T, F, Fut>(&self, operation: F) -> Result<T, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
-        let mut failures = ExponentialBuilder::default()
-            .with_min_delay(self.config.backoff_min)
-            .with_jitter()
-            .with_max_times(self.config.attempts.saturating_sub(1))
-            .build();
-        let mut throttles = ExponentialBuilder::default()
-            .with_min_delay(self.config.backoff_min)
-            .with_max_delay(self.config.throttled_backoff_max)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            let error = match operation().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let delay = match error.kind {
-                ErrorKind::Throttling => throttles.next(),
-                _ if error.is_retryable() => failures.next(),
-                _ => None,
-            };
-            let Some(delay) = delay else { return Err(error) };
-            tracing::debug!(?delay, "CloudWatch dashboard call failed, retrying: {error}");
-            tokio::time::sleep(delay).await;
-        }
+        self.config.retried("dashboard", operation).await
     }
 }
