@@ -13,7 +13,6 @@ use super::formats::{OutputFormat, alarm_metric_problem};
 use super::keys::{ALARM_KEYS, ENDPOINT_KEYS, warn_unknown};
 use super::model::{Alarm, MetricTarget, Statistic, Watch};
 use super::problem::Problems;
-use crate::placeholders::expand;
 
 pub(super) const MAX_ALARM_NAME: usize = 255;
 const MAX_DESCRIPTION: usize = 1024;
@@ -254,7 +253,7 @@ fn parse_threshold(fields: &Fields, problems: &mut Problems) -> (Option<f64>, Op
 fn parse_name(fields: &Fields, flake_name: Option<&str>, context: &Context, problems: &mut Problems) -> Option<String> {
     let template = fields.text("alarmName", problems);
     let template = fields.require("alarmName", template, "a short name such as \"high\" or \"down-${hostname}\"", problems)?;
-    let expanded = expand(&template, context.facts).map_err(|reason| problems.error(fields.path("alarmName"), reason)).ok()?;
+    let expanded = context.expand(&template, &fields.path("alarmName"), problems).map_err(|reason| problems.error(fields.path("alarmName"), reason)).ok()?;
     if expanded.is_empty() || expanded.chars().any(char::is_control) {
         problems.error(fields.path("alarmName"), "must be non-empty and free of control characters");
         return None;
@@ -391,7 +390,7 @@ fn actions(fields: &Fields, key: &str, context: &Context, problems: &mut Problem
     let mut ok = true;
     for item in items {
         match item {
-            Value::String(template) => match expand(template, context.facts).and_then(|arn| check_endpoint(&arn).map(|()| arn)) {
+            Value::String(template) => match context.expand(template, &fields.path(key), problems).and_then(|arn| check_endpoint(&arn).map(|()| arn)) {
                 Ok(arn) => {
                     arns.insert(arn);
                 }

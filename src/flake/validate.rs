@@ -18,7 +18,6 @@ use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
 use super::monitor::{MonitoredFlake, drop_alarms_named_like_the_monitors, parse_monitor};
 use super::problem::{Problem, Problems};
 use super::units::{UNITS, canonical_unit};
-use crate::placeholders::expand;
 use crate::schedule::Schedule;
 
 /// Longest `flakeTimeout` accepted: a day. Longer runs are not what a metric schedule is for.
@@ -308,7 +307,7 @@ pub(super) fn parse_dimensions(fields: &Fields, key: &str, context: &Context, pr
             ok = false;
             continue;
         };
-        match expand(&template, context.facts) {
+        match context.expand(&template, &path, problems) {
             Ok(value) if value.is_empty() || value.chars().count() > 1024 => {
                 problems.error(path, format!("\"{}\" must be 1-1024 characters after placeholders", shorten(&template, 40)));
                 ok = false;
