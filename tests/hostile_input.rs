@@ -1,0 +1,110 @@
+//! Regression tests for issue 22 (items 1, 2, 6 and 9): hostile flake files, a damaged state
+//! directory and odd exporter bodies never take the daemon down or stop the other flakes.
+//!
+//! The daemons here run with `--dry-run` (no AWS call) unless a test says otherwise.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Workspace, run};
+use serde_json::{Value, json};
+
+/// A flake that runs every second, to show the daemon still runs flakes.
+fn canary() -> Value {
+    json!({"flakeName": "canary", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "T"})
+}
+
+/// An alarms flake with one composite whose rule is `depth` parentheses deep.
+fn nested_rule(name: &str, depth: usize) -> Value {
+    let rule = format!("{}ALARM(cpu){}", "(".repeat(depth), ")".repeat(depth));
+    json!({"flakeName": name, "flakeType": "alarms", "flakeAlarms": [
+        {"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"},
+        {"alarmName": "deep", "alarmRule": rule}
+    ]})
+}
+
+/// An alarms flake of `length` composites, each naming the next; the last names the first when
+/// `closed` (a cycle), or a metric alarm otherwise.
+fn composite_chain(name: &str, length: usize, closed: bool) -> Value {
+    let mut alarms: Vec<Value> = (0..length)
+        .map(|index| {
+            let next = if index + 1 < length { format!("c{}", index + 1) } else if closed { "c0".to_string() } else { "cpu".to_string() };
+            json!({"alarmName": format!("c{index}"), "alarmRule": format!("ALARM({next})")})
+        })
+        .collect();
+    alarms.push(json!({"alarmName": "cpu", "alarmNamespace": "AWS/EC2", "alarmMetricName": "CPUUtilization", "alarmThreshold": 90, "alarmOperator": ">"}));
+    json!({"flakeName": name, "flakeType": "alarms", "flakeAlarms": alarms})
+}
+
+fn sighup(daemon: &Daemon) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+}
+
+/// Runs of the canary so far, from its flake log.
+fn canary_runs(workspace: &Workspace) -> usize {
+    workspace.log_of("canary").lines().count()
+}
+
+/// Issue 22.1: a 3,800-deep rule passed `check` and aborted the daemon; a 100k-deep one aborted
+/// `check` too. Both are now refused with file, field and the bound.
+#[test]
+fn deeply_nested_alarm_rules_are_refused_by_check_with_the_bound() {
+    let workspace = Workspace::new();
+    workspace.add("deep", nested_rule("deep", 3_800));
+    workspace.add("deeper", nested_rule("deeper", 100_000));
+    let (code, stdout, stderr) = run(workspace.snowflake().arg("check"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(!stderr.contains("overflow"), "{stderr}");
+    assert!(
+        stdout.contains("deep.json: flakeAlarms[1].alarmRule: \"") && stdout.contains("more than 100 levels deep"),
+        "file, field and bound: {stdout}"
+    );
+    assert!(stdout.contains("deeper.json: flakeAlarms[1].alarmRule: the rule is 200010 characters; CloudWatch allows 10240"), "{stdout}");
+    assert!(stdout.contains("deep.json: invalid alarms left out; flake deep and its other alarms run"), "{stdout}");
+}
+
+/// Issue 22.1: 20,000 composites naming each other: a chain is fine, a cycle is refused with a
+/// short message, and neither overflows the stack.
+#[test]
+fn a_chain_of_twenty_thousand_composites_is_checked_without_overflow() {
+    let workspace = Workspace::new();
+    workspace.add("chain", composite_chain("chain", 20_000, false));
+    workspace.add("ring", composite_chain("ring", 20_000, true));
+    let (code, stdout, stderr) = run(workspace.snowflake().arg("check"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("chain.json: ok (chain)"), "{}", &stdout[..stdout.len().min(2000)]);
+    let cycle = stdout.lines().find(|line| line.contains("ring.json: flakeAlarms[0].alarmRule: ")).expect("the cycle is reported");
+    assert!(cycle.contains("the rules form a cycle: c0 -> c1 -> c2 -> c3 -> c4 -> ... (20001 in all) ..."), "{cycle}");
+    assert!(cycle.len() < 400, "one line does not grow with the file: {} bytes", cycle.len());
+}
+
+/// Issue 22.1 in the daemon: hostile rules at start and on hot reload leave their files out;
+/// the daemon keeps running the other flakes.
+#[test]
+fn hostile_alarm_rules_leave_the_daemon_running_other_flakes() {
+    let workspace = Workspace::new();
+    workspace.add("canary", canary());
+    workspace.add("deep", nested_rule("deep", 3_800));
+    workspace.add("chain", composite_chain("chain", 20_000, false));
+    let daemon = Daemon::start(workspace.snowflake().arg("--dry-run"), &workspace, &[]);
+    daemon.wait_for(Duration::from_secs(30), "the canary to run", || canary_runs(&workspace) >= 2);
+    assert!(daemon.log().contains("more than 100 levels deep"), "the rejection is logged: {}", daemon.log());
+
+    workspace.add("deeper", nested_rule("deeper", 100_000));
+    workspace.add("ring", composite_chain("ring", 20_000, true));
+    sighup(&daemon);
+    daemon.wait_for(Duration::from_secs(60), "the reload to report the new files", || {
+        let log = daemon.log();
+        log.contains("CloudWatch allows 10240") && log.contains("the rules form a cycle")
+    });
+    let before = canary_runs(&workspace);
+    daemon.wait_for(Duration::from_secs(30), "the canary to go on running", || canary_runs(&workspace) >= before + 2);
+    assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
+    let (status, _) = daemon.stop(Duration::from_secs(30));
+    assert!(status.success(), "{}", daemon_log_hint(&workspace));
+}
+
+fn daemon_log_hint(workspace: &Workspace) -> String {
+    format!("canary log: {}", workspace.log_of("canary"))
+}
