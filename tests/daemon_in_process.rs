@@ -380,3 +380,19 @@ async fn splay_spreads_starts_and_keeps_the_scheduled_time() {
     assert!(data.iter().all(|datum| datum.timestamp_ms % 4000 == 0), "datapoints carry the scheduled time: {data:?}");
     assert_eq!(h.fake.put_sizes()[0], 12, "one call for the firing though it spans more than the 100 ms flush interval");
 }
+
+/// Issue 22.2: a panic in an essential task (here the reconcile task, through an injected panic
+/// in DescribeAlarms) stops the daemon with the reason; it never lives on running nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_an_essential_task_stops_the_daemon_with_the_reason() {
+    let h = Harness::new();
+    h.write(
+        "disk",
+        json!({"flakeName": "disk", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Panic",
+               "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 90, "alarmOperator": ">"}]}),
+    );
+    h.fake.panic_next_describes(1);
+    let ended = tokio::time::timeout(Duration::from_secs(60), daemon::run(h.config(), h.services(), never(), never())).await;
+    let reason = ended.expect("the daemon stops by itself").expect_err("and fails");
+    assert_eq!(reason, "the reconcile task panicked: injected panic in DescribeAlarms");
+}

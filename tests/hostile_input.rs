@@ -108,3 +108,50 @@ fn hostile_alarm_rules_leave_the_daemon_running_other_flakes() {
 fn daemon_log_hint(workspace: &Workspace) -> String {
     format!("canary log: {}", workspace.log_of("canary"))
 }
+
+/// A flake firing `@every <interval>`.
+fn every(name: &str, interval: &str) -> Value {
+    json!({"flakeName": name, "flakeCronstring": format!("@every {interval}"), "flakeCommand": "echo 1", "flakeMetricNamespace": "T"})
+}
+
+/// Issue 22.2: `next '@every 18446744073709551615s'` went backwards in time; 2^63 s divided by
+/// zero. Both are refused with the bound; the bound itself still works.
+#[test]
+fn next_refuses_intervals_beyond_a_year() {
+    for huge in ["18446744073709551615s", "9223372036854775808s", "8761h"] {
+        let (code, stdout, stderr) = run(common::snowflake().args(["next", &format!("@every {huge}")]));
+        assert_eq!(code, 1, "{huge}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("at most 8760h (365 days)"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let (code, stdout, _) =
+        run(common::snowflake().args(["next", "@every 8760h", "--after", "2026-01-01T00:00:00Z", "--count", "2"]));
+    assert_eq!(code, 0);
+    let times: Vec<&str> = stdout.lines().collect();
+    assert_eq!(times.len(), 2, "{stdout}");
+    assert!(times[0] > "2026-01-01T00:00:00Z" && times[1] > times[0], "forwards in time: {stdout}");
+}
+
+/// Issue 22.2 in the daemon: at start and on hot reload, the huge intervals are refused for
+/// their file; the other flakes keep running, the log does not grow, `/healthz` stays 200.
+#[test]
+fn huge_intervals_leave_the_daemon_running_other_flakes() {
+    let workspace = Workspace::new();
+    workspace.add("canary", canary());
+    workspace.add("wraps", every("wraps", "18446744073709551615s"));
+    let daemon = Daemon::start(workspace.snowflake().arg("--dry-run"), &workspace, &[]);
+    daemon.wait_for(Duration::from_secs(30), "the canary to run", || canary_runs(&workspace) >= 2);
+    assert!(daemon.log().contains("at most 8760h (365 days)"), "{}", daemon.log());
+
+    workspace.add("zero", every("zero", "9223372036854775808s"));
+    sighup(&daemon);
+    daemon.wait_for(Duration::from_secs(30), "the reload to refuse zero.json", || daemon.log().matches("at most 8760h").count() >= 2);
+    let before = canary_runs(&workspace);
+    daemon.wait_for(Duration::from_secs(30), "the canary to go on running", || canary_runs(&workspace) >= before + 2);
+    assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
+    assert!(!daemon.log().contains("firing skipped"), "no spinning: {}", daemon.log().len());
+    assert!(std::fs::metadata(&daemon.output).unwrap().len() < 1 << 20, "the log stays small");
+    let (status, _) = daemon.stop(Duration::from_secs(30));
+    assert!(status.success());
+}
