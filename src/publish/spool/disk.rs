@@ -79,6 +79,7 @@ impl DiskSpool {
             )
         })?;
         let lock_path = dir.join("LOCK");
+        crate::statefile::clear_for_lock(&lock_path);
         let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|error| {
             format!(
                 "state directory {} is not writable ({error}); set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory",
