@@ -39,8 +39,12 @@ pub fn read(path: &Path) -> io::Result<Contents> {
 pub fn clear_for_lock(path: &Path) {
     if std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_file()) {
         match set_aside(path) {
-            Ok(aside) => tracing::error!(path = %path.display(), moved_to = %aside.display(), "a lock file's name was taken by something that is not a file; moved it aside"),
-            Err(error) => tracing::error!(path = %path.display(), "a lock file's name is taken by something that is not a file, and it cannot be moved aside: {error}"),
+            Ok(aside) => {
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), "a lock file's name was taken by something that is not a file; moved it aside")
+            }
+            Err(error) => {
+                tracing::error!(path = %path.display(), "a lock file's name is taken by something that is not a file, and it cannot be moved aside: {error}")
+            }
         }
     }
 }

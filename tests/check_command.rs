@@ -127,7 +127,9 @@ fn shipped_examples_pass_off_ec2_and_fail_with_resolve() {
     assert_eq!(stdout.lines().filter(|line| line.contains(": ok (")).count(), example_count(), "{stdout}");
     let warning = stdout
         .lines()
-        .find(|line| line.contains("example-host-alarms.flake.json: flakeAlarms[0].alarmDimensions.InstanceId: warning: ${aws:InstanceId}: "))
+        .find(|line| {
+            line.contains("example-host-alarms.flake.json: flakeAlarms[0].alarmDimensions.InstanceId: warning: ${aws:InstanceId}: ")
+        })
         .unwrap_or_else(|| panic!("a warning naming the field and the placeholder: {stdout}"));
     assert!(warning.contains("the instance metadata service (IMDSv2) did not answer"), "the reason: {warning}");
     assert!(stdout.contains("flakeAlarms[0].alarmEndpoints.alarm: warning: ${aws:Region}: "), "{stdout}");

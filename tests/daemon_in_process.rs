@@ -423,7 +423,8 @@ async fn any_damage_to_a_state_file_is_set_aside_and_reconciling_goes_on() {
             make(&path);
             let config = DaemonConfig { dashboard: Some("damage-test".to_string()), ..h.config() };
             let case = format!("{file} holding {damage}");
-            let daemon = daemon::start(config, h.services()).await.unwrap_or_else(|reason| panic!("{case}: the daemon must start: {reason}"));
+            let daemon =
+                daemon::start(config, h.services()).await.unwrap_or_else(|reason| panic!("{case}: the daemon must start: {reason}"));
             eventually(Duration::from_secs(20), &format!("{case}: the new alarm and the dashboard"), || {
                 h.fake.alarm(REGION, "FL-disk-high").is_some() && h.fake.dashboard(REGION, "damage-test").is_some()
             })

@@ -29,7 +29,13 @@ fn nested_rule(name: &str, depth: usize) -> Value {
 fn composite_chain(name: &str, length: usize, closed: bool) -> Value {
     let mut alarms: Vec<Value> = (0..length)
         .map(|index| {
-            let next = if index + 1 < length { format!("c{}", index + 1) } else if closed { "c0".to_string() } else { "cpu".to_string() };
+            let next = if index + 1 < length {
+                format!("c{}", index + 1)
+            } else if closed {
+                "c0".to_string()
+            } else {
+                "cpu".to_string()
+            };
             json!({"alarmName": format!("c{index}"), "alarmRule": format!("ALARM({next})")})
         })
         .collect();
@@ -125,8 +131,7 @@ fn next_refuses_intervals_beyond_a_year() {
         assert!(stderr.contains("at most 8760h (365 days)"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let (code, stdout, _) =
-        run(common::snowflake().args(["next", "@every 8760h", "--after", "2026-01-01T00:00:00Z", "--count", "2"]));
+    let (code, stdout, _) = run(common::snowflake().args(["next", "@every 8760h", "--after", "2026-01-01T00:00:00Z", "--count", "2"]));
     assert_eq!(code, 0);
     let times: Vec<&str> = stdout.lines().collect();
     assert_eq!(times.len(), 2, "{stdout}");

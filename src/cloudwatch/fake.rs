@@ -310,7 +310,11 @@ impl CloudWatch for FakeCloudWatch {
 
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
         #[cfg(any(test, feature = "test-support"))]
-        if self.describe_panics.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+        if self
+            .describe_panics
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1))
+            .is_ok()
+        {
             panic!("injected panic in DescribeAlarms");
         }
         self.begin(Operation::DescribeAlarms, region)?;

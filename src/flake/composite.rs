@@ -15,7 +15,10 @@ const MAX_RULE: usize = Rule::MAX_TEXT;
 /// The rule text of an alarm with placeholders expanded, if it parses; not yet resolved.
 pub fn parse_rule(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<String> {
     let template = fields.strict_text("alarmRule", problems)?;
-    let text = context.expand(&template, &fields.path("alarmRule"), problems).map_err(|reason| problems.error(fields.path("alarmRule"), reason)).ok()?;
+    let text = context
+        .expand(&template, &fields.path("alarmRule"), problems)
+        .map_err(|reason| problems.error(fields.path("alarmRule"), reason))
+        .ok()?;
     if let Err(reason) = Rule::parse(&text) {
         problems.error(fields.path("alarmRule"), format!("\"{}\" is not a valid rule: {reason}", shorten(&text, 80)));
         return None;
@@ -109,7 +112,11 @@ pub fn resolve(alarms: Vec<(usize, Alarm)>, left_out: &[String], flake_name: &st
 /// recurse 20,000 frames deep (issue 22.1).
 /// `done` holds the composites known to reach no cycle, kept between calls: rejecting more
 /// composites never makes a cycle.
-fn find_cycle<'a>(rules: &'a BTreeMap<String, Rule>, rejected: &BTreeMap<String, String>, done: &mut BTreeSet<&'a str>) -> Option<Vec<String>> {
+fn find_cycle<'a>(
+    rules: &'a BTreeMap<String, Rule>,
+    rejected: &BTreeMap<String, String>,
+    done: &mut BTreeSet<&'a str>,
+) -> Option<Vec<String>> {
     for root in rules.keys() {
         if done.contains(root.as_str()) || rejected.contains_key(root) {
             continue;
