@@ -404,7 +404,8 @@ async fn a_panic_in_an_essential_task_stops_the_daemon_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_damage_to_a_state_file_is_set_aside_and_reconciling_goes_on() {
     use specialsnowflake::cloudwatch::DescribedAlarm;
-    let damages: [(&str, fn(&Path)); 3] = [
+    type Damage = (&'static str, fn(&Path));
+    let damages: [Damage; 3] = [
         ("a byte that is not UTF-8", |path| std::fs::write(path, b"{\"version\": 1, \"names\": [\"\xff\"]}").unwrap()),
         ("garbage", |path| std::fs::write(path, "{ not json").unwrap()),
         ("a directory", |path| std::fs::create_dir_all(path.join("inside")).unwrap()),
