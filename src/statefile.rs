@@ -49,6 +49,21 @@ pub fn clear_for_lock(path: &Path) {
     }
 }
 
+/// A directory's name (the spool's) taken by a file or other non-directory is damage too: it is
+/// set aside (logged) so the directory can be made.
+pub fn clear_for_directory(path: &Path) {
+    if std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_dir()) {
+        match set_aside(path) {
+            Ok(aside) => {
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), "a state directory's name was taken by something that is not a directory; moved it aside")
+            }
+            Err(error) => {
+                tracing::error!(path = %path.display(), "a state directory's name is taken by something that is not a directory, and it cannot be moved aside: {error}")
+            }
+        }
+    }
+}
+
 /// Replaces `path` with `text` so that a crash at any moment leaves the old file or the new one,
 /// never a mix: a temporary file beside it, fsync, rename, fsync of the directory.
 pub fn replace(path: &Path, text: &str) -> io::Result<()> {

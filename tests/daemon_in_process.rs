@@ -449,3 +449,24 @@ async fn any_damage_to_a_state_file_is_set_aside_and_reconciling_goes_on() {
         }
     }
 }
+
+/// Issue 22.6, the other way round: a file where the spool directory belongs is set aside too;
+/// the daemon starts and publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_where_the_spool_directory_belongs_is_set_aside() {
+    let h = Harness::new();
+    h.write(
+        "tick",
+        json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Spool"}),
+    );
+    std::fs::write(h.path("state/spool"), b"\xff garbage").unwrap();
+    let daemon = daemon::start(h.config(), h.services()).await.expect("the daemon starts");
+    eventually(Duration::from_secs(10), "a value of tick", || !h.values("Spool", "tick").is_empty()).await;
+    daemon.stop(never()).await;
+    assert!(h.path("state/spool").is_dir());
+    let aside = std::fs::read_dir(h.path("state")).unwrap().filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        name.starts_with("spool.unreadable-") && std::fs::read(entry.path()).unwrap() == b"\xff garbage"
+    });
+    assert!(aside, "the file is kept for a person to look at");
+}
