@@ -9,7 +9,8 @@
 //! `cloudwatch`.
 //!
 //! - [`flake`]: the flake file format and its validation into an immutable `Flake`, every
-//!   problem at once; the JSON Schema.
+//!   problem at once; the JSON Schema. Inside, `validate` (the file) sits above `alarm`,
+//!   `alarm_kinds` and `monitor`, which share the field parsers of `shared_fields` below them.
 //! - [`schedule`]: crontab lines, macros, `@every`, `@reboot`, time zones; next fire times.
 //! - [`placeholders`]: `${hostname}`, `${env:NAME}`, `${aws:...}` in dimensions and alarm names.
 //! - [`catalog`]: a directory of flake files as a set of flakes, last-good retention, and what
@@ -31,16 +32,17 @@
 //! - [`alarms`]: desired alarms, normalisation and diff, the managed-names file, plan, reconcile
 //!   (by name, in proportion to this host's own alarms), and the fleet-spreading drift cadence.
 //! - [`monitor`]: cron monitoring of jobs (SPEC 9): deadlines from the schedule, durable last
-//!   successes, job values and alarm declarations (not yet wired into the daemon).
+//!   successes, job values and alarm declarations; the daemon's overdue task publishes them.
 //! - [`dashboard`]: the host's CloudWatch dashboard as code: graphs of every metric with alarm
 //!   thresholds and declared limits, the alarm list, reconciled like the alarms (SPEC 11).
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
 //! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when
-//!   unreadable.
+//!   damaged in any way.
 //! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
 //! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
-//!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`.
+//!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`;
+//!   a panic in any of its tasks stops it loudly.
 //! - [`cli`]: the command line, signals and process-wide setup; `main.rs` only hands over to it.
 
 pub mod alarms;

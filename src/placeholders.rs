@@ -22,6 +22,12 @@ pub trait Facts {
     fn hostname(&self) -> Result<String, String>;
     fn env(&self, name: &str) -> Option<String>;
     fn instance(&self, name: &str) -> Result<String, String>;
+    /// True when files are judged for wherever they will run (`snowflake check` without
+    /// `--resolve`): a placeholder this host cannot resolve then expands to a stand-in and is
+    /// reported as a warning, not an error (SPEC 18).
+    fn stand_ins(&self) -> bool {
+        false
+    }
 }
 
 /// Facts of the host the daemon runs on.
@@ -30,6 +36,8 @@ pub struct HostFacts {
     hostname: Result<String, String>,
     /// `None` until fetched: no flake needed them yet.
     instance: Option<Result<BTreeMap<String, String>, String>>,
+    /// See [`Facts::stand_ins`].
+    stand_ins: bool,
 }
 
 impl HostFacts {
@@ -38,7 +46,12 @@ impl HostFacts {
         let hostname = nix::unistd::gethostname()
             .map_err(|error| format!("the hostname cannot be read: {error}"))
             .and_then(|name| name.into_string().map_err(|_| "the hostname is not valid UTF-8".to_string()));
-        HostFacts { hostname, instance: None }
+        HostFacts { hostname, instance: None, stand_ins: false }
+    }
+
+    /// Judges files for wherever they will run: what this host cannot resolve is a warning.
+    pub fn with_stand_ins(self) -> Self {
+        HostFacts { stand_ins: true, ..self }
     }
 
     /// Reads the instance facts from IMDS if they have not been read yet.
@@ -64,6 +77,10 @@ impl Facts for HostFacts {
             Some(Err(reason)) => Err(reason.clone()),
             Some(Ok(facts)) => facts.get(name).cloned().ok_or_else(|| format!("IMDS has no {name}")),
         }
+    }
+
+    fn stand_ins(&self) -> bool {
+        self.stand_ins
     }
 }
 
@@ -94,7 +111,27 @@ pub fn uses_instance_facts(text: &str) -> bool {
 
 /// Replaces every placeholder in `template`, or says which one failed and why.
 pub fn expand(template: &str, facts: &dyn Facts) -> Result<String, String> {
+    expand_judged(template, facts).and_then(|expanded| match expanded.unresolved.into_iter().next() {
+        Some(reason) => Err(reason),
+        None => Ok(expanded.value),
+    })
+}
+
+/// A template with its placeholders replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    pub value: String,
+    /// Placeholders this host could not resolve, each with the reason, when `facts` allows
+    /// stand-ins ([`Facts::stand_ins`]); `value` holds a stand-in for each.
+    pub unresolved: Vec<String>,
+}
+
+/// Replaces every placeholder in `template`. A placeholder this host cannot resolve (an unset
+/// variable, no instance metadata) is an error, or, when `facts` allows stand-ins, a stand-in
+/// value and a note in `unresolved`. An unknown or malformed placeholder is always an error.
+pub fn expand_judged(template: &str, facts: &dyn Facts) -> Result<Expanded, String> {
     let mut out = String::with_capacity(template.len());
+    let mut unresolved = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
@@ -103,30 +140,53 @@ pub fn expand(template: &str, facts: &dyn Facts) -> Result<String, String> {
             return Err(format!("\"{}\" opens a placeholder with ${{ but never closes it with }}", rest));
         };
         let name = &after[..end];
-        out.push_str(&resolve(name, facts)?);
+        match resolve(name, facts)? {
+            Ok(value) => out.push_str(&value),
+            Err(reason) if facts.stand_ins() => {
+                out.push_str(&stand_in(name));
+                unresolved.push(reason);
+            }
+            Err(reason) => return Err(reason),
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(Expanded { value: out, unresolved })
 }
 
-fn resolve(name: &str, facts: &dyn Facts) -> Result<String, String> {
+/// The value of the placeholder `name`: the outer error means it is unknown (always wrong), the
+/// inner one that this host cannot resolve it (wrong here, maybe right where the file will run).
+fn resolve(name: &str, facts: &dyn Facts) -> Result<Result<String, String>, String> {
     let placeholder = format!("${{{name}}}");
     if name == "hostname" {
-        return facts.hostname().map_err(|reason| format!("{placeholder}: {reason}"));
+        return Ok(facts.hostname().map_err(|reason| format!("{placeholder}: {reason}")));
     }
     if let Some(variable) = name.strip_prefix("env:") {
-        return facts
+        return Ok(facts
             .env(variable)
-            .ok_or_else(|| format!("{placeholder}: environment variable {variable} is not set in the daemon's environment"));
+            .ok_or_else(|| format!("{placeholder}: environment variable {variable} is not set in the daemon's environment")));
     }
     if let Some(fact) = name.strip_prefix("aws:") {
         if !INSTANCE_FACTS.iter().any(|(known, _)| *known == fact) {
             return Err(format!("{placeholder} is not an instance fact; use one of {}", instance_fact_list()));
         }
-        return facts.instance(fact).map_err(|reason| format!("{placeholder}: {reason}"));
+        return Ok(facts.instance(fact).map_err(|reason| format!("{placeholder}: {reason}")));
     }
     Err(format!("{placeholder} is not a known placeholder; use ${{hostname}}, ${{env:NAME}} or one of {}", instance_fact_list()))
+}
+
+/// What an unresolvable placeholder stands for while judging a file: a value of the right shape
+/// (a region looks like a region, so an ARN built from it still parses), or the variable's name.
+fn stand_in(name: &str) -> String {
+    match name {
+        "aws:InstanceId" => "i-00000000000000000".to_string(),
+        "aws:InstanceType" => "t3.micro".to_string(),
+        "aws:Region" => "us-east-1".to_string(),
+        "aws:AvailabilityZone" => "us-east-1a".to_string(),
+        "aws:ImageId" => "ami-00000000000000000".to_string(),
+        "hostname" => "localhost".to_string(),
+        other => other.strip_prefix("env:").unwrap_or(other).to_string(),
+    }
 }
 
 fn instance_fact_list() -> String {
@@ -175,5 +235,38 @@ pub mod tests {
         assert!(error.contains("not a known placeholder"), "{error}");
         let error = expand("x-${hostname", &FixedFacts).unwrap_err();
         assert!(error.contains("never closes"), "{error}");
+    }
+
+    /// FixedFacts judging for wherever the file will run (SPEC 18).
+    struct Anywhere;
+
+    impl Facts for Anywhere {
+        fn hostname(&self) -> Result<String, String> {
+            FixedFacts.hostname()
+        }
+        fn env(&self, name: &str) -> Option<String> {
+            FixedFacts.env(name)
+        }
+        fn instance(&self, name: &str) -> Result<String, String> {
+            FixedFacts.instance(name)
+        }
+        fn stand_ins(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn unresolvable_placeholders_are_stand_ins_only_when_judging_anywhere() {
+        let expanded = expand_judged("${env:NOPE}/${aws:ImageId}/${aws:InstanceId}", &Anywhere).unwrap();
+        assert_eq!(expanded.value, "NOPE/ami-00000000000000000/i-0abc");
+        assert_eq!(expanded.unresolved.len(), 2, "{expanded:?}");
+        assert!(expanded.unresolved[0].contains("${env:NOPE}") && expanded.unresolved[0].contains("not set"), "{expanded:?}");
+        assert!(expanded.unresolved[1].contains("${aws:ImageId}: not on EC2"), "{expanded:?}");
+        // Unknown and malformed placeholders stay errors.
+        assert!(expand_judged("${aws:Colour}", &Anywhere).unwrap_err().contains("not an instance fact"));
+        assert!(expand_judged("${host}", &Anywhere).unwrap_err().contains("not a known placeholder"));
+        assert!(expand_judged("x-${env:NOPE", &Anywhere).unwrap_err().contains("never closes"));
+        // Without stand-ins, the same template is an error.
+        assert!(expand_judged("${env:NOPE}", &FixedFacts).unwrap_err().contains("not set"));
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use flate2::write::GzDecoder;
+use flate2::write::MultiGzDecoder;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, HeaderName, HeaderValue, USER_AGENT};
@@ -131,12 +131,14 @@ async fn fetch(url: &str, headers: Vec<(HeaderName, HeaderValue)>) -> Result<Vec
 /// The decoded body so far, refusing to grow past [`BODY_LIMIT`].
 enum BodySink {
     Plain(Limited),
-    Gzip(Box<GzDecoder<Limited>>),
+    /// Every member of the stream: concatenated gzip members are one valid gzip body (RFC 1952
+    /// 2.2), as `gzip -c a b` or a server that flushes per chunk writes them (issue 22.9).
+    Gzip(Box<MultiGzDecoder<Limited>>),
 }
 
 impl BodySink {
     fn new(gzip: bool) -> Self {
-        if gzip { BodySink::Gzip(Box::new(GzDecoder::new(Limited::default()))) } else { BodySink::Plain(Limited::default()) }
+        if gzip { BodySink::Gzip(Box::new(MultiGzDecoder::new(Limited::default()))) } else { BodySink::Plain(Limited::default()) }
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), String> {
@@ -221,6 +223,16 @@ mod tests {
         let mut sink = BodySink::new(true);
         let error = sink.write(&bomb).and_then(|()| sink.finish().map(|_| ())).unwrap_err();
         assert!(error.contains("larger than 16 MiB decoded"), "{error}");
+
+        // Two members, as `cat a.gz b.gz` makes: one valid gzip body.
+        let mut second = flate2::write::GzEncoder::new(compressed.clone(), flate2::Compression::default());
+        second.write_all(b"down 0\n").unwrap();
+        let members = second.finish().unwrap();
+        let mut sink = BodySink::new(true);
+        for chunk in members.chunks(7) {
+            sink.write(chunk).unwrap();
+        }
+        assert_eq!(sink.finish().unwrap(), b"up 1\ndown 0\n");
 
         let mut sink = BodySink::new(true);
         let error = sink.write(b"not gzip at all").and_then(|()| sink.finish().map(|_| ())).unwrap_err();

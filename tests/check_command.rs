@@ -82,7 +82,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 #[test]
 fn every_malformed_file_is_reported_with_its_field_and_reason() {
     let dir = repo_path("tests/fixtures/malformed");
-    let (code, stdout, stderr) = run(snowflake().arg("check").arg(&dir));
+    // --resolve: the two unresolvable-placeholder files are errors here, as in the daemon.
+    let (code, stdout, stderr) = run(off_ec2(&mut snowflake()).args(["check", "--resolve"]).arg(&dir));
     assert_eq!(code, 1, "check must fail on the corpus\n{stderr}");
 
     let files = std::fs::read_dir(&dir).unwrap().count();
@@ -104,6 +105,68 @@ fn every_malformed_file_is_reported_with_its_field_and_reason() {
         let line = format!("{}/{file}.json: invalid alarms left out; flake {file} and its other alarms run", dir.display());
         assert!(stdout.contains(&line), "{line}\n{stdout}");
     }
+}
+
+/// `command` on a host without instance metadata: the IMDS endpoint is a closed local port, so
+/// the test never reaches a real metadata service (or waits on 169.254.169.254).
+fn off_ec2(command: &mut std::process::Command) -> &mut std::process::Command {
+    let closed = common::free_port();
+    command
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{closed}"))
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env_remove("SNOWFLAKE_CORPUS_SURELY_UNSET")
+}
+
+/// SPEC 18: `check` judges files for wherever they will run. Off EC2, the README's own
+/// `snowflake check flakes/` passes, with a warning naming the placeholder and the reason;
+/// `--resolve` judges as the daemon here would and fails.
+#[test]
+fn shipped_examples_pass_off_ec2_and_fail_with_resolve() {
+    let (code, stdout, stderr) = run(off_ec2(&mut snowflake()).arg("check").arg(repo_path("flakes")));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.lines().filter(|line| line.contains(": ok (")).count(), example_count(), "{stdout}");
+    let warning = stdout
+        .lines()
+        .find(|line| {
+            line.contains("example-host-alarms.flake.json: flakeAlarms[0].alarmDimensions.InstanceId: warning: ${aws:InstanceId}: ")
+        })
+        .unwrap_or_else(|| panic!("a warning naming the field and the placeholder: {stdout}"));
+    assert!(warning.contains("the instance metadata service (IMDSv2) did not answer"), "the reason: {warning}");
+    assert!(stdout.contains("flakeAlarms[0].alarmEndpoints.alarm: warning: ${aws:Region}: "), "{stdout}");
+    assert!(stderr.contains("0 invalid"), "{stderr}");
+
+    let (code, stdout, stderr) = run(off_ec2(&mut snowflake()).args(["check", "--resolve"]).arg(repo_path("flakes")));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("flakeAlarms[0].alarmDimensions.InstanceId: ${aws:InstanceId}: the instance metadata service"), "{stdout}");
+    assert!(stdout.contains("example-host-alarms.flake.json: invalid alarms left out"), "{stdout}");
+}
+
+/// An unset variable is a warning without --resolve; unknown and malformed placeholders stay errors.
+#[test]
+fn unset_variables_warn_but_unknown_placeholders_stay_errors() {
+    let dir = repo_path("tests/fixtures/malformed");
+    let (code, stdout, _) = run(off_ec2(&mut snowflake()).arg("check").arg(dir.join("unresolvable-env-placeholder.json")));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("flakeDimensions.Stage: warning: ${env:SNOWFLAKE_CORPUS_SURELY_UNSET}: environment variable SNOWFLAKE_CORPUS_SURELY_UNSET is not set"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(off_ec2(&mut snowflake()).arg("check").arg(dir.join("unresolvable-aws-placeholder.json")));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("flakeDimensions.Instance: warning: ${aws:InstanceId}: "), "{stdout}");
+    let (code, stdout, _) = run(off_ec2(&mut snowflake()).arg("check").arg(dir.join("unknown-placeholder.json")));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("flakeAlarms[0].alarmName: ${hostnme} is not a known placeholder"), "{stdout}");
+    let malformed = tempfile::tempdir().unwrap();
+    let file = malformed.path().join("open.json");
+    std::fs::write(
+        &file,
+        r#"{"flakeName": "open", "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "N", "flakeDimensions": {"Stage": "${env:STAGE"}}"#,
+    )
+    .unwrap();
+    let (code, stdout, _) = run(off_ec2(&mut snowflake()).arg("check").arg(&file));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("flakeDimensions.Stage: ") && stdout.contains("never closes it"), "{stdout}");
 }
 
 #[test]

@@ -380,3 +380,93 @@ async fn splay_spreads_starts_and_keeps_the_scheduled_time() {
     assert!(data.iter().all(|datum| datum.timestamp_ms % 4000 == 0), "datapoints carry the scheduled time: {data:?}");
     assert_eq!(h.fake.put_sizes()[0], 12, "one call for the firing though it spans more than the 100 ms flush interval");
 }
+
+/// Issue 22.2: a panic in an essential task (here the reconcile task, through an injected panic
+/// in DescribeAlarms) stops the daemon with the reason; it never lives on running nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_an_essential_task_stops_the_daemon_with_the_reason() {
+    let h = Harness::new();
+    h.write(
+        "disk",
+        json!({"flakeName": "disk", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Panic",
+               "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 90, "alarmOperator": ">"}]}),
+    );
+    h.fake.panic_next_describes(1);
+    let ended = tokio::time::timeout(Duration::from_secs(60), daemon::run(h.config(), h.services(), never(), never())).await;
+    let reason = ended.expect("the daemon stops by itself").expect_err("and fails");
+    assert_eq!(reason, "the reconcile task panicked: injected panic in DescribeAlarms");
+}
+
+/// Issue 22.6: damage of any kind to a file of the state directory (a byte that is not UTF-8,
+/// garbage, a directory under its name) is set aside and the daemon goes on: it starts, creates
+/// a newly declared alarm and the dashboard. A damaged managed-alarm list proves nothing about
+/// what this host manages, so an alarm it listed is not deleted (the safe choice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_damage_to_a_state_file_is_set_aside_and_reconciling_goes_on() {
+    use specialsnowflake::cloudwatch::DescribedAlarm;
+    type Damage = (&'static str, fn(&Path));
+    let damages: [Damage; 3] = [
+        ("a byte that is not UTF-8", |path| std::fs::write(path, b"{\"version\": 1, \"names\": [\"\xff\"]}").unwrap()),
+        ("garbage", |path| std::fs::write(path, "{ not json").unwrap()),
+        ("a directory", |path| std::fs::create_dir_all(path.join("inside")).unwrap()),
+    ];
+    for file in ["alarms.json", "monitors.json", "dashboards.json", "alarms.lock", "spool/LOCK"] {
+        for (damage, make) in damages {
+            let h = Harness::new();
+            h.write(
+                "disk",
+                json!({"flakeName": "disk", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Damage",
+                       "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 90, "alarmOperator": ">"}]}),
+            );
+            h.fake.insert_alarm(REGION, DescribedAlarm { name: "FL-disk-old".into(), ..DescribedAlarm::default() });
+            let path = h.path(&format!("state/{file}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            make(&path);
+            let config = DaemonConfig { dashboard: Some("damage-test".to_string()), ..h.config() };
+            let case = format!("{file} holding {damage}");
+            let daemon =
+                daemon::start(config, h.services()).await.unwrap_or_else(|reason| panic!("{case}: the daemon must start: {reason}"));
+            eventually(Duration::from_secs(20), &format!("{case}: the new alarm and the dashboard"), || {
+                h.fake.alarm(REGION, "FL-disk-high").is_some() && h.fake.dashboard(REGION, "damage-test").is_some()
+            })
+            .await;
+            eventually(Duration::from_secs(10), &format!("{case}: a value of disk"), || !h.values("Damage", "disk").is_empty()).await;
+            daemon.stop(never()).await;
+            assert!(h.fake.alarm(REGION, "FL-disk-old").is_some(), "{case}: an alarm not proven managed is never deleted");
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let aside = std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name().to_string_lossy().starts_with(&format!("{name}.unreadable-")));
+            // A lock file holds nothing: only something that is not a file is in the way.
+            if file.ends_with(".json") || damage == "a directory" {
+                assert!(aside, "{case}: the damaged one is set aside for a person to look at");
+            }
+            if file.ends_with(".json") && file != "monitors.json" {
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{case}: rewritten: {error}"));
+                assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{case}: {text}");
+            }
+        }
+    }
+}
+
+/// Issue 22.6, the other way round: a file where the spool directory belongs is set aside too;
+/// the daemon starts and publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_where_the_spool_directory_belongs_is_set_aside() {
+    let h = Harness::new();
+    h.write(
+        "tick",
+        json!({"flakeName": "tick", "flakeCronstring": "@every 1s", "flakeCommand": "echo 1", "flakeMetricNamespace": "Spool"}),
+    );
+    std::fs::write(h.path("state/spool"), b"\xff garbage").unwrap();
+    let daemon = daemon::start(h.config(), h.services()).await.expect("the daemon starts");
+    eventually(Duration::from_secs(10), "a value of tick", || !h.values("Spool", "tick").is_empty()).await;
+    daemon.stop(never()).await;
+    assert!(h.path("state/spool").is_dir());
+    let aside = std::fs::read_dir(h.path("state")).unwrap().filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        name.starts_with("spool.unreadable-") && std::fs::read(entry.path()).unwrap() == b"\xff garbage"
+    });
+    assert!(aside, "the file is kept for a person to look at");
+}

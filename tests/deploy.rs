@@ -171,7 +171,13 @@ fn the_example_overlay_renders_validates_and_its_flakes_use_the_node_name() {
         .arg(dir.path())
         .env("NODE_NAME", "ip-10-0-1-23.eu-west-1.compute.internal"));
     assert_eq!(code, 0, "the overlay's flakes are valid:\n{stdout}{stderr}");
+    // Without NODE_NAME, `check` judges the files for the node they will run on (a warning,
+    // SPEC 18); `check --resolve` judges as a daemon here would: the placeholder cannot resolve.
     let (code, stdout, _) = run(snowflake().current_dir(repo_path("")).arg("check").arg(dir.path()).env_remove("NODE_NAME"));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("warning: ${env:NODE_NAME}"), "{stdout}");
+    let (code, stdout, _) =
+        run(snowflake().current_dir(repo_path("")).args(["check", "--resolve"]).arg(dir.path()).env_remove("NODE_NAME"));
     assert_eq!(code, 1, "without NODE_NAME the placeholder cannot resolve: {stdout}");
     assert!(stdout.contains("NODE_NAME"), "{stdout}");
 }

@@ -328,6 +328,40 @@ async fn a_scrape_reads_gzip_publishes_up_and_never_logs_header_secrets() {
     assert!(!log.contains(SECRET) && !log.contains("env-secret-5d21"), "{log}");
 }
 
+/// Issue 22.9: a body of two gzip members (valid gzip, RFC 1952) was refused with "failed to
+/// write whole buffer"; its series are all read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_member_gzip_body_is_read_whole() {
+    let h = Harness::new(Creds::default());
+    let (first, second) = EXPOSITION.split_at(EXPOSITION.find("# TYPE nginx_connections").unwrap());
+    let mut body = gzip(first.as_bytes());
+    body.extend(gzip(second.as_bytes()));
+    let server = exporter("200 OK", vec![("Content-Encoding", "gzip".to_string())], body).await;
+    let prepared = h.prepare(json!({"flakeName": "members", "flakeType": "scrape", "flakeUrl": server.url}));
+    let report = h.run(&prepared, 0).await;
+    assert_eq!(report.verdict.result(), RunResult::Ok, "{}", report.summary());
+    assert_eq!(h.values_of("nginx_up"), [1.0]);
+    assert_eq!(h.values_of("nginx_connections_active"), [3.0]);
+}
+
+/// Issue 22.9, decided: an exporter that answers 2xx with no body (a 204, or an empty 200) was
+/// reached and said it has nothing to expose. As in Prometheus, that is a success with `up` 1 and
+/// no series; an alarm on a series that should be there sees it missing (docs/flakes.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_is_a_success_with_up_one_and_no_series() {
+    for status in ["204 No Content", "200 OK"] {
+        let h = Harness::new(Creds::default());
+        let server = exporter(status, Vec::new(), Vec::new()).await;
+        let prepared = h.prepare(json!({"flakeName": "empty", "flakeType": "scrape", "flakeUrl": server.url}));
+        let report = h.run(&prepared, 0).await;
+        assert_eq!(report.verdict.result(), RunResult::Ok, "{status}: {}", report.summary());
+        assert_eq!(h.values_of("up"), [1.0], "{status}");
+        assert_eq!(h.data().len(), 1, "{status}: up is the only datapoint: {:?}", h.data());
+        let log = h.log("empty");
+        assert!(log.contains(" ok scheduled=") && log.contains("up=1 datapoints=1 series=0"), "{status}: {log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_scrape_is_a_failed_run_with_up_zero() {
     let h = Harness::new(Creds::default());

@@ -80,6 +80,7 @@ impl ManagedFile {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|error| format!("state directory {}: cannot be created: {error}", dir.display()))?;
         }
+        crate::statefile::clear_for_lock(&self.lock_path);
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         loop {
             let file = OpenOptions::new()
@@ -101,19 +102,18 @@ impl ManagedFile {
     /// its alarms will not be deleted. A file that cannot be read at all is an error: carrying
     /// on would overwrite it.
     pub fn load(&self) -> Result<Managed, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Managed { version: FORMAT_VERSION, ..Managed::default() });
-            }
+        let text = match crate::statefile::read(&self.path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(Managed { version: FORMAT_VERSION, ..Managed::default() }),
             Err(error) => return Err(format!("{}: cannot be read ({error}); alarms are not reconciled until it can", self.path.display())),
         };
-        Ok(match serde_json::from_str::<Managed>(&text) {
+        let parsed = text.and_then(|text| serde_json::from_str::<Managed>(&text).map_err(|error| error.to_string()));
+        Ok(match parsed {
             Ok(managed) if managed.version == FORMAT_VERSION => managed,
             outcome => {
                 let reason = match outcome {
                     Ok(managed) => format!("format version {} is not {FORMAT_VERSION}", managed.version),
-                    Err(error) => error.to_string(),
+                    Err(reason) => reason,
                 };
                 let aside = crate::statefile::set_aside(&self.path)
                     .map_or_else(|error| format!("nowhere: {error}"), |aside| aside.display().to_string());
@@ -156,9 +156,26 @@ mod tests {
 
     #[test]
     fn a_file_that_cannot_be_read_is_an_error_not_an_empty_list() {
+        // Not damage but an error of the file system: here, a state "directory" that is a file.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("alarms.json")).unwrap();
-        let error = ManagedFile::new(dir.path()).load().unwrap_err();
+        std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+        let error = ManagedFile::new(&dir.path().join("not-a-dir")).load().unwrap_err();
         assert!(error.contains("alarms.json") && error.contains("not reconciled"), "{error}");
+    }
+
+    /// Issue 22.6: a directory under the name, or a byte that is not UTF-8, is damage: set aside.
+    #[test]
+    fn a_directory_or_bytes_that_are_not_utf8_are_set_aside_like_garbage() {
+        for damage in [Some(&b"{\"version\": 1, \"alarms\": {\"\xff\": {}}}"[..]), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("alarms.json");
+            match damage {
+                Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+                None => std::fs::create_dir(&path).unwrap(),
+            }
+            let managed = ManagedFile::new(dir.path()).load().unwrap();
+            assert!(managed.alarms.is_empty());
+            assert!(!path.exists(), "set aside");
+        }
     }
 }

@@ -16,26 +16,45 @@ pub fn depths<'a>(rules: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeM
             (name, Rule::parse(rule).map(|rule| rule.names().into_iter().map(str::to_string).collect()).unwrap_or_default())
         })
         .collect();
-    let mut depths = BTreeMap::new();
-    for name in rules.keys() {
-        depth(name, &rules, &mut depths, &mut BTreeSet::new());
+    let mut depths: BTreeMap<String, usize> = BTreeMap::new();
+    for root in rules.keys() {
+        if depths.contains_key(*root) {
+            continue;
+        }
+        // Depth-first with an explicit stack, so a chain of 20,000 composites cannot overflow
+        // it (issue 22.1): each entry is an alarm, how many of its names were looked at, and
+        // the deepest of those so far.
+        let mut stack: Vec<(&str, usize, usize)> = vec![(root, 0, 0)];
+        let mut visiting: BTreeSet<&str> = BTreeSet::from([*root]);
+        while let Some((name, next, deepest)) = stack.last_mut() {
+            if let Some(child) = rules[*name].get(*next).map(String::as_str) {
+                *next += 1;
+                let known = match depths.get(child) {
+                    Some(depth) => Some(*depth),
+                    None if !rules.contains_key(child) => Some(0),
+                    // `check` rejects cycles; one made by hand in CloudWatch must not hang the reconcile.
+                    None if visiting.contains(child) => Some(1),
+                    None => None,
+                };
+                match known {
+                    Some(depth) => *deepest = (*deepest).max(depth),
+                    None => {
+                        visiting.insert(child);
+                        stack.push((child, 0, 0));
+                    }
+                }
+                continue;
+            }
+            let (name, _, deepest) = (*name, *next, *deepest);
+            stack.pop();
+            visiting.remove(name);
+            depths.insert(name.to_string(), deepest + 1);
+            if let Some((_, _, parent_deepest)) = stack.last_mut() {
+                *parent_deepest = (*parent_deepest).max(deepest + 1);
+            }
+        }
     }
     depths
-}
-
-fn depth(name: &str, rules: &BTreeMap<&str, Vec<String>>, depths: &mut BTreeMap<String, usize>, visiting: &mut BTreeSet<String>) -> usize {
-    if let Some(known) = depths.get(name) {
-        return *known;
-    }
-    let Some(named) = rules.get(name) else { return 0 };
-    // `check` rejects cycles; one made by hand in CloudWatch must not hang the reconcile.
-    if !visiting.insert(name.to_string()) {
-        return 1;
-    }
-    let deepest = named.iter().map(|child| depth(child, rules, depths, visiting)).max().unwrap_or(0);
-    visiting.remove(name);
-    depths.insert(name.to_string(), deepest + 1);
-    deepest + 1
 }
 
 /// DeleteAlarms calls for `names`: each composite alone, deepest first, then the other alarms
@@ -63,6 +82,15 @@ mod tests {
     fn a_cycle_made_by_hand_does_not_hang() {
         let depths = depths([("a", "ALARM(\"b\")"), ("b", "ALARM(\"a\")")]);
         assert!(depths["a"] >= 1 && depths["b"] >= 1);
+    }
+
+    /// Issue 22.1: the depths of a 20,000-long chain, without recursing once per link.
+    #[test]
+    fn a_chain_of_twenty_thousand_composites_does_not_overflow() {
+        let rules: Vec<(String, String)> = (0..20_000).map(|i| (format!("c{i}"), format!("ALARM(\"c{}\")", i + 1))).collect();
+        let depths = depths(rules.iter().map(|(name, rule)| (name.as_str(), rule.as_str())));
+        assert_eq!(depths["c19999"], 1, "names c20000, which has no rule");
+        assert_eq!(depths["c0"], 20_000);
     }
 
     #[test]

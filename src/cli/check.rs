@@ -1,4 +1,5 @@
-//! `snowflake check [PATH...]`: validate flake files the way `nginx -t` validates a config.
+//! `snowflake check [--resolve] [PATH...]`: validate flake files the way `nginx -t` validates a
+//! config, for wherever they will run (SPEC 18), or with `--resolve` as the daemon here would.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +9,9 @@ use crate::catalog::{Loader, discover_noting, reject_duplicate_names};
 use crate::flake::{Flake, Problem};
 use crate::placeholders::HostFacts;
 
-pub async fn run(paths: &[PathBuf], options: &GlobalOptions) -> ExitCode {
+/// Checks `paths`; with `resolve`, a placeholder this host cannot resolve is an error, as in the
+/// daemon, and otherwise a warning (SPEC 18: files are judged for wherever they will run).
+pub async fn run(paths: &[PathBuf], resolve: bool, options: &GlobalOptions) -> ExitCode {
     let paths = if paths.is_empty() { vec![options.flakes.clone()] } else { paths.to_vec() };
     let discovery = match discover_noting(&paths) {
         Ok(discovery) => discovery,
@@ -24,7 +27,8 @@ pub async fn run(paths: &[PathBuf], options: &GlobalOptions) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let mut loader = Loader::new(options.timezone, HostFacts::local());
+    let facts = if resolve { HostFacts::local() } else { HostFacts::local().with_stand_ins() };
+    let mut loader = Loader::new(options.timezone, facts);
     let mut reports = loader.load(&files).await;
     reject_duplicate_names(&mut reports, |_, _| false);
     for report in &mut reports {

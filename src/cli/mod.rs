@@ -127,10 +127,15 @@ pub enum Command {
     /// Validate flake files or directories; prints "path: field: message" per problem.
     ///
     /// Exits 0 when every file is valid (warnings allowed), 1 otherwise. Without PATH, checks the
-    /// --flakes directory.
+    /// --flakes directory. Files are judged for wherever they will run: a placeholder this host
+    /// cannot resolve (no instance metadata off EC2, an unset variable) is a warning.
     Check {
         /// Files or directories to check.
         paths: Vec<PathBuf>,
+        /// Judge as the daemon on this host would: a placeholder this host cannot resolve is an
+        /// error.
+        #[arg(long)]
+        resolve: bool,
     },
     /// Print the next fire times of a schedule, one RFC 3339 UTC timestamp a line.
     Next {
@@ -190,7 +195,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> ExitCode {
     crate::runner::direct::set_direct_exec(!cli.options.no_direct_exec);
     match cli.command {
-        Command::Check { paths } => check::run(&paths, &cli.options).await,
+        Command::Check { paths, resolve } => check::run(&paths, resolve, &cli.options).await,
         Command::Next { schedule, count, after } => next::run(&schedule, count, after, &cli.options),
         Command::Once { pattern, publish_timeout } => once::run(pattern.as_deref(), publish_timeout, &cli.options).await,
         Command::Plan => plan::run(&cli.options).await,

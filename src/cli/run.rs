@@ -109,19 +109,24 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
     crate::runner::supervise_descendants();
     let services =
         Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };
-    let daemon = daemon::start(config, services).await?;
+    let mut daemon = daemon::start(config, services).await?;
     let reload = daemon.reload().clone();
-    let signal_name = loop {
+    let stopped_by = loop {
         tokio::select! {
-            _ = terminate.recv() => break "SIGTERM",
-            _ = interrupt.recv() => break "SIGINT",
+            _ = terminate.recv() => break Ok("SIGTERM"),
+            _ = interrupt.recv() => break Ok("SIGINT"),
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: re-reading every flake file");
                 reload.reread_all();
             }
+            // A dead essential task: stop loudly, never live on running nothing.
+            reason = daemon.failed() => break Err(reason),
         }
     };
-    tracing::info!("{signal_name}: stopping");
+    match &stopped_by {
+        Ok(signal_name) => tracing::info!("{signal_name}: stopping"),
+        Err(reason) => tracing::error!("{reason}: stopping"),
+    }
     daemon
         .stop(async {
             let again = tokio::select! {
@@ -131,7 +136,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
             tracing::info!("{again} again");
         })
         .await;
-    Ok(())
+    stopped_by.map(|_| ())
 }
 
 /// `--splay`: a duration, zero included, of at most an hour (offsets never exceed a flake's

@@ -59,6 +59,9 @@ pub struct FakeCloudWatch {
     /// for tests only: the dry run uses this fake as its store, and must never panic on purpose.
     #[cfg(any(test, feature = "test-support"))]
     panics: Arc<std::sync::atomic::AtomicUsize>,
+    /// DescribeAlarms calls that panic: a bug in the reconcile task, simulated.
+    #[cfg(any(test, feature = "test-support"))]
+    describe_panics: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for FakeCloudWatch {
@@ -67,6 +70,8 @@ impl Default for FakeCloudWatch {
             state: Arc::new(Mutex::new(State::default())),
             #[cfg(any(test, feature = "test-support"))]
             panics: Arc::default(),
+            #[cfg(any(test, feature = "test-support"))]
+            describe_panics: Arc::default(),
         }
     }
 }
@@ -99,6 +104,12 @@ impl FakeCloudWatch {
     #[cfg(any(test, feature = "test-support"))]
     pub fn panic_next_puts(&self, count: usize) {
         self.panics.store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next `count` DescribeAlarms calls panic, outside any lock.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn panic_next_describes(&self, count: usize) {
+        self.describe_panics.store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// PutMetricData rejects a whole request (as CloudWatch does) if any datum fails `check`.
@@ -298,6 +309,14 @@ impl CloudWatch for FakeCloudWatch {
     }
 
     async fn describe_alarms_named(&self, region: &str, names: &[String]) -> Result<Vec<DescribedAlarm>, CallError> {
+        #[cfg(any(test, feature = "test-support"))]
+        if self
+            .describe_panics
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1))
+            .is_ok()
+        {
+            panic!("injected panic in DescribeAlarms");
+        }
         self.begin(Operation::DescribeAlarms, region)?;
         if names.len() > 100 {
             return Err(CallError::new(ErrorKind::Invalid, Some("InvalidParameterValue"), "at most 100 alarm names per call"));

@@ -39,10 +39,23 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// Parses a rule, or says where and why it does not parse.
+    /// The longest rule text CloudWatch accepts (`AlarmRule`, in characters).
+    pub const MAX_TEXT: usize = 10_240;
+    /// The deepest nesting of parentheses and `NOT` a rule may have. CloudWatch documents no
+    /// limit; a rule of 100 alarms (its documented maximum) reads well far below this, and the
+    /// parser and every walk of the tree recurse once per level, so the bound keeps them far
+    /// from the end of any thread's stack.
+    pub const MAX_DEPTH: usize = 100;
+
+    /// Parses a rule, or says where and why it does not parse. The size is checked before
+    /// anything is read and the nesting depth as the parser descends, so no rule, however
+    /// hostile, can overflow the stack.
     pub fn parse(text: &str) -> Result<Rule, String> {
+        if text.len() > Rule::MAX_TEXT {
+            return Err(format!("the rule is {} characters; CloudWatch allows {}", text.len(), Rule::MAX_TEXT));
+        }
         let tokens = tokenize(text)?;
-        let mut parser = Parser { tokens, position: 0 };
+        let mut parser = Parser { tokens, position: 0, depth: 0 };
         let rule = parser.expression()?;
         match parser.tokens.get(parser.position) {
             None => Ok(rule),
@@ -177,6 +190,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     position: usize,
+    /// How many parentheses and `NOT`s enclose the operand being read.
+    depth: usize,
 }
 
 impl Parser {
@@ -218,11 +233,22 @@ impl Parser {
         })
     }
 
+    /// One level deeper, or an error before the recursion goes further than [`Rule::MAX_DEPTH`].
+    fn descend(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        match self.depth > Rule::MAX_DEPTH {
+            true => Err(format!("the rule nests parentheses and NOT more than {} levels deep; flatten it", Rule::MAX_DEPTH)),
+            false => Ok(()),
+        }
+    }
+
     fn unary(&mut self) -> Result<Rule, String> {
         match self.next() {
             None => Err("the rule ends where an alarm state, TRUE, FALSE, NOT or \"(\" was expected".to_string()),
             Some(Token::Open) => {
+                self.descend()?;
                 let inner = self.expression()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Token::Close) => Ok(inner),
                     _ => Err("a \"(\" is never closed".to_string()),
@@ -231,7 +257,12 @@ impl Parser {
             Some(Token::Word(word)) => match word.to_ascii_uppercase().as_str() {
                 "TRUE" => Ok(Rule::Constant(true)),
                 "FALSE" => Ok(Rule::Constant(false)),
-                "NOT" => Ok(Rule::Not(Box::new(self.unary()?))),
+                "NOT" => {
+                    self.descend()?;
+                    let inner = self.unary()?;
+                    self.depth -= 1;
+                    Ok(Rule::Not(Box::new(inner)))
+                }
                 "ALARM" => self.state(AlarmState::Alarm),
                 "OK" => self.state(AlarmState::Ok),
                 "INSUFFICIENT_DATA" => self.state(AlarmState::InsufficientData),
@@ -285,6 +316,26 @@ mod tests {
         assert_eq!(nested.to_string(), "(ALARM(\"a\") OR OK(\"b\")) AND INSUFFICIENT_DATA(\"c\") AND TRUE");
         assert_eq!(Rule::parse(&nested.to_string()).unwrap(), nested, "the canonical text parses to the same rule");
         assert_eq!(Rule::parse("NOT (ALARM(a) OR FALSE)").unwrap().to_string(), "NOT (ALARM(\"a\") OR FALSE)");
+    }
+
+    /// Issue 22.1: nesting that overflowed the stack (3,800 levels in 7.6 KB) is refused with
+    /// the bound; so is a rule longer than CloudWatch allows, before it is read at all.
+    #[test]
+    fn deep_or_huge_rules_are_refused_with_the_bound() {
+        let nested = |depth: usize| format!("{}ALARM(a){}", "(".repeat(depth), ")".repeat(depth));
+        assert!(Rule::parse(&nested(Rule::MAX_DEPTH)).is_ok(), "the bound itself is allowed");
+        for depth in [Rule::MAX_DEPTH + 1, 3_800] {
+            let error = Rule::parse(&nested(depth)).unwrap_err();
+            assert!(error.contains("more than 100 levels deep"), "{error}");
+        }
+        let nots = format!("{}ALARM(a)", "NOT ".repeat(2_000));
+        assert!(Rule::parse(&nots).unwrap_err().contains("more than 100 levels deep"));
+        let huge = nested(100_000);
+        let error = Rule::parse(&huge).unwrap_err();
+        assert_eq!(error, "the rule is 200008 characters; CloudWatch allows 10240");
+        // A long flat rule is fine: AND and OR do not nest.
+        let flat = (0..100).map(|index| format!("ALARM(a{index})")).collect::<Vec<_>>().join(" OR ");
+        assert_eq!(Rule::parse(&flat).unwrap().names().len(), 100);
     }
 
     #[test]

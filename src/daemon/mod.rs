@@ -7,6 +7,9 @@
 //! future. It is generic over [`CloudWatch`], so tests run the whole daemon in process on the
 //! fake; signals belong to the caller (`cli::run`).
 //!
+//! A panic in an essential task is not survived silently: [`Daemon::failed`] reports it, and
+//! [`run`] (and `cli::run`) then stop the daemon and fail (see [`supervise`]).
+//!
 //! Stopping: no new runs; running commands get `--shutdown-grace` (or less, if `hurry` completes
 //! first), then their process groups are terminated; the publisher sends what it can within a
 //! few seconds and leaves the rest in the spool.
@@ -20,6 +23,7 @@ mod reload;
 mod scheduler;
 pub mod shutdown;
 mod splay;
+mod supervise;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,6 +101,7 @@ pub struct Daemon {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     reload: ReloadHandle,
+    failures: supervise::FailureReceiver,
 }
 
 /// Starts the daemon, runs it until `shutdown` completes, then stops it (`hurry` cuts the grace
@@ -107,9 +112,16 @@ pub async fn run<C: CloudWatch>(
     shutdown: impl Future<Output = ()>,
     hurry: impl Future<Output = ()>,
 ) -> Result<DrainReport, String> {
-    let daemon = start(config, services).await?;
-    shutdown.await;
-    Ok(daemon.stop(hurry).await)
+    let mut daemon = start(config, services).await?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        reason = daemon.failed() => Some(reason),
+    };
+    let report = daemon.stop(hurry).await;
+    match failure {
+        None => Ok(report),
+        Some(reason) => Err(reason),
+    }
 }
 
 /// Opens and validates everything, then loads the flakes and starts every task. Nothing has run
@@ -137,8 +149,11 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     };
     // Nothing below fails: from here on, flakes run.
 
+    let (watcher, failures) = supervise::channel();
+    let http_task = http_task.map(|task| watcher.watch("HTTP", task));
     let (publisher, publisher_task) =
         spawn_publisher(cloudwatch.clone(), spool, replay, config.publisher.clone(), metrics.clone(), logs.clone());
+    let publisher_task = watcher.watch("publisher", publisher_task);
     let (loaded, initial) = LoadedCatalog::new(Catalog::new(config.flakes_dir.clone(), loader)).rescan(false).await;
     if loaded.catalog.dir_missing() {
         tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
@@ -160,7 +175,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay);
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
-    let scheduler_task = tokio::spawn(scheduler.run(changes_rx, shutdown.clone()));
+    let scheduler_task = watcher.watch("scheduler", tokio::spawn(scheduler.run(changes_rx, shutdown.clone())));
 
     let snapshot = Snapshot::of(&loaded.catalog);
     snapshot.count_into(&metrics);
@@ -178,25 +193,32 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         monitors: monitors.clone(),
     };
     let mut helpers = vec![
-        tokio::spawn(reloader.run(shutdown.clone())),
-        tokio::spawn(overdue::run(monitors, snapshot_rx.clone(), default_region.clone(), publisher.clone(), shutdown.clone())),
+        watcher.watch("reload", tokio::spawn(reloader.run(shutdown.clone()))),
+        watcher.watch(
+            "overdue values",
+            tokio::spawn(overdue::run(monitors, snapshot_rx.clone(), default_region.clone(), publisher.clone(), shutdown.clone())),
+        ),
     ];
     let dashboard_target = config.dashboard.clone().zip(default_region.clone()).map(|(name, region)| Target { name, region });
     let dashboards = DashboardReconciler::new(cloudwatch.clone(), &config.state_dir, dashboard_target, ReconcileConfig::default());
     let reconciler = Reconciler::new(cloudwatch, ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
-    helpers.push(tokio::spawn(reconcile_loop::run(
-        reconciler,
-        dashboards,
-        snapshot_rx,
-        reconcile_now,
-        config.reconcile_interval,
-        default_region.clone(),
-        shutdown.clone(),
-    )));
+    helpers.push(watcher.watch(
+        "reconcile",
+        tokio::spawn(reconcile_loop::run(
+            reconciler,
+            dashboards,
+            snapshot_rx,
+            reconcile_now,
+            config.reconcile_interval,
+            default_region.clone(),
+            shutdown.clone(),
+        )),
+    ));
     helpers.extend(http_task);
     if let (Some(namespace), Some(region)) = (&config.heartbeat_namespace, &default_region) {
         let host = host_name();
-        helpers.push(tokio::spawn(heartbeat::run(namespace.clone(), region.clone(), host, publisher.clone(), shutdown.clone())));
+        let heartbeat = tokio::spawn(heartbeat::run(namespace.clone(), region.clone(), host, publisher.clone(), shutdown.clone()));
+        helpers.push(watcher.watch("heartbeat", heartbeat));
     }
     tracing::info!(dry_run = config.dry_run, "snowflake daemon running");
     Ok(Daemon {
@@ -209,6 +231,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         health,
         metrics,
         reload,
+        failures,
     })
 }
 
@@ -221,6 +244,12 @@ impl Daemon {
     /// What `/healthz` answers.
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// Waits until an essential task has died (a panic), and says which and why; the owner
+    /// must then [`stop`](Daemon::stop) the daemon and fail. Never completes otherwise.
+    pub async fn failed(&mut self) -> String {
+        self.failures.recv().await
     }
 
     /// Forces a re-read of every flake file (SIGHUP).

@@ -37,19 +37,20 @@ impl OwnedFile {
     /// set aside and counts as none, which only means those dashboards are not deleted by us; a
     /// file that cannot be read at all is an error, since carrying on would overwrite it.
     pub fn load(&self) -> Result<Owned, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Owned { version: FORMAT_VERSION, ..Owned::default() }),
+        let text = match crate::statefile::read(&self.path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(Owned { version: FORMAT_VERSION, ..Owned::default() }),
             Err(error) => {
                 return Err(format!("{}: cannot be read ({error}); the dashboard is not reconciled until it can", self.path.display()));
             }
         };
-        Ok(match serde_json::from_str::<Owned>(&text) {
+        let parsed = text.and_then(|text| serde_json::from_str::<Owned>(&text).map_err(|error| error.to_string()));
+        Ok(match parsed {
             Ok(owned) if owned.version == FORMAT_VERSION => owned,
             outcome => {
                 let reason = match outcome {
                     Ok(owned) => format!("format version {} is not {FORMAT_VERSION}", owned.version),
-                    Err(error) => error.to_string(),
+                    Err(reason) => reason,
                 };
                 let aside = crate::statefile::set_aside(&self.path)
                     .map_or_else(|error| format!("nowhere: {error}"), |aside| aside.display().to_string());

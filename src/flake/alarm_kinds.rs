@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::alarm::{parse_period, parse_statistic};
 use super::context::Context;
 use super::fields::{Fields, describe, shorten};
 use super::keys::{MATH_METRIC_KEYS, warn_unknown};
 use super::model::{MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 use super::problem::Problems;
-use super::validate::{alarm_namespace_problem, parse_dimensions};
+use super::shared_fields::{alarm_namespace_problem, parse_dimensions, parse_period, parse_statistic};
 
 /// CloudWatch's limit on the metrics of one metric-math alarm.
 pub const MAX_MATH_METRICS: usize = 10;

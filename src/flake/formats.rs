@@ -15,7 +15,6 @@ use super::fields::{Fields, describe, shorten};
 use super::keys::warn_unknown;
 use super::problem::Problems;
 use crate::output::prometheus::{LabelRule, Selection};
-use crate::placeholders::expand;
 
 /// How many series a flake may publish unless `flakeMaxSeries` says otherwise (SPEC 8).
 pub const DEFAULT_MAX_SERIES: usize = 200;
@@ -297,7 +296,7 @@ pub fn parse_scrape(fields: &Fields, scrape: bool, context: &Context, problems: 
     }
     let template = fields.strict_text("flakeUrl", problems);
     let template = fields.require("flakeUrl", template, "the exporter's address, such as \"http://localhost:9100/metrics\"", problems);
-    let url = template.and_then(|template| match expand(&template, context.facts) {
+    let url = template.and_then(|template| match context.expand(&template, "flakeUrl", problems) {
         Err(reason) => {
             problems.error("flakeUrl", reason);
             None

@@ -20,6 +20,7 @@ mod model;
 mod monitor;
 mod problem;
 mod schema;
+mod shared_fields;
 mod units;
 mod validate;
 
@@ -34,5 +35,6 @@ pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, Metr
 pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
+pub use shared_fields::namespace_problem;
 pub use units::{UNITS, canonical_unit};
-pub use validate::{namespace_problem, parse_flake};
+pub use validate::parse_flake;

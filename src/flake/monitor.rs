@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::alarm::{MAX_ALARM_NAME, parse_endpoints, parse_tags};
 use super::context::Context;
 use super::fields::{Fields, describe, shorten};
 use super::keys::{MONITOR_KEYS, warn_unknown};
 use super::model::{Alarm, FlakeKind};
 use super::problem::Problems;
+use super::shared_fields::{MAX_ALARM_NAME, parse_endpoints, parse_tags};
 use crate::monitor::{DEFAULT_GRACE, JOB_DIMENSION, OVERDUE, declared_alarms};
 use crate::schedule::parse_duration;
 

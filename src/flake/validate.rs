@@ -17,14 +17,13 @@ use super::keys::{FLAKE_KEYS, warn_unknown};
 use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
 use super::monitor::{MonitoredFlake, drop_alarms_named_like_the_monitors, parse_monitor};
 use super::problem::{Problem, Problems};
+use super::shared_fields::{namespace_problem, parse_dimensions};
 use super::units::{UNITS, canonical_unit};
-use crate::placeholders::expand;
 use crate::schedule::Schedule;
 
 /// Longest `flakeTimeout` accepted: a day. Longer runs are not what a metric schedule is for.
 const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_DIMENSIONS: usize = 30;
 
 /// The validation result of one file: the flake if it has no errors, and every finding.
 pub fn parse_flake(path: &Path, text: &str, context: &Context) -> (Option<Flake>, Vec<Problem>) {
@@ -258,71 +257,6 @@ fn check_namespace(namespace: &str, problems: &mut Problems) -> bool {
         problems.error("flakeMetricNamespace", reason.clone());
     }
     reason.is_none()
-}
-
-/// Why CloudWatch would not accept `namespace`: 1-255 printable ASCII, not starting with `:` or
-/// the reserved `AWS/`.
-pub fn namespace_problem(namespace: &str) -> Option<String> {
-    if namespace.starts_with("AWS/") {
-        return Some(format!(
-            "\"{}\" starts with AWS/, which is reserved for AWS services; use your own prefix such as \"MyCompany/App\"",
-            shorten(namespace, 60)
-        ));
-    }
-    alarm_namespace_problem(namespace)
-}
-
-/// Why CloudWatch would not accept `namespace` in an alarm, where `AWS/` namespaces are allowed
-/// (they only may not be published to).
-pub fn alarm_namespace_problem(namespace: &str) -> Option<String> {
-    if namespace.is_empty() || namespace.len() > 255 {
-        Some("must be 1-255 characters".to_string())
-    } else if !namespace.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        Some("may hold only printable ASCII characters".to_string())
-    } else if namespace.starts_with(':') {
-        Some("must not start with \":\"".to_string())
-    } else {
-        None
-    }
-}
-
-/// A dimensions object (`flakeDimensions`, `alarmDimensions`, ...), placeholders expanded.
-pub(super) fn parse_dimensions(fields: &Fields, key: &str, context: &Context, problems: &mut Problems) -> Option<BTreeMap<String, String>> {
-    let Some(object) = fields.object(key, problems) else {
-        return if fields.raw(key).is_some() { None } else { Some(BTreeMap::new()) };
-    };
-    let mut ok = true;
-    if object.len() > MAX_DIMENSIONS {
-        problems.error(fields.path(key), format!("has {} dimensions; CloudWatch allows at most {MAX_DIMENSIONS}", object.len()));
-        ok = false;
-    }
-    let dimension_fields = Fields::new(object, format!("{}.", fields.path(key)));
-    let mut dimensions = BTreeMap::new();
-    for key in object.keys() {
-        let path = dimension_fields.path(key);
-        if key.is_empty() || key.chars().count() > 255 || key.starts_with(':') || !key.is_ascii() {
-            problems.error(path.clone(), "dimension names must be 1-255 ASCII characters and must not start with \":\"");
-            ok = false;
-        }
-        let Some(template) = dimension_fields.text(key, problems) else {
-            ok = false;
-            continue;
-        };
-        match expand(&template, context.facts) {
-            Ok(value) if value.is_empty() || value.chars().count() > 1024 => {
-                problems.error(path, format!("\"{}\" must be 1-1024 characters after placeholders", shorten(&template, 40)));
-                ok = false;
-            }
-            Ok(value) => {
-                dimensions.insert(key.clone(), value);
-            }
-            Err(reason) => {
-                problems.error(path, reason);
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(dimensions)
 }
 
 /// Region names such as `eu-west-1` or `us-gov-west-1`.

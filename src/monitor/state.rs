@@ -87,11 +87,9 @@ impl MonitorStateFile {
 
     /// The kept state; a missing file is an empty one.
     pub fn load(&self) -> Result<Loaded, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Loaded { state: MonitorState::default(), set_aside: None });
-            }
+        let text = match crate::statefile::read(&self.path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(Loaded { state: MonitorState::default(), set_aside: None }),
             Err(error) => {
                 return Err(format!(
                     "{}: cannot be read ({error}); fix its permissions or move it away, the job monitors' last successes are kept there",
@@ -99,7 +97,7 @@ impl MonitorStateFile {
                 ));
             }
         };
-        match parse(&text) {
+        match text.and_then(|text| parse(&text)) {
             Ok(state) => Ok(Loaded { state, set_aside: None }),
             Err(reason) => {
                 let aside = self.move_aside()?;
@@ -328,10 +326,29 @@ mod tests {
 
     #[test]
     fn a_file_that_cannot_be_read_is_an_error_not_an_empty_state() {
+        // Not damage but an error of the file system: here, a state "directory" that is a file.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("monitors.json")).unwrap();
-        let error = MonitorStateFile::new(dir.path()).load().unwrap_err();
+        std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+        let error = MonitorStateFile::new(&dir.path().join("not-a-dir")).load().unwrap_err();
         assert!(error.contains("monitors.json") && error.contains("cannot be read"), "{error}");
+    }
+
+    /// Issue 22.6: a directory under the name, or a byte that is not UTF-8, is damage: set
+    /// aside and start empty, never a failed start.
+    #[test]
+    fn a_directory_or_bytes_that_are_not_utf8_are_set_aside_like_garbage() {
+        for damage in [Some(&b"{\"version\": 1, \"jobs\": {\"\xff\": 1}}"[..]), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("monitors.json");
+            match damage {
+                Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+                None => std::fs::create_dir(&path).unwrap(),
+            }
+            let loaded = MonitorStateFile::new(dir.path()).load().unwrap();
+            assert_eq!(loaded.state, MonitorState::default());
+            assert!(loaded.set_aside.is_some_and(|message| message.contains("cannot be understood")));
+            assert!(!path.exists(), "set aside");
+        }
     }
 
     #[test]

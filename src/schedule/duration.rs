@@ -15,7 +15,8 @@ pub fn parse_duration(text: &str, allow_millis: bool) -> Result<Duration, String
         && seconds >= 0.0
         && allow_millis
     {
-        return Ok(Duration::from_secs_f64(seconds));
+        // `from_secs_f64` panics past u64::MAX seconds; `1e30` is a number, not a crash.
+        return Duration::try_from_secs_f64(seconds).map_err(|_| format!("\"{text}\": number too large"));
     }
     let units = if allow_millis { "ms, s, m, h" } else { "s, m, h" };
     let mut total = Duration::ZERO;
@@ -69,5 +70,6 @@ mod tests {
         assert!(parse_duration("1.5m", false).is_err());
         assert!(parse_duration("", false).unwrap_err().contains("empty"));
         assert!(parse_duration("m5", false).is_err());
+        assert!(parse_flag_duration("1e30").unwrap_err().contains("too large"));
     }
 }

@@ -24,6 +24,10 @@ use croner::parser::{CronParser, Seconds, Year};
 
 /// The shortest `@every` interval.
 const MIN_EVERY: Duration = Duration::from_secs(1);
+/// The longest `@every` interval: 365 days (8760h). Longer ones are almost surely typos, and
+/// rarer runs read better as a crontab line (`@yearly`). Far below what the millisecond
+/// arithmetic of [`Schedule::next_after`] could overflow (issue 22.2).
+pub const MAX_EVERY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A parsed schedule.
 #[derive(Clone)]
@@ -64,9 +68,11 @@ impl Schedule {
         match self {
             Schedule::Reboot | Schedule::Never => None,
             Schedule::Every(interval) => {
-                let step = interval.as_millis() as i64;
+                // Checked all the way: a cast that wraps would go backwards in time or divide by
+                // zero. Parsing bounds the interval; this keeps any other value from wrapping.
+                let step = i64::try_from(interval.as_millis()).ok().filter(|step| *step > 0)?;
                 let millis = after.timestamp_millis();
-                DateTime::from_timestamp_millis((millis.div_euclid(step) + 1) * step)
+                DateTime::from_timestamp_millis(millis.div_euclid(step).checked_add(1)?.checked_mul(step)?)
             }
             Schedule::Cron { cron, zone, .. } => next_cron(cron, *zone, after),
         }
@@ -125,6 +131,11 @@ fn parse_macro(name: &str, zone: Tz) -> Result<Schedule, String> {
             let interval = parse_duration(argument, false).map_err(|reason| format!("@every: {reason}"))?;
             if interval < MIN_EVERY {
                 return Err(format!("@every {argument}: the interval must be at least 1s"));
+            }
+            if interval > MAX_EVERY {
+                return Err(format!(
+                    "@every {argument}: the interval must be at most 8760h (365 days); for rarer runs use a crontab line such as @yearly"
+                ));
             }
             return Ok(Schedule::Every(interval));
         }
@@ -268,6 +279,17 @@ mod tests {
         assert!(Schedule::parse("* * *", Tz::UTC).unwrap_err().contains("five"));
         assert!(Schedule::parse("@fortnightly", Tz::UTC).unwrap_err().contains("@every"));
         assert!(Schedule::parse("@every 0s", Tz::UTC).unwrap_err().contains("at least 1s"));
+        // Issue 22.2: intervals that wrapped around (backwards in time, or a division by zero).
+        for huge in ["18446744073709551615s", "9223372036854775808s", "8761h", "31536001s"] {
+            let error = Schedule::parse(&format!("@every {huge}"), Tz::UTC).unwrap_err();
+            assert!(error.contains("at most 8760h (365 days)"), "{huge}: {error}");
+        }
+        assert_eq!(Schedule::parse("@every 8760h", Tz::UTC).unwrap().interval(), Some(MAX_EVERY));
+        // No interval wraps, whatever built it.
+        let after = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(Schedule::Every(Duration::from_secs(u64::MAX)).next_after(after), None);
+        assert_eq!(Schedule::Every(Duration::from_millis(1u64 << 63)).next_after(after), None);
+        assert!(Schedule::Every(MAX_EVERY).next_after(after).is_some_and(|next| next > after));
         assert!(Schedule::parse("CRON_TZ=Nowhere/City * * * * *", Tz::UTC).unwrap_err().contains("IANA"));
         assert!(Schedule::parse("61 * * * *", Tz::UTC).unwrap_err().contains("not a valid crontab"));
     }

@@ -71,6 +71,8 @@ impl DiskSpool {
     /// Opens (creating if needed) the spool in `state_dir` and recovers what a previous run left.
     pub fn open(state_dir: &Path, max_bytes: u64, now_ms: i64) -> Result<(DiskSpool, Recovered), String> {
         let dir = state_dir.join("spool");
+        // A file where the spool directory belongs is damage: set aside, never a failed start.
+        crate::statefile::clear_for_directory(&dir);
         std::fs::create_dir_all(&dir).map_err(|error| {
             format!(
                 "state directory {}: cannot create {}: {error}; set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory",
@@ -79,6 +81,7 @@ impl DiskSpool {
             )
         })?;
         let lock_path = dir.join("LOCK");
+        crate::statefile::clear_for_lock(&lock_path);
         let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|error| {
             format!(
                 "state directory {} is not writable ({error}); set --state-dir (SNOWFLAKE_STATE_DIR) to a writable directory",
