@@ -8,6 +8,8 @@
 //! directories, no new privileges, no capabilities), publishes an example flake to LocalStack.
 //! An upgrade to a rebuilt package keeps a changed conffile; `apt-get remove` keeps the
 //! configuration, `apt-get purge` takes the user, state and logs but not the operator's flakes.
+//! The Systems Manager document's shell steps (deploy/ssm) install the package and place flakes
+//! in such a root too, all or nothing.
 //!
 //! No systemd runs here (a chroot in a private mount namespace), so the unit's settings are read
 //! from the unit file and applied the way systemd would, with `setpriv`. Runs as root. Needs
@@ -438,4 +440,93 @@ fn the_package_installs_runs_the_daemon_as_its_unit_says_upgrades_and_purges() {
     assert!(!root.has_user("snowflake") && !root.has_group("snowflake"), "the user and group are removed on purge");
     assert!(root.exists("/etc/snowflake/flakes/example-perminute.json"), "the operator's flake is kept");
     assert!(root.exists("/etc/snowflake/aws.env"), "the operator's credentials are kept");
+}
+
+/// The shell lines of one `aws:runShellScript` step of the Systems Manager document, read with
+/// cfn-lint's decoder, with the document's `{{ Parameter }}`s filled in as Run Command would.
+fn ssm_step(name: &str, parameters: &[(&str, &str)]) -> String {
+    let (code, stdout, stderr) = run(Command::new(common::venv_python()).args([
+        "-c",
+        "import json, sys\nfrom cfnlint.decode.decode import decode\ntemplate, problems = decode(sys.argv[1])\n\
+         assert not problems, problems\nprint(json.dumps(template))",
+        &repo_path("deploy/ssm/specialsnowflake.yaml").to_string_lossy(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let template: Value = serde_json::from_str(&stdout).unwrap();
+    let steps = template["Resources"]["InstallDocument"]["Properties"]["Content"]["mainSteps"].as_array().unwrap();
+    let step = steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}"));
+    let mut script: String =
+        step["inputs"]["runCommand"].as_array().unwrap().iter().map(|line| format!("{}\n", line.as_str().unwrap())).collect();
+    for (parameter, value) in parameters {
+        script = script.replace(&format!("{{{{ {parameter} }}}}"), value);
+    }
+    assert!(!script.contains("{{"), "a parameter is left unfilled in {name}:\n{script}");
+    script
+}
+
+/// Stages a flake folder where the document's DownloadFlakes step puts it.
+fn stage_flakes(root: &Root, flakes: &[(&str, String)]) {
+    let staged = root.path("/var/tmp/snowflake-ssm/flakes");
+    std::fs::create_dir_all(staged.join("res")).unwrap();
+    for (name, text) in flakes {
+        std::fs::write(staged.join(name), text).unwrap();
+    }
+    std::fs::copy(repo_path("res/loadavg.sh"), staged.join("res/site-load.sh")).unwrap();
+}
+
+fn placed_flakes(root: &Root) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.path("/etc/snowflake/flakes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_ssm_document_installs_the_package_and_places_only_flakes_that_pass_check() {
+    let packages = tempfile::tempdir().unwrap();
+    let deb = build_package(packages.path(), 1);
+    let root = Root::new();
+
+    // DownloadPackage leaves the .deb under its destinationPath; InstallPackage installs it.
+    let download = root.path("/var/tmp/snowflake-ssm/package");
+    std::fs::create_dir_all(&download).unwrap();
+    std::fs::copy(&deb, download.join(deb.file_name().unwrap())).unwrap();
+    let output = root.ok(&ssm_step("InstallPackage", &[]));
+    assert_eq!(root.version(), "0.1.0-1 ii");
+    assert!(output.contains("snowflake"), "{output}");
+    assert!(!root.exists("/var/tmp/snowflake-ssm/package"), "the download is cleaned up");
+
+    let flake = |name: &str, schedule: &str| {
+        format!(
+            r#"{{"flakeName": "{name}", "flakeCronstring": "{schedule}", "flakeCommand": "./res/site-load.sh", "flakeMetricNamespace": "Site"}}"#
+        )
+    };
+    let keep = [("RemoveOtherFlakes", "false")];
+    let replace = [("RemoveOtherFlakes", "true")];
+
+    // A valid folder is placed, with its scripts; the staging folder goes.
+    stage_flakes(&root, &[("load.json", flake("load", "* * * * *"))]);
+    root.ok(&ssm_step("PlaceFlakes", &keep));
+    assert_eq!(placed_flakes(&root), ["load.json"]);
+    assert!(root.exists("/etc/snowflake/res/site-load.sh"));
+    assert!(!root.exists("/var/tmp/snowflake-ssm/flakes"));
+
+    // One invalid flake and nothing changes, even with RemoveOtherFlakes; the error names it.
+    stage_flakes(&root, &[("load2.json", flake("load2", "*/5 * * * *")), ("broken.json", flake("broken", "* * *"))]);
+    let (code, stdout, stderr) = run(&mut root.command(&["sh", "-c", &ssm_step("PlaceFlakes", &replace)]));
+    assert_ne!(code, 0, "an invalid flake was accepted:\n{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("broken.json"), "the error names the file:\n{stdout}{stderr}");
+    assert_eq!(placed_flakes(&root), ["load.json"], "the running set is untouched");
+    assert!(!root.exists("/var/tmp/snowflake-ssm/flakes"));
+
+    // RemoveOtherFlakes=true: the folder is the whole set; false: it adds to what is there.
+    stage_flakes(&root, &[("load2.json", flake("load2", "*/5 * * * *"))]);
+    root.ok(&ssm_step("PlaceFlakes", &replace));
+    assert_eq!(placed_flakes(&root), ["load2.json"]);
+    stage_flakes(&root, &[("load3.json", flake("load3", "@every 30s"))]);
+    root.ok(&ssm_step("PlaceFlakes", &keep));
+    assert_eq!(placed_flakes(&root), ["load2.json", "load3.json"]);
 }
