@@ -38,7 +38,8 @@ if [ -n "$binary" ]; then
     cp "$binary" "$staging/release/snowflake"
     CARGO_TARGET_DIR="$staging" "$cargo_deb" --quiet --no-build --strip --no-dbgsym --output "$outdir" "$@" >"$staging/out" \
         || die "cargo-deb failed"
-    tail -n 1 "$staging/out"
+    grep '\.deb$' "$staging/out"
 else
-    "$cargo_deb" --quiet --locked --strip --dbgsym --compress-debug-symbols=zlib --output "$outdir" "$@" | tail -n 1
+    # --dbgsym strips the packaged binary and keeps what it took in the .ddeb.
+    "$cargo_deb" --quiet --locked --dbgsym --compress-debug-symbols=zlib --output "$outdir" "$@" | grep '\.deb$'
 fi
