@@ -1,7 +1,8 @@
 //! The deployment files under `deploy/` are what fleets run: the kustomize base and its example
 //! overlay must render with `kubectl kustomize` and validate against Kubernetes' own schemas
 //! (`kubernetes-validate`), the ECS template must pass `cfn-lint`, and both must keep the
-//! properties SPEC section 12 asks for. The validators come from the venv `scripts/test.sh`
+//! properties SPEC section 12 asks for; so must the Systems Manager template of section 17
+//! (its document's shell steps run for real in tests/deb.rs). The validators come from the venv `scripts/test.sh`
 //! installs; without it (or without kubectl) these tests fail, they never pass silently.
 
 mod common;
