@@ -14,7 +14,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-# The line tables of the release profile are most of the binary (131 MB, 22 MB without them):
+# The line tables of the release profile are most of the binary (132 MB, 28 MB without them):
 # they move to snowflake.debug, which stays in this stage (`--target build`, then copy it out) and
 # which gdb and addr2line find through the debug link, for a backtrace from production.
 RUN cargo build --release --locked --bin snowflake \
