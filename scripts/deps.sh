@@ -7,6 +7,10 @@
 #                              is the containers' network)
 #   prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic
 #                              real Prometheus exporters and Nagios plugins to read output from
+#   systemd binutils dpkg-dev  the Debian package tests (tests/deb.rs): systemd-analyze verifies and
+#                              scores the unit, strip/readelf strip and inspect the binary, and
+#                              cargo-deb reads the binary's library needs with dpkg-shlibdeps
+#                              (cargo-deb itself comes from crates.io: scripts/cargo-deb.sh)
 #   kubectl                    renders the kustomize base (tests/deploy.rs); it is not in Debian
 #                              bookworm itself, so it comes from the Kubernetes apt repository
 #                              (https://pkgs.k8s.io) or Google Cloud's, when configured
@@ -14,7 +18,8 @@
 # apt-get runs only when something is missing, and then needs root (or sudo).
 set -euo pipefail
 
-PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic)
+PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic
+    systemd binutils dpkg-dev)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -5,8 +5,8 @@
 #   scripts/podman-image.sh TAG BINARY
 #
 # The base is Debian bookworm made with mmdebstrap (the packages the runtime stage installs are
-# already in it), cached as a tarball outside the repository (SNOWFLAKE_TEST_CACHE, default
-# ~/.cache/specialsnowflake) and imported once as localhost/specialsnowflake-base:bookworm.
+# already in it), cached as a tarball by scripts/debian-base.sh and imported once as
+# localhost/specialsnowflake-base:bookworm.
 # The Dockerfile's `runtime` stage is built unchanged, word for word; only its `build` stage,
 # which compiles the release binary with cargo, is replaced by BINARY (the suite passes the
 # binary it already built, so no second compile of the AWS SDK). Prints nothing but errors and,
@@ -30,18 +30,10 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/scripts/containers.conf}"
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 # Docker's image format: the OCI format has no HEALTHCHECK, and podman would drop it.
 export BUILDAH_FORMAT=docker
-CACHE="${SNOWFLAKE_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/specialsnowflake}"
 base=localhost/specialsnowflake-base:bookworm
-tarball="$CACHE/debian-bookworm-base.tar"
 
 if ! podman image exists "$base"; then
-    if [ ! -s "$tarball" ]; then
-        echo "podman-image.sh: making a Debian bookworm base with mmdebstrap (first run only, about a minute)" >&2
-        mkdir -p "$CACHE"
-        mmdebstrap --quiet --format=tar --variant=minbase --include=bash,curl,jq,procps,tini,ca-certificates \
-            bookworm "$tarball.partial" >&2 || die "mmdebstrap failed; is deb.debian.org reachable?"
-        mv "$tarball.partial" "$tarball"
-    fi
+    tarball="$(scripts/debian-base.sh)"
     podman import --quiet "$tarball" "$base" >/dev/null
 fi
 

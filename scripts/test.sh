@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
+# The Debian packager tests/deb.rs uses, from crates.io when missing (about 90 s, once).
+scripts/cargo-deb.sh >/dev/null
 
 venv="$(scripts/localstack.sh install)"
 # The schedule fixture must be what the croniter generator produces today.

@@ -1,7 +1,8 @@
 //! The deployment files under `deploy/` are what fleets run: the kustomize base and its example
 //! overlay must render with `kubectl kustomize` and validate against Kubernetes' own schemas
 //! (`kubernetes-validate`), the ECS template must pass `cfn-lint`, and both must keep the
-//! properties SPEC section 12 asks for. The validators come from the venv `scripts/test.sh`
+//! properties SPEC section 12 asks for; so must the Systems Manager template of section 17
+//! (its document's shell steps run for real in tests/deb.rs). The validators come from the venv `scripts/test.sh`
 //! installs; without it (or without kubectl) these tests fail, they never pass silently.
 
 mod common;
@@ -206,11 +207,15 @@ fn cfn_lint(path: &Path) -> (i32, String) {
 
 /// The template as JSON, read by cfn-lint's own decoder (it knows the `!Sub` and `!Ref` tags).
 fn template() -> Value {
+    decoded_template(TEMPLATE)
+}
+
+fn decoded_template(path: &str) -> Value {
     let (code, stdout, stderr) = run(Command::new(common::venv_python()).args([
         "-c",
         "import json, sys\nfrom cfnlint.decode.decode import decode\ntemplate, problems = decode(sys.argv[1])\n\
          assert not problems, problems\nprint(json.dumps(template))",
-        &repo_path(TEMPLATE).to_string_lossy(),
+        &repo_path(path).to_string_lossy(),
     ]));
     assert_eq!(code, 0, "{stderr}");
     serde_json::from_str(&stdout).unwrap()
@@ -354,4 +359,65 @@ fn flakes_in_a_configmap_volume_load_once_each() {
         .env("SNOWFLAKE_STATE_DIR", scratch.path().join("state")));
     let runs = stdout.lines().filter(|line| line.starts_with("example-") && line.contains(": ")).count();
     assert_eq!(runs, examples.len(), "each flake ran once (exit {code}):\n{stdout}{stderr}");
+}
+
+const SSM_TEMPLATE: &str = "deploy/ssm/specialsnowflake.yaml";
+
+#[test]
+fn the_ssm_template_passes_cfn_lint_which_checks_its_command_document() {
+    let (code, report) = cfn_lint(&repo_path(SSM_TEMPLATE));
+    assert_eq!(code, 0, "cfn-lint {SSM_TEMPLATE}:\n{report}");
+    let text = std::fs::read_to_string(repo_path(SSM_TEMPLATE)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, broken) in [
+        ("a document without a schema version", text.replacen("schemaVersion: \"2.2\"", "schemaVerson: \"2.2\"", 1)),
+        ("an unknown document type", text.replacen("DocumentType: Command", "DocumentType: Comand", 1)),
+        ("a reference to nothing", text.replacen("!Ref InstanceRole", "!Ref InstanceRol", 1)),
+    ] {
+        assert_ne!(broken, text, "the mutation applies");
+        let path = dir.path().join("broken.yaml");
+        std::fs::write(&path, broken).unwrap();
+        let (code, report) = cfn_lint(&path);
+        assert_ne!(code, 0, "cfn-lint accepted {what}:\n{report}");
+    }
+}
+
+#[test]
+fn the_ssm_document_downloads_installs_checks_and_places_flakes_and_the_role_is_the_documented_one() {
+    let template = decoded_template(SSM_TEMPLATE);
+    let document = &template["Resources"]["InstallDocument"]["Properties"];
+    assert_eq!(document["DocumentType"], "Command");
+    let steps = document["Content"]["mainSteps"].as_array().unwrap();
+    // cfn-lint does not know the plugins: only these two exist with these inputs.
+    let plan: Vec<(String, String)> =
+        steps.iter().map(|s| (s["action"].as_str().unwrap().to_string(), s["name"].as_str().unwrap().to_string())).collect();
+    assert_eq!(
+        plan,
+        [
+            ("aws:downloadContent", "DownloadPackage"),
+            ("aws:runShellScript", "InstallPackage"),
+            ("aws:downloadContent", "DownloadFlakes"),
+            ("aws:runShellScript", "PlaceFlakes")
+        ]
+        .map(|(a, n)| (a.to_string(), n.to_string()))
+    );
+    for step in steps {
+        let inputs = step["inputs"].as_object().unwrap();
+        let keys: BTreeSet<&str> = inputs.keys().map(String::as_str).collect();
+        match step["action"].as_str().unwrap() {
+            "aws:downloadContent" => {
+                assert_eq!(keys, BTreeSet::from(["sourceType", "sourceInfo", "destinationPath"]), "{step}");
+                let source: Value = serde_json::from_str(inputs["sourceInfo"].as_str().unwrap()).expect("sourceInfo is a JSON string");
+                assert!(source["path"].as_str().unwrap().starts_with("{{ "), "{source}");
+            }
+            _ => assert_eq!(keys, BTreeSet::from(["timeoutSeconds", "runCommand"]), "{step}"),
+        }
+    }
+    let instance_policy = &template["Resources"]["InstanceRole"]["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["PolicyName"] == "specialsnowflake")
+        .expect("the daemon's policy")["PolicyDocument"];
+    assert_eq!(normalised_statements(instance_policy), normalised_statements(&documented_policy()));
 }
