@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::watch;
 
-use crate::creds::Creds;
+use crate::creds::{Creds, Redactor};
 use crate::flake::{Flake, FlakeKind, OutputFormat, ScrapeTarget};
 use crate::flakelog::{Event, FlakeLogs, LOGGED_REJECTIONS, ReadoutLine, RunLine};
 use crate::metrics::Metrics;
@@ -102,24 +102,33 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// `name: ok value=42 (12 ms)` or `name: failed: exit status 3`, for `snowflake once`.
+    /// `name: ok value=42 (12 ms)` or `name: failed: exit status 3`, with untrusted text bounded
+    /// but no secret known to mask; what `snowflake once` prints is [`shown`](Self::shown).
     pub fn summary(&self) -> String {
+        self.shown(&Redactor::default())
+    }
+
+    /// The summary as the terminal shows it: every piece of untrusted text (a reason, a plugin's
+    /// text, a rejected entry) redacted, then bounded.
+    pub fn shown(&self, redactor: &Redactor) -> String {
         let millis = self.duration.as_millis();
         match &self.verdict {
             Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
             Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
-            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis),
-            Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake, result = result.as_str()),
+            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis, redactor),
+            Verdict::Failed { result, reason } => {
+                format!("{}: {}: {} ({millis} ms)", self.flake, result.as_str(), redactor.show(reason))
+            }
         }
     }
 }
 
 /// `name: partial series=12 datapoints=12 rejected=1 (8 ms)`, then a line per rejection and per
 /// raw counter.
-fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints: usize, millis: u128) -> String {
+fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints: usize, millis: u128, redactor: &Redactor) -> String {
     let mut text = format!("{flake}: {} series={} datapoints={datapoints}", result.as_str(), readout.series);
     if let Some((state, summary)) = &readout.nagios {
-        text.push_str(&format!(" state={} text={summary:?}", state.name()));
+        text.push_str(&format!(" state={} text={:?}", state.name(), redactor.show(summary)));
     }
     if readout.dropped_series > 0 {
         text.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
@@ -129,7 +138,7 @@ fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints
     }
     text.push_str(&format!(" ({millis} ms)"));
     for rejection in readout.rejections.iter().take(LOGGED_REJECTIONS) {
-        text.push_str(&format!("\n  rejected {}: {}", rejection.entry, rejection.reason));
+        text.push_str(&format!("\n  rejected {}: {}", redactor.show(&rejection.entry), redactor.show(&rejection.reason)));
     }
     if !readout.raw_counters.is_empty() {
         text.push_str(&format!(
@@ -138,7 +147,8 @@ fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints
         ));
         for counter in &readout.raw_counters {
             let dimensions: Vec<String> = counter.dimensions.iter().map(|d| format!("{}={}", d.name, d.value)).collect();
-            text.push_str(&format!("\n  counter {}{{{}}} {}", counter.name, dimensions.join(","), counter.value));
+            let shown = redactor.show(&format!("{}{{{}}}", counter.name, dimensions.join(",")));
+            text.push_str(&format!("\n  counter {shown} {}", counter.value));
         }
     }
     text
@@ -267,7 +277,7 @@ async fn scrape_run(
 ) -> (RunOutcome, Verdict) {
     let started = Instant::now();
     let failed = |result, reason: String| Verdict::Failed { result, reason };
-    let fetched = match request_headers(target, &context.creds) {
+    let fetched = match request_headers(target, &context.creds, context.logs.redactor()) {
         Ok(headers) => scrape(&target.url, headers, flake.timeout, stop).await,
         Err(reason) => Err(ScrapeError::Failed(reason)),
     };

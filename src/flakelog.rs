@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::creds::Redactor;
+use crate::creds::{Redactor, SHOWN_BYTES, cut};
 use crate::outcome::RunResult;
 use crate::runner::Captured;
 
@@ -116,6 +116,11 @@ impl FlakeLogs {
         })
     }
 
+    /// The redactor every line passes through; `snowflake once` and the status page use it too.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// The current log file of `flake`.
     pub fn path(&self, flake: &str) -> PathBuf {
         self.dir.join(format!("{flake}.log"))
@@ -126,10 +131,12 @@ impl FlakeLogs {
         let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let seconds = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
         match event {
-            Event::Skipped { scheduled, reason } => vec![format!("{time} skipped scheduled={} reason={reason:?}", seconds(scheduled))],
+            Event::Skipped { scheduled, reason } => {
+                vec![format!("{time} skipped scheduled={} reason={:?}", seconds(scheduled), self.redactor.show(reason))]
+            }
             Event::Dropped { value, timestamp_ms, reason } => {
                 let scheduled = DateTime::from_timestamp_millis(timestamp_ms).map_or_else(String::new, seconds);
-                vec![format!("{time} dropped value={value} scheduled={scheduled} reason={reason:?}")]
+                vec![format!("{time} dropped value={value} scheduled={scheduled} reason={:?}", self.redactor.show(reason))]
             }
             Event::Run(run) => self.run_lines(run, &time),
         }
@@ -158,10 +165,10 @@ impl FlakeLogs {
         }
         if let Some(reason) = run.failure {
             // Redacted before shortening: a cut could leave a secret's head unrecognisable.
-            line.push_str(&format!(" reason={:?}", self.redactor.redact(reason)));
+            line.push_str(&format!(" reason={:?}", self.redactor.show(reason)));
             for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
                 if !captured.bytes.is_empty() {
-                    let excerpt = crate::flake::shorten(&self.redactor.redact(&captured.text()), EXCERPT_CHARS);
+                    let excerpt = crate::flake::shorten(&self.redactor.redact_cut(&captured.text(), captured.truncated), EXCERPT_CHARS);
                     line.push_str(&format!(" {name}={excerpt:?}"));
                 }
             }
@@ -182,7 +189,7 @@ impl FlakeLogs {
         if let Some(readout) = &run.readout {
             let rejections = readout.rejections;
             for rejection in rejections.iter().take(LOGGED_REJECTIONS) {
-                lines.push(format!("  rejected| {}: {}", rejection.entry, rejection.reason));
+                lines.push(format!("  rejected| {}: {}", self.redactor.show(&rejection.entry), self.redactor.show(&rejection.reason)));
             }
             if rejections.len() > LOGGED_REJECTIONS {
                 lines.push(format!("  rejected| and {} more entries", rejections.len() - LOGGED_REJECTIONS));
@@ -190,8 +197,10 @@ impl FlakeLogs {
         }
         if run.copy_output {
             for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
-                let text = captured.text();
-                lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {output}")));
+                // The whole capture is redacted at once: a secret's head at the capture limit is
+                // masked too, and a cut line can never hide a secret from the redactor.
+                let text = self.redactor.redact_cut(&captured.text(), captured.truncated);
+                lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {}", cut(output, SHOWN_BYTES))));
             }
         }
         lines

@@ -82,10 +82,11 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         // `once` has no previous run to subtract from, so it shows counters' totals instead.
         let prepared = Prepared::new(flake, default_region.as_deref()).reporting_raw_counters();
         let (context, stop, slots) = (context.clone(), stop.clone(), slots.clone());
+        let redactor = context.logs.redactor().clone();
         runs.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore is never closed");
             let report = execute(&prepared, Utc::now(), &context, stop).await;
-            println!("{}", report.summary());
+            println!("{}", report.shown(&redactor));
             report
         });
     }
