@@ -103,7 +103,11 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         command_nice: options.command_nice,
         splay: run.splay,
         // A splayed firing lasts up to the splay: its partial batch may wait that long too.
-        publisher: PublisherConfig { max_hold: DEFAULT_MAX_HOLD + run.splay, ..setup::publisher_config(options) },
+        publisher: PublisherConfig {
+            max_hold: DEFAULT_MAX_HOLD + run.splay,
+            unspooled_max_bytes: run.spool_max_bytes,
+            ..setup::publisher_config(options)
+        },
     };
     let backend = setup::backend(options).await;
     crate::runner::supervise_descendants();
