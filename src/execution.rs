@@ -17,7 +17,7 @@ use crate::monitor::{self, JobOutcome, JobRun, SharedMonitors, run_values};
 use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
-use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, up_entry};
+use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, off_runtime, up_entry};
 use crate::runner::{CAPTURE_LIMIT, Captured, CommandSpec, RunOutcome, Termination, run_command};
 use crate::scrape::{ScrapeError, request_headers, scrape};
 
@@ -134,7 +134,7 @@ fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints
         text.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
     }
     if !readout.rejections.is_empty() {
-        text.push_str(&format!(" rejected={}", readout.rejections.len()));
+        text.push_str(&format!(" rejected={}", readout.rejections.total()));
     }
     text.push_str(&format!(" ({millis} ms)"));
     for rejection in readout.rejections.iter().take(LOGGED_REJECTIONS) {
@@ -159,12 +159,25 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     let flake = &prepared.flake;
     let started = Utc::now();
     let (outcome, mut verdict) = match &flake.scrape {
-        Some(target) => scrape_run(flake, target, prepared.reader.as_deref(), context, stop).await,
+        Some(target) => scrape_run(flake, target, prepared.reader.clone(), context, stop).await,
         None => {
             let spec = command_spec(flake, prepared.reader.is_some(), scheduled, context);
             let outcome = run_command(&spec, stop).await;
-            let verdict = judge(flake, prepared.reader.as_deref(), &outcome);
-            (outcome, verdict)
+            match prepared.reader.clone() {
+                // A multi-metric output may be 16 MiB of text: read it off the runtime's threads.
+                Some(reader) => {
+                    let flake = flake.clone();
+                    off_runtime(move || {
+                        let verdict = judge(&flake, Some(&reader), &outcome);
+                        (outcome, verdict)
+                    })
+                    .await
+                }
+                None => {
+                    let verdict = judge(flake, None, &outcome);
+                    (outcome, verdict)
+                }
+            }
         }
     };
     let lateness = (started - scheduled).to_std().unwrap_or_default();
@@ -257,10 +270,11 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
             dropped_series: readout.dropped_series,
             nagios: readout.nagios.as_ref().map(|(state, text)| (state.name(), text.as_str())),
             rejections: &readout.rejections,
+            rejected: readout.rejections.total(),
             up,
         }),
         _ if up.is_some() => {
-            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], up })
+            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], rejected: 0, up })
         }
         _ => None,
     }
@@ -271,7 +285,7 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
 async fn scrape_run(
     flake: &Flake,
     target: &ScrapeTarget,
-    reader: Option<&OutputReader>,
+    reader: Option<Arc<OutputReader>>,
     context: &RunContext,
     stop: watch::Receiver<bool>,
 ) -> (RunOutcome, Verdict) {
@@ -296,8 +310,18 @@ async fn scrape_run(
         }
         Err(ScrapeError::Stopped) => failed(RunResult::Stopped, "stopped because the daemon is shutting down".to_string()),
         Ok(body) => {
+            let (body, read) = match reader {
+                Some(reader) => {
+                    off_runtime(move || {
+                        let read = reader.read(&body, Some(0), false);
+                        (body, Some(read))
+                    })
+                    .await
+                }
+                None => (body, None),
+            };
             outcome.stdout.bytes = body;
-            match reader.map(|reader| reader.read(&outcome.stdout.bytes, Some(0), false)) {
+            match read {
                 Some(Ok(readout)) => Verdict::Read(Box::new(readout)),
                 Some(Err(unreadable)) => failed(RunResult::Rejected, unreadable.0),
                 None => failed(RunResult::Error, "a scrape flake has no Prometheus reader".to_string()),

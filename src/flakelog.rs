@@ -74,8 +74,10 @@ pub struct ReadoutLine<'a> {
     pub dropped_series: usize,
     /// A Nagios plugin's state name and the first line of its text.
     pub nagios: Option<(&'a str, &'a str)>,
-    /// Entries rejected, each with why; at most [`LOGGED_REJECTIONS`] are written.
+    /// Entries rejected, each with why (the first ones); at most [`LOGGED_REJECTIONS`] are written.
     pub rejections: &'a [crate::output::Rejection],
+    /// How many entries were rejected in all, listed or not.
+    pub rejected: usize,
     /// A scrape's `up`.
     pub up: Option<bool>,
 }
@@ -159,8 +161,8 @@ impl FlakeLogs {
             if readout.dropped_series > 0 {
                 line.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
             }
-            if !readout.rejections.is_empty() {
-                line.push_str(&format!(" rejected={}", readout.rejections.len()));
+            if readout.rejected > 0 {
+                line.push_str(&format!(" rejected={}", readout.rejected));
             }
         }
         if let Some(reason) = run.failure {
@@ -188,11 +190,12 @@ impl FlakeLogs {
         let mut lines = vec![line];
         if let Some(readout) = &run.readout {
             let rejections = readout.rejections;
+            let listed = rejections.len().min(LOGGED_REJECTIONS);
             for rejection in rejections.iter().take(LOGGED_REJECTIONS) {
                 lines.push(format!("  rejected| {}: {}", self.redactor.show(&rejection.entry), self.redactor.show(&rejection.reason)));
             }
-            if rejections.len() > LOGGED_REJECTIONS {
-                lines.push(format!("  rejected| and {} more entries", rejections.len() - LOGGED_REJECTIONS));
+            if readout.rejected > listed {
+                lines.push(format!("  rejected| and {} more entries", readout.rejected - listed));
             }
         }
         if run.copy_output {

@@ -12,19 +12,35 @@ use crate::flake::{Flake, OutputFormat};
 use crate::output::counters::{CounterState, raw_entries};
 use crate::output::nagios::{self, NagiosState};
 use crate::output::prometheus::{self, Kind, Selection};
-use crate::output::series_guard::cap_series;
-use crate::output::{Entry, EntryRules, Rejection, Unreadable, json};
+use crate::output::series_guard::{SeriesCap, cap_series};
+use crate::output::{Entry, EntryRules, Rejections, Unreadable, json};
 use crate::publish::{Datapoint, Series};
 
 /// How much of a multi-metric command's stdout is read: as much as a scrape's decoded body.
 pub const OUTPUT_LIMIT: usize = crate::scrape::BODY_LIMIT;
+/// Multi-metric outputs read at once, at most. Reading 16 MiB of text takes seconds of CPU and
+/// several times the body in memory: two at a time keep both cores' worth of work going while
+/// bounding the memory a burst of big outputs can take.
+const READS_AT_ONCE: usize = 2;
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READS_AT_ONCE);
+
+/// Runs `read` (a multi-metric output's parse) on tokio's blocking pool, at most
+/// [`READS_AT_ONCE`] at a time: a runtime thread must never spend seconds parsing, or firings,
+/// deliveries and `/healthz` wait behind it (issue 22).
+pub async fn off_runtime<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> T {
+    let _turn = READS.acquire().await.expect("the semaphore is never closed");
+    match tokio::task::spawn_blocking(read).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
 
 /// What one run's output yielded.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Readout {
     /// What to publish, after the series guard.
     pub entries: Vec<Entry>,
-    pub rejections: Vec<Rejection>,
+    pub rejections: Rejections,
     /// Distinct series among `entries`.
     pub series: usize,
     /// Distinct series the guard dropped.
@@ -85,6 +101,8 @@ impl OutputReader {
     /// Reads one run's `stdout`; `exit_code` is `None` after a signal (Nagios states come from it).
     pub fn read(&self, stdout: &[u8], exit_code: Option<i32>, truncated: bool) -> Result<Readout, Unreadable> {
         let mut readout = Readout::default();
+        // Prometheus series are capped as they are read; the other formats' entries afterwards.
+        let mut cap = SeriesCap::new(self.max_series);
         let entries = match self.format {
             OutputFormat::Number => return Err(Unreadable("flakeOutput \"number\" is not a multi-metric format".to_string())),
             OutputFormat::Json => {
@@ -99,7 +117,7 @@ impl OutputReader {
                 plugin.parsed.entries
             }
             OutputFormat::Prometheus => {
-                let scrape = prometheus::parse(stdout, truncated, &self.selection, &self.rules)?;
+                let scrape = prometheus::parse_capped(stdout, truncated, &self.selection, &self.rules, &mut cap)?;
                 readout.rejections = scrape.rejections;
                 if self.keep_raw_counters {
                     let cumulative = scrape.samples.iter().filter(|sample| sample.kind == Kind::Cumulative).cloned().collect();
@@ -111,7 +129,7 @@ impl OutputReader {
         let guarded = cap_series(entries, self.max_series);
         readout.entries = guarded.entries;
         readout.series = guarded.series;
-        readout.dropped_series = guarded.dropped_series;
+        readout.dropped_series = guarded.dropped_series + cap.dropped_series();
         Ok(readout)
     }
 }
