@@ -8,7 +8,9 @@
 //! Rotation is logrotate's numbered scheme: at the first write of a new (UTC) day `name.log`
 //! becomes `name.log.1`, `.1` becomes `.2`, and so on up to `--log-keep`. It costs a few renames
 //! and never lists the directory, which matters with thousands of flakes in one log directory.
-//! Every line passes through the redactor first: creds.json values never reach a file.
+//! Every line passes through the redactor first: creds.json values never reach a file. Every
+//! piece of untrusted text in a line (a reason, a rejected entry, output) is shown through
+//! [`Redactor::show`]: masked, then cut to 1 KiB, so one hostile line cannot write megabytes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -101,17 +101,18 @@ impl OutputReader {
     /// Reads one run's `stdout`; `exit_code` is `None` after a signal (Nagios states come from it).
     pub fn read(&self, stdout: &[u8], exit_code: Option<i32>, truncated: bool) -> Result<Readout, Unreadable> {
         let mut readout = Readout::default();
-        // Prometheus series are capped as they are read; the other formats' entries afterwards.
+        // Series are capped as they are read; `cap_series` below then finds nothing more to drop
+        // (it still counts the published series, after counters).
         let mut cap = SeriesCap::new(self.max_series);
         let entries = match self.format {
             OutputFormat::Number => return Err(Unreadable("flakeOutput \"number\" is not a multi-metric format".to_string())),
             OutputFormat::Json => {
-                let parsed = json::parse(stdout, truncated, &self.rules)?;
+                let parsed = json::parse_capped(stdout, truncated, &self.rules, &mut cap)?;
                 readout.rejections = parsed.rejections;
                 parsed.entries
             }
             OutputFormat::Nagios => {
-                let plugin = nagios::parse(stdout, exit_code, truncated, &self.rules)?;
+                let plugin = nagios::parse_capped(stdout, exit_code, truncated, &self.rules, &mut cap)?;
                 readout.nagios = Some((plugin.state, plugin.summary));
                 readout.rejections = plugin.parsed.rejections;
                 plugin.parsed.entries

@@ -88,6 +88,16 @@ pub struct Parsed {
     pub rejections: Rejections,
 }
 
+impl Parsed {
+    /// Adds `entry` if `cap` lets its series through (dropping those of series it evicts).
+    pub fn keep(&mut self, entry: Entry, cap: &mut super::series_guard::SeriesCap) {
+        if cap.admit(&entry) {
+            self.entries.push(entry);
+            cap.prune(&mut self.entries, |entry| entry);
+        }
+    }
+}
+
 /// Output that cannot be read at all: the whole run failed, nothing is published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable(pub String);

@@ -197,9 +197,7 @@ pub fn parse_capped(
                 }
             }
             Ok(None) => {}
-            Err(reason) => {
-                scrape.rejections.push(Rejection { entry: format!("line {} ({})", index + 1, excerpt(sample.name)), reason })
-            }
+            Err(reason) => scrape.rejections.push(Rejection { entry: format!("line {} ({})", index + 1, excerpt(sample.name)), reason }),
         }
     }
     cap.finish(&mut scrape.samples, |sample| &sample.entry);
