@@ -211,6 +211,40 @@ mod tests {
         assert!(points.iter().all(|point| point.timestamp_ms == 1_000 && point.series.namespace == "Test"));
     }
 
+    fn prometheus_reader(max_series: usize) -> OutputReader {
+        OutputReader {
+            format: OutputFormat::Prometheus,
+            rules: EntryRules::default(),
+            selection: Selection::default(),
+            max_series,
+            counters: Mutex::new(CounterState::default()),
+            keep_raw_counters: false,
+        }
+    }
+
+    #[test]
+    fn rejections_are_counted_and_only_the_first_kept() {
+        let mut text = String::from("good 1\n");
+        for index in 0..100_000 {
+            text.push_str(&format!("bad_{index} not-a-number\n"));
+        }
+        let readout = prometheus_reader(200).read(text.as_bytes(), Some(0), false).unwrap();
+        assert_eq!(readout.rejections.total(), 100_000);
+        assert_eq!(readout.rejections.len(), crate::output::KEPT_REJECTIONS);
+        assert!(readout.rejections[0].entry.starts_with("line 2"), "{:?}", readout.rejections[0]);
+        assert_eq!(readout.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_million_series_are_capped_as_they_are_read_with_the_same_result() {
+        // Printed in reverse sorted order, the worst case for the streaming cap.
+        let text: String = (0..200_000).rev().map(|index| format!("s_{index:07} {index}\n")).collect();
+        let readout = prometheus_reader(200).read(text.as_bytes(), Some(0), false).unwrap();
+        assert_eq!((readout.series, readout.dropped_series, readout.entries.len()), (200, 199_800, 200));
+        assert_eq!(readout.entries.iter().map(|entry| entry.name.as_str()).min(), Some("s_0000000"));
+        assert_eq!(readout.entries.iter().map(|entry| entry.name.as_str()).max(), Some("s_0000199"));
+    }
+
     #[test]
     fn merged_values_of_one_series_share_it() {
         let entry = |value| Entry { name: "g".to_string(), value, unit: None, dimensions: Vec::new() };
