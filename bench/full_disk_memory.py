@@ -13,6 +13,7 @@ RSS at 15 s, 60 s and the end, and the datapoints dropped by size. Needs root (m
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -80,6 +81,7 @@ def run(label, binary, flakes_count, series, duration):
         daemon.terminate()
         daemon.wait(timeout=60)
         subprocess.run(["umount", state], check=False)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"| {label} | {flakes_count * series}/s | {at_15:.0f} MiB | {at_60:.0f} MiB | {at_end:.0f} MiB | {failing:.0f} | {dropped:.0f} |", flush=True)
 
 

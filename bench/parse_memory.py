@@ -12,6 +12,7 @@ Each binary runs in turn as `snowflake --dry-run run` (no AWS call) with SCRAPES
 import argparse
 import http.server
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -110,6 +111,7 @@ def run(label, binary, url, scrapes, duration, body_bytes):
     latencies.sort()
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    shutil.rmtree(work, ignore_errors=True)
     print(f"| {label} | {scrapes} | {scrape_runs} | {peak_rss / 1024:.0f} MiB ({peak_rss * 1024 / body_bytes:.1f}x body) | "
           f"{p50:.1f} ms | {p99:.1f} ms | {failures} | {canary_runs} | {skipped} |", flush=True)
 
