@@ -91,6 +91,23 @@ fn once_masks_creds_in_rejected_json_members_nagios_text_and_scrape_errors() {
     }
 }
 
+#[test]
+fn a_dry_run_masks_creds_in_the_batches_it_prints() {
+    let workspace = Workspace::new();
+    let secret = "correct-horse-battery";
+    std::fs::write(workspace.root.path().join("creds.json"), json!({"DB_PASSWORD": secret}).to_string()).unwrap();
+    workspace.add(
+        "dims",
+        json!({"flakeName": "dims", "flakeCronstring": "@hourly", "flakeOutput": "json", "flakeMetricNamespace": "T",
+               "flakeCommand": "echo \"[{\\\"name\\\": \\\"x\\\", \\\"value\\\": 1, \\\"dimensions\\\": {\\\"who\\\": \\\"$DB_PASSWORD\\\"}}]\""}),
+    );
+    let (code, stdout, stderr) = dry_once(&workspace, "dims", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let batch = stdout.lines().find(|line| line.contains("\"dryRun\":\"PutMetricData\"")).expect("the batch, printed");
+    assert!(batch.contains("\"********\""), "the dimension value is masked: {batch}");
+    assert!(!stdout.contains(secret), "{stdout}");
+}
+
 /// A one-request HTTP server that answers 200 with the request's headers as the body: an
 /// exporter's error page that echoes what it was sent.
 fn echoing_server() -> (u16, std::thread::JoinHandle<()>) {

@@ -50,7 +50,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         println!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len());
     }
     let (creds, logs) = setup::creds_and_logs(options)?;
-    let backend = setup::backend(options).await;
+    let backend = setup::redacting_backend(options, logs.redactor()).await;
     let default_region = backend.default_region();
     let metrics = Arc::new(Metrics::new());
     let (publisher, publisher_task) = spawn_publisher(

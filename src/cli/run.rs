@@ -109,7 +109,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
             ..setup::publisher_config(options)
         },
     };
-    let backend = setup::backend(options).await;
+    let backend = setup::redacting_backend(options, logs.redactor()).await;
     crate::runner::supervise_descendants();
     let services =
         Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };
