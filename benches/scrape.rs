@@ -91,7 +91,7 @@ async fn main() {
     let prepared = Prepared::new(flake.clone(), Some("us-east-1"));
     let reader = Prepared::new(flake.clone(), Some("us-east-1")).reader.unwrap();
     let target = flake.scrape.clone().unwrap();
-    let headers = request_headers(&target, &Creds::default()).unwrap();
+    let headers = request_headers(&target, &Creds::default(), &Redactor::default()).unwrap();
 
     let fake = FakeCloudWatch::new();
     let metrics = Arc::new(Metrics::new());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::watch;
 
-use crate::creds::Creds;
+use crate::creds::{Creds, Redactor};
 use crate::flake::{Flake, FlakeKind, OutputFormat, ScrapeTarget};
 use crate::flakelog::{Event, FlakeLogs, LOGGED_REJECTIONS, ReadoutLine, RunLine};
 use crate::metrics::Metrics;
@@ -17,7 +17,7 @@ use crate::monitor::{self, JobOutcome, JobRun, SharedMonitors, run_values};
 use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
-use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, up_entry};
+use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, off_runtime, up_entry};
 use crate::runner::{CAPTURE_LIMIT, Captured, CommandSpec, RunOutcome, Termination, run_command};
 use crate::scrape::{ScrapeError, request_headers, scrape};
 
@@ -102,34 +102,43 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// `name: ok value=42 (12 ms)` or `name: failed: exit status 3`, for `snowflake once`.
+    /// `name: ok value=42 (12 ms)` or `name: failed: exit status 3`, with untrusted text bounded
+    /// but no secret known to mask; what `snowflake once` prints is [`shown`](Self::shown).
     pub fn summary(&self) -> String {
+        self.shown(&Redactor::default())
+    }
+
+    /// The summary as the terminal shows it: every piece of untrusted text (a reason, a plugin's
+    /// text, a rejected entry) redacted, then bounded.
+    pub fn shown(&self, redactor: &Redactor) -> String {
         let millis = self.duration.as_millis();
         match &self.verdict {
             Verdict::Ok { value: Some(value) } => format!("{}: ok value={value} ({millis} ms)", self.flake),
             Verdict::Ok { value: None } => format!("{}: ok ({millis} ms)", self.flake),
-            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis),
-            Verdict::Failed { result, reason } => format!("{}: {result}: {reason} ({millis} ms)", self.flake, result = result.as_str()),
+            Verdict::Read(readout) => readout_summary(&self.flake, self.verdict.result(), readout, self.published, millis, redactor),
+            Verdict::Failed { result, reason } => {
+                format!("{}: {}: {} ({millis} ms)", self.flake, result.as_str(), redactor.show(reason))
+            }
         }
     }
 }
 
 /// `name: partial series=12 datapoints=12 rejected=1 (8 ms)`, then a line per rejection and per
 /// raw counter.
-fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints: usize, millis: u128) -> String {
+fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints: usize, millis: u128, redactor: &Redactor) -> String {
     let mut text = format!("{flake}: {} series={} datapoints={datapoints}", result.as_str(), readout.series);
     if let Some((state, summary)) = &readout.nagios {
-        text.push_str(&format!(" state={} text={summary:?}", state.name()));
+        text.push_str(&format!(" state={} text={:?}", state.name(), redactor.show(summary)));
     }
     if readout.dropped_series > 0 {
         text.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
     }
     if !readout.rejections.is_empty() {
-        text.push_str(&format!(" rejected={}", readout.rejections.len()));
+        text.push_str(&format!(" rejected={}", readout.rejections.total()));
     }
     text.push_str(&format!(" ({millis} ms)"));
     for rejection in readout.rejections.iter().take(LOGGED_REJECTIONS) {
-        text.push_str(&format!("\n  rejected {}: {}", rejection.entry, rejection.reason));
+        text.push_str(&format!("\n  rejected {}: {}", redactor.show(&rejection.entry), redactor.show(&rejection.reason)));
     }
     if !readout.raw_counters.is_empty() {
         text.push_str(&format!(
@@ -138,7 +147,8 @@ fn readout_summary(flake: &str, result: RunResult, readout: &Readout, datapoints
         ));
         for counter in &readout.raw_counters {
             let dimensions: Vec<String> = counter.dimensions.iter().map(|d| format!("{}={}", d.name, d.value)).collect();
-            text.push_str(&format!("\n  counter {}{{{}}} {}", counter.name, dimensions.join(","), counter.value));
+            let shown = redactor.show(&format!("{}{{{}}}", counter.name, dimensions.join(",")));
+            text.push_str(&format!("\n  counter {shown} {}", counter.value));
         }
     }
     text
@@ -149,12 +159,25 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     let flake = &prepared.flake;
     let started = Utc::now();
     let (outcome, mut verdict) = match &flake.scrape {
-        Some(target) => scrape_run(flake, target, prepared.reader.as_deref(), context, stop).await,
+        Some(target) => scrape_run(flake, target, prepared.reader.clone(), context, stop).await,
         None => {
             let spec = command_spec(flake, prepared.reader.is_some(), scheduled, context);
             let outcome = run_command(&spec, stop).await;
-            let verdict = judge(flake, prepared.reader.as_deref(), &outcome);
-            (outcome, verdict)
+            match prepared.reader.clone() {
+                // A multi-metric output may be 16 MiB of text: read it off the runtime's threads.
+                Some(reader) => {
+                    let flake = flake.clone();
+                    off_runtime(move || {
+                        let verdict = judge(&flake, Some(&reader), &outcome);
+                        (outcome, verdict)
+                    })
+                    .await
+                }
+                None => {
+                    let verdict = judge(flake, None, &outcome);
+                    (outcome, verdict)
+                }
+            }
         }
     };
     let lateness = (started - scheduled).to_std().unwrap_or_default();
@@ -247,10 +270,11 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
             dropped_series: readout.dropped_series,
             nagios: readout.nagios.as_ref().map(|(state, text)| (state.name(), text.as_str())),
             rejections: &readout.rejections,
+            rejected: readout.rejections.total(),
             up,
         }),
         _ if up.is_some() => {
-            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], up })
+            Some(ReadoutLine { datapoints: report.published, series: 0, dropped_series: 0, nagios: None, rejections: &[], rejected: 0, up })
         }
         _ => None,
     }
@@ -261,13 +285,13 @@ fn readout_line<'a>(report: &'a RunReport, flake: &Flake) -> Option<ReadoutLine<
 async fn scrape_run(
     flake: &Flake,
     target: &ScrapeTarget,
-    reader: Option<&OutputReader>,
+    reader: Option<Arc<OutputReader>>,
     context: &RunContext,
     stop: watch::Receiver<bool>,
 ) -> (RunOutcome, Verdict) {
     let started = Instant::now();
     let failed = |result, reason: String| Verdict::Failed { result, reason };
-    let fetched = match request_headers(target, &context.creds) {
+    let fetched = match request_headers(target, &context.creds, context.logs.redactor()) {
         Ok(headers) => scrape(&target.url, headers, flake.timeout, stop).await,
         Err(reason) => Err(ScrapeError::Failed(reason)),
     };
@@ -286,8 +310,18 @@ async fn scrape_run(
         }
         Err(ScrapeError::Stopped) => failed(RunResult::Stopped, "stopped because the daemon is shutting down".to_string()),
         Ok(body) => {
+            let (body, read) = match reader {
+                Some(reader) => {
+                    off_runtime(move || {
+                        let read = reader.read(&body, Some(0), false);
+                        (body, Some(read))
+                    })
+                    .await
+                }
+                None => (body, None),
+            };
             outcome.stdout.bytes = body;
-            match reader.map(|reader| reader.read(&outcome.stdout.bytes, Some(0), false)) {
+            match read {
                 Some(Ok(readout)) => Verdict::Read(Box::new(readout)),
                 Some(Err(unreadable)) => failed(RunResult::Rejected, unreadable.0),
                 None => failed(RunResult::Error, "a scrape flake has no Prometheus reader".to_string()),

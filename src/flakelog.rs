@@ -8,7 +8,9 @@
 //! Rotation is logrotate's numbered scheme: at the first write of a new (UTC) day `name.log`
 //! becomes `name.log.1`, `.1` becomes `.2`, and so on up to `--log-keep`. It costs a few renames
 //! and never lists the directory, which matters with thousands of flakes in one log directory.
-//! Every line passes through the redactor first: creds.json values never reach a file.
+//! Every line passes through the redactor first: creds.json values never reach a file. Every
+//! piece of untrusted text in a line (a reason, a rejected entry, output) is shown through
+//! [`Redactor::show`]: masked, then cut to 1 KiB, so one hostile line cannot write megabytes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::creds::Redactor;
+use crate::creds::{Redactor, SHOWN_BYTES, cut};
 use crate::outcome::RunResult;
 use crate::runner::Captured;
 
@@ -74,8 +76,10 @@ pub struct ReadoutLine<'a> {
     pub dropped_series: usize,
     /// A Nagios plugin's state name and the first line of its text.
     pub nagios: Option<(&'a str, &'a str)>,
-    /// Entries rejected, each with why; at most [`LOGGED_REJECTIONS`] are written.
+    /// Entries rejected, each with why (the first ones); at most [`LOGGED_REJECTIONS`] are written.
     pub rejections: &'a [crate::output::Rejection],
+    /// How many entries were rejected in all, listed or not.
+    pub rejected: usize,
     /// A scrape's `up`.
     pub up: Option<bool>,
 }
@@ -116,6 +120,11 @@ impl FlakeLogs {
         })
     }
 
+    /// The redactor every line passes through; `snowflake once` and the status page use it too.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// The current log file of `flake`.
     pub fn path(&self, flake: &str) -> PathBuf {
         self.dir.join(format!("{flake}.log"))
@@ -126,10 +135,12 @@ impl FlakeLogs {
         let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let seconds = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
         match event {
-            Event::Skipped { scheduled, reason } => vec![format!("{time} skipped scheduled={} reason={reason:?}", seconds(scheduled))],
+            Event::Skipped { scheduled, reason } => {
+                vec![format!("{time} skipped scheduled={} reason={:?}", seconds(scheduled), self.redactor.show(reason))]
+            }
             Event::Dropped { value, timestamp_ms, reason } => {
                 let scheduled = DateTime::from_timestamp_millis(timestamp_ms).map_or_else(String::new, seconds);
-                vec![format!("{time} dropped value={value} scheduled={scheduled} reason={reason:?}")]
+                vec![format!("{time} dropped value={value} scheduled={scheduled} reason={:?}", self.redactor.show(reason))]
             }
             Event::Run(run) => self.run_lines(run, &time),
         }
@@ -152,16 +163,16 @@ impl FlakeLogs {
             if readout.dropped_series > 0 {
                 line.push_str(&format!(" dropped_series={} (flakeMaxSeries)", readout.dropped_series));
             }
-            if !readout.rejections.is_empty() {
-                line.push_str(&format!(" rejected={}", readout.rejections.len()));
+            if readout.rejected > 0 {
+                line.push_str(&format!(" rejected={}", readout.rejected));
             }
         }
         if let Some(reason) = run.failure {
             // Redacted before shortening: a cut could leave a secret's head unrecognisable.
-            line.push_str(&format!(" reason={:?}", self.redactor.redact(reason)));
+            line.push_str(&format!(" reason={:?}", self.redactor.show(reason)));
             for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
                 if !captured.bytes.is_empty() {
-                    let excerpt = crate::flake::shorten(&self.redactor.redact(&captured.text()), EXCERPT_CHARS);
+                    let excerpt = crate::flake::shorten(&self.redactor.redact_cut(&captured.text(), captured.truncated), EXCERPT_CHARS);
                     line.push_str(&format!(" {name}={excerpt:?}"));
                 }
             }
@@ -181,17 +192,20 @@ impl FlakeLogs {
         let mut lines = vec![line];
         if let Some(readout) = &run.readout {
             let rejections = readout.rejections;
+            let listed = rejections.len().min(LOGGED_REJECTIONS);
             for rejection in rejections.iter().take(LOGGED_REJECTIONS) {
-                lines.push(format!("  rejected| {}: {}", rejection.entry, rejection.reason));
+                lines.push(format!("  rejected| {}: {}", self.redactor.show(&rejection.entry), self.redactor.show(&rejection.reason)));
             }
-            if rejections.len() > LOGGED_REJECTIONS {
-                lines.push(format!("  rejected| and {} more entries", rejections.len() - LOGGED_REJECTIONS));
+            if readout.rejected > listed {
+                lines.push(format!("  rejected| and {} more entries", readout.rejected - listed));
             }
         }
         if run.copy_output {
             for (name, captured) in [("stdout", run.stdout), ("stderr", run.stderr)] {
-                let text = captured.text();
-                lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {output}")));
+                // The whole capture is redacted at once: a secret's head at the capture limit is
+                // masked too, and a cut line can never hide a secret from the redactor.
+                let text = self.redactor.redact_cut(&captured.text(), captured.truncated);
+                lines.extend(text.lines().take(JOB_OUTPUT_LINES).map(|output| format!("  {name}| {}", cut(output, SHOWN_BYTES))));
             }
         }
         lines

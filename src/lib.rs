@@ -19,14 +19,16 @@
 //! - [`output`]: the number grammar of a command's output, and the JSON, Nagios and Prometheus
 //!   parsers of SPEC 8.
 //! - [`readout`]: a multi-metric run's output read by `flakeOutput` (counters kept across runs,
-//!   the series guard) and turned into datapoints of the one publish path.
+//!   the series guard), parsed off the runtime threads, and turned into datapoints of the one
+//!   publish path.
 //! - [`scrape`]: scrape flakes' HTTP(S) GET, gzip and the 16 MiB limit (SPEC 8.3).
 //! - [`execution`]: one firing of one flake: run, judge, publish durably, log.
 //! - [`outcome`]: the closed sets of outcomes (run results, PutMetricData outcomes, drop
 //!   reasons), one word each for logs and metric labels.
 //! - [`flakelog`]: the one owner and formatter of flake log lines; per-flake files, daily
 //!   rotation, redaction, writes off the runtime threads.
-//! - [`creds`]: `creds.json` and the redactor that keeps its values out of every log.
+//! - [`creds`]: `creds.json` and the one redactor for every output (logs, `once`, errors, the
+//!   status page): it masks secrets, then bounds untrusted text's length.
 //! - [`publish`]: batches per region and namespace, pacing, retries, bisection of rejected
 //!   batches, and the durable spool behind one async handle.
 //! - [`alarms`]: desired alarms, normalisation and diff, the managed-names file, plan, reconcile

@@ -12,19 +12,35 @@ use crate::flake::{Flake, OutputFormat};
 use crate::output::counters::{CounterState, raw_entries};
 use crate::output::nagios::{self, NagiosState};
 use crate::output::prometheus::{self, Kind, Selection};
-use crate::output::series_guard::cap_series;
-use crate::output::{Entry, EntryRules, Rejection, Unreadable, json};
+use crate::output::series_guard::{SeriesCap, cap_series};
+use crate::output::{Entry, EntryRules, Rejections, Unreadable, json};
 use crate::publish::{Datapoint, Series};
 
 /// How much of a multi-metric command's stdout is read: as much as a scrape's decoded body.
 pub const OUTPUT_LIMIT: usize = crate::scrape::BODY_LIMIT;
+/// Multi-metric outputs read at once, at most. Reading 16 MiB of text takes seconds of CPU and
+/// several times the body in memory: two at a time keep both cores' worth of work going while
+/// bounding the memory a burst of big outputs can take.
+const READS_AT_ONCE: usize = 2;
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READS_AT_ONCE);
+
+/// Runs `read` (a multi-metric output's parse) on tokio's blocking pool, at most
+/// [`READS_AT_ONCE`] at a time: a runtime thread must never spend seconds parsing, or firings,
+/// deliveries and `/healthz` wait behind it (issue 22).
+pub async fn off_runtime<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> T {
+    let _turn = READS.acquire().await.expect("the semaphore is never closed");
+    match tokio::task::spawn_blocking(read).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
 
 /// What one run's output yielded.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Readout {
     /// What to publish, after the series guard.
     pub entries: Vec<Entry>,
-    pub rejections: Vec<Rejection>,
+    pub rejections: Rejections,
     /// Distinct series among `entries`.
     pub series: usize,
     /// Distinct series the guard dropped.
@@ -85,21 +101,24 @@ impl OutputReader {
     /// Reads one run's `stdout`; `exit_code` is `None` after a signal (Nagios states come from it).
     pub fn read(&self, stdout: &[u8], exit_code: Option<i32>, truncated: bool) -> Result<Readout, Unreadable> {
         let mut readout = Readout::default();
+        // Series are capped as they are read; `cap_series` below then finds nothing more to drop
+        // (it still counts the published series, after counters).
+        let mut cap = SeriesCap::new(self.max_series);
         let entries = match self.format {
             OutputFormat::Number => return Err(Unreadable("flakeOutput \"number\" is not a multi-metric format".to_string())),
             OutputFormat::Json => {
-                let parsed = json::parse(stdout, truncated, &self.rules)?;
+                let parsed = json::parse_capped(stdout, truncated, &self.rules, &mut cap)?;
                 readout.rejections = parsed.rejections;
                 parsed.entries
             }
             OutputFormat::Nagios => {
-                let plugin = nagios::parse(stdout, exit_code, truncated, &self.rules)?;
+                let plugin = nagios::parse_capped(stdout, exit_code, truncated, &self.rules, &mut cap)?;
                 readout.nagios = Some((plugin.state, plugin.summary));
                 readout.rejections = plugin.parsed.rejections;
                 plugin.parsed.entries
             }
             OutputFormat::Prometheus => {
-                let scrape = prometheus::parse(stdout, truncated, &self.selection, &self.rules)?;
+                let scrape = prometheus::parse_capped(stdout, truncated, &self.selection, &self.rules, &mut cap)?;
                 readout.rejections = scrape.rejections;
                 if self.keep_raw_counters {
                     let cumulative = scrape.samples.iter().filter(|sample| sample.kind == Kind::Cumulative).cloned().collect();
@@ -111,7 +130,7 @@ impl OutputReader {
         let guarded = cap_series(entries, self.max_series);
         readout.entries = guarded.entries;
         readout.series = guarded.series;
-        readout.dropped_series = guarded.dropped_series;
+        readout.dropped_series = guarded.dropped_series + cap.dropped_series();
         Ok(readout)
     }
 }
@@ -190,6 +209,40 @@ mod tests {
         assert_eq!(points[1].series.unit, "Bytes");
         assert_eq!(points[1].series.dimensions, [("host".to_string(), "a".to_string())]);
         assert!(points.iter().all(|point| point.timestamp_ms == 1_000 && point.series.namespace == "Test"));
+    }
+
+    fn prometheus_reader(max_series: usize) -> OutputReader {
+        OutputReader {
+            format: OutputFormat::Prometheus,
+            rules: EntryRules::default(),
+            selection: Selection::default(),
+            max_series,
+            counters: Mutex::new(CounterState::default()),
+            keep_raw_counters: false,
+        }
+    }
+
+    #[test]
+    fn rejections_are_counted_and_only_the_first_kept() {
+        let mut text = String::from("good 1\n");
+        for index in 0..100_000 {
+            text.push_str(&format!("bad_{index} not-a-number\n"));
+        }
+        let readout = prometheus_reader(200).read(text.as_bytes(), Some(0), false).unwrap();
+        assert_eq!(readout.rejections.total(), 100_000);
+        assert_eq!(readout.rejections.len(), crate::output::KEPT_REJECTIONS);
+        assert!(readout.rejections[0].entry.starts_with("line 2"), "{:?}", readout.rejections[0]);
+        assert_eq!(readout.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_million_series_are_capped_as_they_are_read_with_the_same_result() {
+        // Printed in reverse sorted order, the worst case for the streaming cap.
+        let text: String = (0..200_000).rev().map(|index| format!("s_{index:07} {index}\n")).collect();
+        let readout = prometheus_reader(200).read(text.as_bytes(), Some(0), false).unwrap();
+        assert_eq!((readout.series, readout.dropped_series, readout.entries.len()), (200, 199_800, 200));
+        assert_eq!(readout.entries.iter().map(|entry| entry.name.as_str()).min(), Some("s_0000000"));
+        assert_eq!(readout.entries.iter().map(|entry| entry.name.as_str()).max(), Some("s_0000199"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use crate::creds::Creds;
+use crate::creds::{Creds, Redactor};
 use crate::flake::{ScrapeTarget, fill_header};
 
 /// The most decoded body a scrape may yield; more is a failed run (SPEC 8.3).
@@ -58,10 +58,16 @@ fn client() -> &'static Result<HttpsClient, String> {
 }
 
 /// The request headers: ours, then `flakeHeaders` with `${env:NAME}` filled from `creds.json`
-/// first, then the daemon's environment.
-pub fn request_headers(target: &ScrapeTarget, creds: &Creds) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+/// first, then the daemon's environment. Every filled-in value and every header value is given to
+/// `redactor`: a server that echoes a header in an error must not put it in a log.
+pub fn request_headers(target: &ScrapeTarget, creds: &Creds, redactor: &Redactor) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let lookup = |name: &str| {
-        creds.variables.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).or_else(|| std::env::var(name).ok())
+        let value =
+            creds.variables.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).or_else(|| std::env::var(name).ok());
+        if let Some(value) = &value {
+            redactor.register(value);
+        }
+        value
     };
     let mut headers = vec![
         (ACCEPT, HeaderValue::from_static(ACCEPT_TEXT)),
@@ -72,6 +78,7 @@ pub fn request_headers(target: &ScrapeTarget, creds: &Creds) -> Result<Vec<(Head
         let name =
             HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| format!("flakeHeaders.{}: not a header name", header.name))?;
         let text = fill_header(&header.template, lookup).map_err(|reason| format!("flakeHeaders.{}: {reason}", header.name))?;
+        redactor.register(&text);
         let mut value = HeaderValue::from_str(&text).map_err(|_| {
             format!("flakeHeaders.{}: the value after placeholders holds a character HTTP headers do not allow", header.name)
         })?;
@@ -249,14 +256,16 @@ mod tests {
             ],
         };
         let creds = Creds { variables: vec![("TOKEN".to_string(), "from-creds".to_string())] };
-        let headers = request_headers(&target, &creds).unwrap();
+        let redactor = Redactor::default();
+        let headers = request_headers(&target, &creds, &redactor).unwrap();
+        assert_eq!(redactor.redact("echoed: Bearer from-creds"), "echoed: ********", "header values are secrets");
         let find = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.to_str().unwrap().to_string());
         assert_eq!(find("authorization").as_deref(), Some("Bearer from-creds"));
         assert_eq!(find("accept").as_deref(), Some("text/plain"));
         assert_eq!(headers.iter().filter(|(key, _)| key == ACCEPT).count(), 1);
         assert!(headers.iter().find(|(key, _)| key == "authorization").unwrap().1.is_sensitive());
 
-        let error = request_headers(&target, &Creds::default()).unwrap_err();
+        let error = request_headers(&target, &Creds::default(), &redactor).unwrap_err();
         assert!(error.contains("${env:TOKEN} is set neither"), "{error}");
     }
 }

@@ -197,7 +197,9 @@ fn idle_connections_are_capped_and_timed_out_and_healthz_keeps_answering() {
     let cpu = cpu_time(pid) - cpu_before;
     assert!(cpu < waited.elapsed() / 4, "{cpu:?} of CPU in {:?} while connections sat idle", waited.elapsed());
     assert_eq!(daemon.get("/healthz").map(|(status, _)| status), Some(200));
-    assert!(daemon.metric("snowflake_http_connections_refused_total").unwrap_or(0.0) >= 44.0, "{}", daemon.metrics());
+    // 300 connections: 256 ordinary slots, 16 reserved one-request slots (closed after 1 s
+    // without a request, so counted as closed above), and at least 28 refused outright.
+    assert!(daemon.metric("snowflake_http_connections_refused_total").unwrap_or(0.0) >= 28.0, "{}", daemon.metrics());
     drop(excess);
     let grown = resident_kib(pid).saturating_sub(rss_before);
     assert!(grown < 50 * 1024, "RSS grew by {grown} KiB for 300 connections");

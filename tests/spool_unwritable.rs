@@ -124,3 +124,44 @@ async fn the_spool_is_healthy_again_once_a_write_works() {
     assert_eq!(health.report().body, "ok\n");
     assert!(metrics.encode().contains("snowflake_spool_write_failing 0"));
 }
+
+/// Issue 22, item 8: with the disk full and CloudWatch down, the datapoints the spool cannot
+/// store waited in memory without bound. They are bounded like the spool now: beyond
+/// `unspooled_max_bytes` (`--spool-max-bytes`) the oldest are dropped and counted.
+#[tokio::test]
+async fn datapoints_the_spool_cannot_store_are_bounded_in_memory_and_drops_are_counted() {
+    let fake = FakeCloudWatch::new();
+    fake.set_down(Operation::PutMetricData, CallError::new(ErrorKind::Unavailable, None, "outage"));
+    let logs = tempfile::tempdir().unwrap();
+    let flake_logs = Arc::new(FlakeLogs::open(logs.path(), 7, Redactor::default()).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let spool = FillingDisk { kept: MemorySpool::default(), full: Arc::new(AtomicBool::new(true)) };
+    let limit = 100 * 1024;
+    let config = PublisherConfig {
+        flush_interval: Duration::from_millis(50),
+        max_put_rate: 1000.0,
+        unspooled_max_bytes: limit,
+        ..PublisherConfig::default()
+    };
+    let (publisher, task) = spawn_publisher(Arc::new(fake), Box::new(spool), Vec::new(), config, metrics.clone(), flake_logs);
+
+    let published: u32 = 20_000;
+    for batch in 0..published / 1000 {
+        let points = (0..1000u32).map(|index| point(f64::from(batch * 1000 + index))).collect();
+        assert_eq!(publisher.publish_durably(points).await, Accepted::WithoutSpool);
+    }
+    let report = publisher.drain(Duration::from_millis(100)).await;
+    // A point of this series takes about 140 bytes as a spool record: some 730 fit the bound.
+    assert!(report.pending > 100 && report.pending <= 800, "in memory: {report:?}");
+    assert_eq!(report.unspooled, report.pending, "{report:?}");
+    let text = metrics.encode();
+    let dropped: u64 = text
+        .lines()
+        .find(|line| line.starts_with("snowflake_spool_dropped_datapoints_total{reason=\"size\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no size drops counted: {text}"));
+    assert_eq!(dropped + report.pending, u64::from(published), "every datapoint is delivered, waiting or counted as dropped");
+    drop(publisher);
+    let stopped = task.await.unwrap();
+    assert_eq!(stopped.unspooled, report.pending, "{stopped:?}");
+}

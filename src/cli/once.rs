@@ -50,7 +50,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         println!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len());
     }
     let (creds, logs) = setup::creds_and_logs(options)?;
-    let backend = setup::backend(options).await;
+    let backend = setup::redacting_backend(options, logs.redactor()).await;
     let default_region = backend.default_region();
     let metrics = Arc::new(Metrics::new());
     let (publisher, publisher_task) = spawn_publisher(
@@ -82,10 +82,11 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         // `once` has no previous run to subtract from, so it shows counters' totals instead.
         let prepared = Prepared::new(flake, default_region.as_deref()).reporting_raw_counters();
         let (context, stop, slots) = (context.clone(), stop.clone(), slots.clone());
+        let redactor = context.logs.redactor().clone();
         runs.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore is never closed");
             let report = execute(&prepared, Utc::now(), &context, stop).await;
-            println!("{}", report.summary());
+            println!("{}", report.shown(&redactor));
             report
         });
     }

@@ -103,9 +103,13 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         command_nice: options.command_nice,
         splay: run.splay,
         // A splayed firing lasts up to the splay: its partial batch may wait that long too.
-        publisher: PublisherConfig { max_hold: DEFAULT_MAX_HOLD + run.splay, ..setup::publisher_config(options) },
+        publisher: PublisherConfig {
+            max_hold: DEFAULT_MAX_HOLD + run.splay,
+            unspooled_max_bytes: run.spool_max_bytes,
+            ..setup::publisher_config(options)
+        },
     };
-    let backend = setup::backend(options).await;
+    let backend = setup::redacting_backend(options, logs.redactor()).await;
     crate::runner::supervise_descendants();
     let services =
         Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };

@@ -25,6 +25,14 @@ pub async fn backend(options: &GlobalOptions) -> Backend {
     if options.dry_run { Backend::DryRun(DryRun::stdout()) } else { Backend::Sdk(Arc::new(SdkCloudWatch::from_env().await)) }
 }
 
+/// [`backend`], with a dry run's printed lines passing through `redactor` (the flake logs' one).
+pub async fn redacting_backend(options: &GlobalOptions, redactor: &Redactor) -> Backend {
+    match backend(options).await {
+        Backend::DryRun(dry_run) => Backend::DryRun(dry_run.redacting(redactor)),
+        sdk => sdk,
+    }
+}
+
 pub fn loader(options: &GlobalOptions) -> Loader {
     Loader::new(options.timezone, HostFacts::local())
 }

@@ -10,12 +10,15 @@ use serde_json::{Value, json};
 
 use super::fake::FakeCloudWatch;
 use super::{AlarmConfig, CallError, CloudWatch, Datum, DescribedAlarm};
+use crate::creds::Redactor;
 
 /// Prints writes; answers reads from what it printed before.
 #[derive(Clone)]
 pub struct DryRun {
     memory: FakeCloudWatch,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Every printed line passes through it: a dimension value may carry a secret.
+    redactor: Redactor,
 }
 
 impl DryRun {
@@ -25,13 +28,18 @@ impl DryRun {
     }
 
     pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
-        DryRun { memory: FakeCloudWatch::new(), out: Arc::new(Mutex::new(out)) }
+        DryRun { memory: FakeCloudWatch::new(), out: Arc::new(Mutex::new(out)), redactor: Redactor::default() }
+    }
+
+    /// The same, masking what `redactor` knows (the flake logs' one) in every printed line.
+    pub fn redacting(self, redactor: &Redactor) -> Self {
+        DryRun { redactor: redactor.clone(), ..self }
     }
 
     fn print(&self, line: Value) {
         let mut out = self.out.lock().expect("dry-run output poisoned");
         // A closed stdout (e.g. `| head`) must not stop the daemon; the line is simply lost.
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", self.redactor.redact(&line.to_string()));
         let _ = out.flush();
     }
 }

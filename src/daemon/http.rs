@@ -4,8 +4,12 @@
 //! The listener may face a hostile network (the image listens on 0.0.0.0), so what a client can
 //! hold is bounded: a connection must send a request's headers within [`HEADER_READ_TIMEOUT`]
 //! (also between keep-alive requests), lives at most [`CONNECTION_LIFETIME`], and at most
-//! [`MAX_CONNECTIONS`] are open at once; beyond that a new connection is closed at once. When
-//! accepting fails (out of descriptors), the loop backs off instead of spinning.
+//! [`MAX_CONNECTIONS`] are open at once. Busy keep-alive clients can legitimately hold all of
+//! those (256 scrapers each asking every few seconds), so [`RESERVED_CONNECTIONS`] more are kept
+//! for whoever comes when the rest are taken: such a connection serves one request and closes,
+//! and must send it within [`RESERVED_HEADER_TIMEOUT`], so a liveness probe always finds a slot
+//! that turns over within a second or two (issue 22). Beyond both, a new connection is closed at
+//! once. When accepting fails (out of descriptors), the loop backs off instead of spinning.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,6 +38,12 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one connection; a scraper simply opens the next.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Connections kept for when [`MAX_CONNECTIONS`] are taken: one request each, then closed.
+pub const RESERVED_CONNECTIONS: usize = 16;
+/// Time a connection on a reserved slot has to send its one request's headers.
+pub const RESERVED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest life of a connection on a reserved slot: one request and its answer.
+const RESERVED_LIFETIME: Duration = Duration::from_secs(5);
 /// Back-off after a failed accept (no descriptors left, say): from the first to the last.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
@@ -50,6 +60,7 @@ pub async fn serve(
     tracing::info!(%address, "serving /healthz and /metrics");
     Ok(tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let reserved = Arc::new(Semaphore::new(RESERVED_CONNECTIONS));
         let mut backoff = None;
         loop {
             let accepted = tokio::select! {
@@ -77,20 +88,31 @@ pub async fn serve(
                     }
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                metrics.http_connections_refused.inc();
-                drop(stream);
-                continue;
+            // A full house of keep-alive clients must not lock out a probe: past the ordinary
+            // slots, a connection gets one quick request on a reserved one.
+            let (slot, one_request) = match slots.clone().try_acquire_owned() {
+                Ok(slot) => (slot, false),
+                Err(_) => match reserved.clone().try_acquire_owned() {
+                    Ok(slot) => (slot, true),
+                    Err(_) => {
+                        metrics.http_connections_refused.inc();
+                        drop(stream);
+                        continue;
+                    }
+                },
             };
             let (health, metrics) = (health.clone(), metrics.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 let service = service_fn(move |request| respond(request, health.clone(), metrics.clone()));
+                let (header_timeout, lifetime) =
+                    if one_request { (RESERVED_HEADER_TIMEOUT, RESERVED_LIFETIME) } else { (HEADER_READ_TIMEOUT, CONNECTION_LIFETIME) };
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(!one_request)
                     .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+                let _ = tokio::time::timeout(lifetime, connection).await;
             });
         }
     }))

@@ -301,6 +301,17 @@ pub fn parse_scrape(fields: &Fields, scrape: bool, context: &Context, problems: 
             problems.error("flakeUrl", reason);
             None
         }
+        // Before anything quotes the URL: a password in it must not reach `check`'s output.
+        Ok(url) if has_user_info(&url) => {
+            problems.error(
+                "flakeUrl",
+                "holds a user name or password (user:password@), which would be logged with every failed scrape and is not \
+                 sent as Basic auth; remove it and send it as a header from creds.json: \
+                 \"flakeHeaders\": {\"Authorization\": \"Basic ${env:EXPORTER_AUTH}\"} with EXPORTER_AUTH set to the \
+                 base64 of user:password",
+            );
+            None
+        }
         Ok(url) => match url_problem(&url) {
             Some(reason) => {
                 problems.error("flakeUrl", format!("\"{}\" {reason}", shorten(&template, 80)));
@@ -311,6 +322,13 @@ pub fn parse_scrape(fields: &Fields, scrape: bool, context: &Context, problems: 
     });
     let headers = parse_headers(fields, problems);
     Some(ScrapeTarget { url: url?, headers: headers? })
+}
+
+/// Whether `url` names a user (`http://user:password@host/`): credentials belong in a header.
+fn has_user_info(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 /// Why `url` is not one the scraper can GET.
@@ -523,6 +541,8 @@ mod tests {
             (json!({}), "flakeUrl: is required"),
             (json!({"flakeUrl": "ftp://host/metrics"}), "flakeUrl: \"ftp://host/metrics\" must start with http:// or https://"),
             (json!({"flakeUrl": "not a url"}), "flakeUrl: \"not a url\" is not a URL"),
+            (json!({"flakeUrl": "http://admin:hunter22@x:9100/metrics"}), "flakeUrl: holds a user name or password (user:password@)"),
+            (json!({"flakeUrl": "https://token@x/metrics?a=b@c"}), "flakeUrl: holds a user name or password"),
             (json!({"flakeUrl": "http://x/", "flakeCommand": "true"}), "flakeCommand: a scrape flake GETs flakeUrl"),
             (json!({"flakeUrl": "http://x/", "flakeHeaders": {"Bad Name": "v"}}), "flakeHeaders.Bad Name: is not an HTTP header name"),
             (
@@ -541,8 +561,12 @@ mod tests {
         for (value, expected) in cases {
             let (_, problems) = scrape(value.clone());
             assert!(problems.iter().any(|message| message.starts_with(expected)), "{value}: expected {expected:?} in {problems:?}");
-            assert!(problems.iter().all(|message| !message.contains("s3cr3t")), "{problems:?}");
+            assert!(problems.iter().all(|message| !message.contains("s3cr3t") && !message.contains("hunter22")), "{problems:?}");
         }
+        let (_, problems) = scrape(json!({"flakeUrl": "http://admin:hunter22@x:9100/metrics"}));
+        assert!(problems[0].contains("\"Authorization\": \"Basic ${env:EXPORTER_AUTH}\""), "{problems:?}");
+        let (target, problems) = scrape(json!({"flakeUrl": "http://x:9100/metrics?email=a@b"}));
+        assert!(problems.is_empty() && target.is_some(), "an @ after the host is no user: {problems:?}");
     }
 
     #[test]

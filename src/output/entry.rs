@@ -45,11 +45,57 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Most rejected entries kept with their reasons; the rest are only counted. A log lists
+/// [`crate::flakelog::LOGGED_REJECTIONS`] of them, and an output of millions of bad lines must
+/// not cost memory in proportion (issue 22).
+pub const KEPT_REJECTIONS: usize = 20;
+
+/// The entries one output rejected: the first [`KEPT_REJECTIONS`] with why, and how many in all.
+/// It reads as the slice of those kept; [`Rejections::total`] counts every one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rejections {
+    kept: Vec<Rejection>,
+    total: usize,
+}
+
+impl Rejections {
+    /// Counts `rejection`, and keeps it if fewer than [`KEPT_REJECTIONS`] are kept.
+    pub fn push(&mut self, rejection: Rejection) {
+        self.total += 1;
+        if self.kept.len() < KEPT_REJECTIONS {
+            self.kept.push(rejection);
+        }
+    }
+
+    /// How many entries were rejected, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+impl std::ops::Deref for Rejections {
+    type Target = [Rejection];
+
+    fn deref(&self) -> &[Rejection] {
+        &self.kept
+    }
+}
+
 /// Everything one run's output yielded.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
     pub entries: Vec<Entry>,
-    pub rejections: Vec<Rejection>,
+    pub rejections: Rejections,
+}
+
+impl Parsed {
+    /// Adds `entry` if `cap` lets its series through (dropping those of series it evicts).
+    pub fn keep(&mut self, entry: Entry, cap: &mut super::series_guard::SeriesCap) {
+        if cap.admit(&entry) {
+            self.entries.push(entry);
+            cap.prune(&mut self.entries, |entry| entry);
+        }
+    }
 }
 
 /// Output that cannot be read at all: the whole run failed, nothing is published.

@@ -13,10 +13,16 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable, excerpt};
+use super::series_guard::SeriesCap;
 use crate::flake::canonical_unit;
 
 /// The entries in `stdout`, or why it is not a JSON metrics document at all.
 pub fn parse(stdout: &[u8], truncated: bool, rules: &EntryRules) -> Result<Parsed, Unreadable> {
+    parse_capped(stdout, truncated, rules, &mut SeriesCap::new(usize::MAX))
+}
+
+/// Like [`parse`], keeping only the entries of the series `cap` lets through as they are read.
+pub fn parse_capped(stdout: &[u8], truncated: bool, rules: &EntryRules, cap: &mut SeriesCap) -> Result<Parsed, Unreadable> {
     if truncated {
         return Err(Unreadable("output was cut short at the size limit, so it is not a whole JSON document".to_string()));
     }
@@ -37,7 +43,7 @@ pub fn parse(stdout: &[u8], truncated: bool, rules: &EntryRules) -> Result<Parse
             for (name, value) in members {
                 let entry = format!("member {:?}", excerpt(&name));
                 match named_value(&name, value, rules) {
-                    Ok(accepted) => parsed.entries.push(accepted),
+                    Ok(accepted) => parsed.keep(accepted, cap),
                     Err(reason) => parsed.rejections.push(Rejection { entry, reason }),
                 }
             }
@@ -45,7 +51,7 @@ pub fn parse(stdout: &[u8], truncated: bool, rules: &EntryRules) -> Result<Parse
         Document::Array(elements) => {
             for (index, element) in elements.into_iter().enumerate() {
                 match array_entry(element, rules) {
-                    Ok(accepted) => parsed.entries.push(accepted),
+                    Ok(accepted) => parsed.keep(accepted, cap),
                     Err((name, reason)) => {
                         let entry = match name {
                             Some(name) => format!("entry {} ({:?})", index + 1, excerpt(&name)),
@@ -57,6 +63,7 @@ pub fn parse(stdout: &[u8], truncated: bool, rules: &EntryRules) -> Result<Parse
             }
         }
     }
+    cap.finish(&mut parsed.entries, |entry| entry);
     Ok(parsed)
 }
 

@@ -29,5 +29,5 @@ mod number;
 pub mod prometheus;
 pub mod series_guard;
 
-pub use entry::{Dimension, Entry, EntryRules, Parsed, Rejection, Unreadable};
+pub use entry::{Dimension, Entry, EntryRules, KEPT_REJECTIONS, Parsed, Rejection, Rejections, Unreadable};
 pub use number::{Rejected, parse_value};

@@ -8,6 +8,7 @@
 //! and a damaged item cannot swallow more than the rest of its own line.
 
 use super::entry::{Entry, EntryRules, Parsed, Rejection, Unreadable, excerpt};
+use super::series_guard::SeriesCap;
 
 /// The metric that carries the plugin's state, 0 to 3.
 pub const STATE_METRIC: &str = "NagiosState";
@@ -69,6 +70,17 @@ pub struct PluginOutput {
 /// Text that is not UTF-8 is read with replacement characters: plugins print whatever their
 /// locale gives them, and the text only feeds the log line.
 pub fn parse(stdout: &[u8], exit_code: Option<i32>, truncated: bool, rules: &EntryRules) -> Result<PluginOutput, Unreadable> {
+    parse_capped(stdout, exit_code, truncated, rules, &mut SeriesCap::new(usize::MAX))
+}
+
+/// Like [`parse`], keeping only the entries of the series `cap` lets through as they are read.
+pub fn parse_capped(
+    stdout: &[u8],
+    exit_code: Option<i32>,
+    truncated: bool,
+    rules: &EntryRules,
+    cap: &mut SeriesCap,
+) -> Result<PluginOutput, Unreadable> {
     let text = String::from_utf8_lossy(stdout);
     let summary = text.lines().next().map(|line| line.split('|').next().unwrap_or("").trim()).unwrap_or("").to_string();
     let said = if summary.is_empty() { "it printed nothing".to_string() } else { format!("it said {:?}", excerpt(&summary)) };
@@ -85,15 +97,16 @@ pub fn parse(stdout: &[u8], exit_code: Option<i32>, truncated: bool, rules: &Ent
     for line in perfdata_lines(&text) {
         for item in split_items(line) {
             match item.and_then(|item| entry(&item, rules)) {
-                Ok(accepted) => parsed.entries.push(accepted),
+                Ok(accepted) => parsed.keep(accepted, cap),
                 Err(rejection) => parsed.rejections.push(rejection),
             }
         }
     }
     match rules.metric_name(STATE_METRIC) {
-        Ok(name) => parsed.entries.push(Entry { name, value: state.value(), unit: Some("None"), dimensions: Vec::new() }),
+        Ok(name) => parsed.keep(Entry { name, value: state.value(), unit: Some("None"), dimensions: Vec::new() }, cap),
         Err(reason) => parsed.rejections.push(Rejection { entry: STATE_METRIC.to_string(), reason }),
     }
+    cap.finish(&mut parsed.entries, |entry| entry);
     Ok(PluginOutput { state, summary, parsed })
 }
 

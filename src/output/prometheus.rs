@@ -13,8 +13,9 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use super::entry::{Dimension, Entry, EntryRules, Rejection, Unreadable, excerpt};
+use super::entry::{Dimension, Entry, EntryRules, Rejection, Rejections, Unreadable, excerpt};
 use super::exposition::{self, Line};
+use super::series_guard::SeriesCap;
 
 /// How a sample's value becomes a datapoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scrape {
     pub samples: Vec<Sample>,
-    pub rejections: Vec<Rejection>,
+    pub rejections: Rejections,
 }
 
 /// Which labels become dimensions (`flakeMetrics.labels`).
@@ -152,6 +153,18 @@ enum Role<'a> {
 
 /// The samples `body` holds, or why it cannot be read at all.
 pub fn parse(body: &[u8], truncated: bool, selection: &Selection, rules: &EntryRules) -> Result<Scrape, Unreadable> {
+    parse_capped(body, truncated, selection, rules, &mut SeriesCap::new(usize::MAX))
+}
+
+/// Like [`parse`], keeping only the samples of the series `cap` lets through as they are read,
+/// so an exposition of a million series costs memory for the kept ones, not for all (issue 22).
+pub fn parse_capped(
+    body: &[u8],
+    truncated: bool,
+    selection: &Selection,
+    rules: &EntryRules,
+    cap: &mut SeriesCap,
+) -> Result<Scrape, Unreadable> {
     if truncated {
         return Err(Unreadable("output was cut short at the size limit, so the exposition is incomplete".to_string()));
     }
@@ -161,34 +174,46 @@ pub fn parse(body: &[u8], truncated: bool, selection: &Selection, rules: &EntryR
         let first = &lines.rejections[0];
         return Err(Unreadable(format!(
             "output is not Prometheus text: none of its {} lines is a sample or a # line ({}: {})",
-            lines.rejections.len(),
+            lines.rejections.total(),
             first.entry,
             first.reason
         )));
     }
-    let mut scrape = Scrape { samples: Vec::with_capacity(lines.samples.len()), rejections: lines.rejections };
+    let mut scrape = Scrape { samples: Vec::new(), rejections: lines.rejections };
     let types = lines.types;
-    for (number, sample) in lines.samples {
+    // The second pass: the sample lines again (the first kept only their types and errors, so
+    // no line is held twice), each selected sample offered to the cap.
+    for (index, line) in text.lines().enumerate() {
+        let sample = match exposition::parse_line(line) {
+            Ok(Line::Sample(sample)) => sample,
+            Ok(Line::Eof) => break,
+            Ok(_) | Err(_) => continue,
+        };
         match read_sample(&sample, &types, selection, rules) {
-            Ok(Some(selected)) => scrape.samples.push(selected),
+            Ok(Some(selected)) => {
+                if cap.admit(&selected.entry) {
+                    scrape.samples.push(selected);
+                    cap.prune(&mut scrape.samples, |sample| &sample.entry);
+                }
+            }
             Ok(None) => {}
-            Err(reason) => scrape.rejections.push(Rejection { entry: format!("line {number} ({})", sample.name), reason }),
+            Err(reason) => scrape.rejections.push(Rejection { entry: format!("line {} ({})", index + 1, excerpt(sample.name)), reason }),
         }
     }
+    cap.finish(&mut scrape.samples, |sample| &sample.entry);
     Ok(scrape)
 }
 
-/// The first pass over an exposition: its sample lines, its families' types, the lines that do
-/// not parse, and how many lines did.
+/// The first pass over an exposition: its families' types, the lines that do not parse, and how
+/// many lines did.
 struct Lines<'a> {
-    samples: Vec<(usize, exposition::Sample<'a>)>,
     types: HashMap<&'a str, FamilyType>,
-    rejections: Vec<Rejection>,
+    rejections: Rejections,
     understood: usize,
 }
 
 fn read_lines(text: &str) -> Lines<'_> {
-    let mut lines = Lines { samples: Vec::new(), types: HashMap::new(), rejections: Vec::new(), understood: 0 };
+    let mut lines = Lines { types: HashMap::new(), rejections: Rejections::default(), understood: 0 };
     let mut numbered = text.lines().enumerate();
     for (index, line) in numbered.by_ref() {
         let number = index + 1;
@@ -212,7 +237,7 @@ fn read_lines(text: &str) -> Lines<'_> {
                     excerpt(kind)
                 ))),
             },
-            Ok(Line::Sample(sample)) => lines.samples.push((number, sample)),
+            Ok(Line::Sample(_)) => {}
             Err(reason) => lines.rejections.push(rejected(reason)),
         }
     }

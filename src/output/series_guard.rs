@@ -6,7 +6,8 @@
 //! run to run and bill for both. So the kept series are the first ones in sorted order of name,
 //! then dimensions; the entries themselves keep their order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 
 use super::entry::{Dimension, Entry};
 
@@ -32,6 +33,79 @@ pub fn cap_series(entries: Vec<Entry>, max_series: usize) -> Guarded {
     let keep: Vec<bool> = keys.iter().map(|key| kept.contains(key)).collect();
     let entries = entries.into_iter().zip(keep).filter_map(|(entry, keep)| keep.then_some(entry)).collect();
     Guarded { entries, series: max_series, dropped_series: total - max_series }
+}
+
+/// The series guard applied while an output is read, so a million series never sit in memory
+/// at once when 200 are kept (issue 22): it keeps the first `max_series` series in sorted order
+/// seen so far, and counts every distinct series (by a 64-bit hash) to say how many it dropped.
+/// Which series survive is the same as [`cap_series`] would choose from all of them.
+#[derive(Debug)]
+pub struct SeriesCap {
+    max_series: usize,
+    kept: BTreeSet<(String, Vec<Dimension>)>,
+    seen: HashSet<u64>,
+    /// The candidates list is pruned of evicted series when it reaches this length.
+    prune_at: usize,
+}
+
+impl SeriesCap {
+    /// `usize::MAX` keeps everything and counts nothing.
+    pub fn new(max_series: usize) -> Self {
+        SeriesCap { max_series, kept: BTreeSet::new(), seen: HashSet::new(), prune_at: 2 * max_series.clamp(1024, 1 << 20) }
+    }
+
+    fn uncapped(&self) -> bool {
+        self.max_series == usize::MAX
+    }
+
+    /// Whether `entry`'s series is, for now, among the kept ones; it is counted as seen either way.
+    pub fn admit(&mut self, entry: &Entry) -> bool {
+        if self.uncapped() {
+            return true;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        (entry.name.as_str(), entry.dimensions.as_slice()).hash(&mut hasher);
+        self.seen.insert(hasher.finish());
+        let key = (entry.name.as_str(), entry.dimensions.as_slice());
+        let full = self.kept.len() >= self.max_series;
+        // Most series of a big exposition sort after the kept ones: refused without a copy.
+        if full && self.kept.last().is_none_or(|(name, dimensions)| key > (name.as_str(), dimensions.as_slice())) {
+            return false;
+        }
+        let owned = (entry.name.clone(), entry.dimensions.clone());
+        if self.kept.contains(&owned) {
+            return true;
+        }
+        self.kept.insert(owned);
+        if self.kept.len() > self.max_series {
+            self.kept.pop_last();
+        }
+        true
+    }
+
+    /// Drops from `candidates` the items of series evicted since, once the list has grown enough.
+    pub fn prune<T>(&mut self, candidates: &mut Vec<T>, entry: impl Fn(&T) -> &Entry) {
+        if !self.uncapped() && candidates.len() >= self.prune_at {
+            self.finish(candidates, entry);
+            self.prune_at = (2 * candidates.len()).max(self.prune_at);
+        }
+    }
+
+    /// Leaves in `candidates` only the items of the kept series.
+    pub fn finish<T>(&self, candidates: &mut Vec<T>, entry: impl Fn(&T) -> &Entry) {
+        if self.uncapped() {
+            return;
+        }
+        candidates.retain(|item| {
+            let entry = entry(item);
+            self.kept.contains(&(entry.name.clone(), entry.dimensions.clone()))
+        });
+    }
+
+    /// Distinct series seen and not kept.
+    pub fn dropped_series(&self) -> usize {
+        self.seen.len().saturating_sub(self.kept.len())
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +160,28 @@ mod tests {
     fn a_cap_of_zero_drops_everything() {
         let guarded = cap_series(vec![entry("a", None, 1.0)], 0);
         assert_eq!((guarded.series, guarded.dropped_series, guarded.entries.len()), (0, 1, 0));
+    }
+
+    #[test]
+    fn the_streaming_cap_keeps_what_cap_series_keeps_and_counts_the_rest() {
+        let mut printed = Vec::new();
+        for round in 0..3 {
+            for index in (0..500).rev() {
+                printed.push(entry(&format!("m{index:03}"), Some(if index % 2 == 0 { "a" } else { "b" }), f64::from(round)));
+            }
+        }
+        let mut cap = SeriesCap::new(7);
+        let mut candidates = Vec::new();
+        for entry in printed.clone() {
+            if cap.admit(&entry) {
+                candidates.push(entry);
+                cap.prune(&mut candidates, |entry| entry);
+            }
+        }
+        cap.finish(&mut candidates, |entry| entry);
+        let whole = cap_series(printed, 7);
+        assert_eq!(candidates, whole.entries);
+        assert_eq!(cap.dropped_series(), whole.dropped_series);
+        assert_eq!(cap.dropped_series(), 493);
     }
 }

@@ -57,6 +57,10 @@ pub struct PublisherConfig {
     /// While runs hold partial batches back (see [`super::hold`]), a queue is sent at the latest
     /// this long after its oldest datapoint arrived.
     pub max_hold: Duration,
+    /// Datapoints the spool could not store (a full disk) wait in memory; beyond this many bytes
+    /// (counted as their spool records would take) the oldest are dropped, as the spool drops
+    /// its own beyond `--spool-max-bytes`, which sets both.
+    pub unspooled_max_bytes: u64,
 }
 
 impl Default for PublisherConfig {
@@ -67,6 +71,7 @@ impl Default for PublisherConfig {
             commit_window: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(5),
             max_hold: DEFAULT_MAX_HOLD,
+            unspooled_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -182,6 +187,7 @@ pub fn spawn_publisher<C: CloudWatch>(
         drains: Vec::new(),
         totals: DrainReport::default(),
         next_limit_check: Instant::now(),
+        unspooled_added: 0,
         closed_at: None,
     };
     let now = Instant::now();
@@ -222,6 +228,10 @@ struct Publisher<C> {
     drains: Vec<(Instant, oneshot::Sender<DrainReport>)>,
     totals: DrainReport,
     next_limit_check: Instant,
+    /// Bytes of datapoints put in queues without a spool copy since they were last counted: an
+    /// upper bound of what they hold now (delivered ones are not subtracted), so they are
+    /// counted exactly only once this passes `unspooled_max_bytes`.
+    unspooled_added: u64,
     /// When the last handle was dropped; the publisher gives up sending `shutdown_timeout` later.
     closed_at: Option<Instant>,
 }
@@ -329,7 +339,13 @@ impl<C: CloudWatch> Publisher<C> {
         self.metrics.spool_write_failing.set(i64::from(first_seq.is_none()));
         for (index, (point, arrived)) in batch.into_iter().enumerate() {
             let seq = first_seq.map(|first| first + index as u64);
+            if seq.is_none() {
+                self.unspooled_added += record_bytes(&point);
+            }
             self.enqueue(Queued { seq, point, ready_at: arrived + self.config.flush_interval, held_until: arrived + self.config.max_hold });
+        }
+        if self.unspooled_added > self.config.unspooled_max_bytes {
+            self.bound_unspooled();
         }
         for committed in std::mem::take(&mut self.waiting_for_commit) {
             let _ = committed.send(first_seq.is_some());
@@ -337,6 +353,66 @@ impl<C: CloudWatch> Publisher<C> {
         // The size bound is checked right after the spool grew.
         self.next_limit_check = Instant::now();
         self.update_spool_gauges().await;
+    }
+
+    /// Keeps the datapoints waiting without a spool copy under `unspooled_max_bytes`, dropping
+    /// the oldest (down to 90% of it, so this runs once per tenth of the bound, not per commit).
+    /// Without this, a full disk during an outage grew memory without bound (issue 22).
+    fn bound_unspooled(&mut self) {
+        let limit = self.config.unspooled_max_bytes;
+        let mut sizes: Vec<(Instant, u64)> = Vec::new();
+        for queue in self.queues.values() {
+            let sendable = queue.items.iter().skip(queue.in_flight());
+            sizes.extend(sendable.filter(|item| item.seq.is_none()).map(|item| (item.ready_at, record_bytes(&item.point))));
+        }
+        sizes.extend(self.windows.iter().filter(|item| item.seq.is_none()).map(|item| (item.ready_at, record_bytes(&item.point))));
+        let total: u64 = sizes.iter().map(|(_, bytes)| bytes).sum();
+        self.unspooled_added = total;
+        if total <= limit {
+            return;
+        }
+        sizes.sort_unstable_by_key(|(ready_at, _)| *ready_at);
+        let target = limit - limit / 10;
+        // Dropped: everything that arrived before `cutoff`, and `at_cutoff` of what arrived at
+        // it (one commit's datapoints share an arrival time).
+        let mut left = total;
+        let mut cutoff = None;
+        let mut at_cutoff = 0u64;
+        for (ready_at, bytes) in &sizes {
+            if left <= target {
+                break;
+            }
+            left -= bytes;
+            if cutoff != Some(*ready_at) {
+                (cutoff, at_cutoff) = (Some(*ready_at), 0);
+            }
+            at_cutoff += 1;
+        }
+        let Some(cutoff) = cutoff else { return };
+        let mut dropped = 0u64;
+        let mut old_unspooled = |item: &Queued| {
+            let drop = item.seq.is_none()
+                && (item.ready_at < cutoff
+                    || (item.ready_at == cutoff && at_cutoff > 0 && {
+                        at_cutoff -= 1;
+                        true
+                    }));
+            dropped += u64::from(drop);
+            drop
+        };
+        for queue in self.queues.values_mut() {
+            // Items being sent stay: their outcome will come back for them.
+            let keep_front = queue.in_flight();
+            let mut index = 0;
+            queue.items.retain(|item| {
+                index += 1;
+                !(index > keep_front && old_unspooled(item))
+            });
+        }
+        self.windows.retain(|item| !old_unspooled(item));
+        self.unspooled_added = left;
+        tracing::warn!(count = dropped, held_in_memory = true, "dropped the oldest spooled datapoints to stay under --spool-max-bytes");
+        self.metrics.spool_drop(DropReason::Size, dropped);
     }
 
     /// Into its queue, or, if aggregated, to wait for its window.
@@ -549,6 +625,15 @@ impl<C: CloudWatch> Publisher<C> {
         self.metrics.spool_bytes.set(stats.bytes as i64);
         self.metrics.spool_datapoints.set(stats.pending as i64);
     }
+}
+
+/// About what `point`'s spool record takes: its fixed fields and framing, and its series' text.
+fn record_bytes(point: &Datapoint) -> u64 {
+    const FIXED: usize = 120;
+    let series = &point.series;
+    let text = series.flake.len() + series.region.len() + series.namespace.len() + series.metric_name.len() + series.unit.len();
+    let dimensions: usize = series.dimensions.iter().map(|(name, value)| name.len() + value.len() + 8).sum();
+    (FIXED + text + dimensions) as u64
 }
 
 async fn sleep_until(at: Option<Instant>) {
