@@ -104,6 +104,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         splay: run.splay,
         // A splayed firing lasts up to the splay: its partial batch may wait that long too.
         publisher: PublisherConfig { max_hold: DEFAULT_MAX_HOLD + run.splay, ..setup::publisher_config(options) },
+        container_engine: options.container_engine.clone(),
     };
     let backend = setup::backend(options).await;
     crate::runner::supervise_descendants();
