@@ -30,20 +30,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/scripts/containers.conf}"
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 # Docker's image format: the OCI format has no HEALTHCHECK, and podman would drop it.
 export BUILDAH_FORMAT=docker
-CACHE="${SNOWFLAKE_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/specialsnowflake}"
-base=localhost/specialsnowflake-base:bookworm
-tarball="$CACHE/debian-bookworm-base.tar"
-
-if ! podman image exists "$base"; then
-    if [ ! -s "$tarball" ]; then
-        echo "podman-image.sh: making a Debian bookworm base with mmdebstrap (first run only, about a minute)" >&2
-        mkdir -p "$CACHE"
-        mmdebstrap --quiet --format=tar --variant=minbase --include=bash,curl,jq,procps,tini,ca-certificates \
-            bookworm "$tarball.partial" >&2 || die "mmdebstrap failed; is deb.debian.org reachable?"
-        mv "$tarball.partial" "$tarball"
-    fi
-    podman import --quiet "$tarball" "$base" >/dev/null
-fi
+base="$(scripts/podman-base.sh)"
 
 context="$(mktemp -d "${TMPDIR:-/tmp}/snowflake-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT

@@ -143,7 +143,7 @@ pub(super) fn parse_container(
     };
     let pull = match fields.strict_text("flakeImagePull", problems) {
         None => Some(PullPolicy::Missing),
-        Some(_) if matches!(source, Some(ImageSource::Build(_))) => {
+        Some(_) if fields.raw("flakeBuild").is_some() && fields.raw("flakeImage").is_none() => {
             problems.error("flakeImagePull", "applies to flakeImage only; a flakeBuild image is built here, never pulled; remove it");
             None
         }
@@ -366,12 +366,116 @@ pub fn parse_memory(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * factor as f64;
-    (bytes.is_finite() && bytes >= 1.0 && bytes < 1e18).then_some(bytes as u64)
+    (1.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::flake::{Context, Flake, parse_flake};
+    use crate::placeholders::HostFacts;
+
+    fn parse_in(dir: &Path, value: Value) -> (Option<Flake>, Vec<String>) {
+        let facts = HostFacts::local();
+        let context = Context { default_zone: chrono_tz::UTC, facts: &facts };
+        let (flake, problems) = parse_flake(&dir.join("f.json"), &value.to_string(), &context);
+        (flake, problems.into_iter().map(|problem| problem.to_string()).collect())
+    }
+
+    fn parse(value: Value) -> (Option<Flake>, Vec<String>) {
+        parse_in(Path::new("/nonexistent"), value)
+    }
+
+    fn flake(extra: Value) -> Value {
+        let mut flake =
+            json!({"flakeName": "q", "flakeCronstring": "* * * * *", "flakeCommand": "mysql -e 'select 1'", "flakeMetricNamespace": "N"});
+        for (key, value) in extra.as_object().unwrap() {
+            flake[key] = value.clone();
+        }
+        flake
+    }
+
+    #[test]
+    fn an_image_with_its_defaults() {
+        let (flake, problems) = parse(flake(json!({"flakeImage": "mysql:8.4"})));
+        assert!(problems.is_empty(), "{problems:?}");
+        let container = flake.unwrap().container.unwrap();
+        assert_eq!(container.image, ImageSource::Reference("mysql:8.4".to_string()));
+        assert_eq!(container.pull, PullPolicy::Missing);
+        assert!(container.read_only);
+        assert!(container.mounts.is_empty());
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let options = json!({"memory": "256MiB", "cpus": "0.5", "network": "none", "user": 1000, "readOnly": false,
+                             "mounts": [{"source": "conf/mysql", "target": "/etc/mysql/conf.d"}]});
+        let (flake, problems) = parse(flake(json!({"flakeImage": "mysql:8.4", "flakeImagePull": "Always", "flakeContainer": options})));
+        assert!(problems.is_empty(), "{problems:?}");
+        let container = flake.unwrap().container.unwrap();
+        assert_eq!(container.pull, PullPolicy::Always);
+        assert_eq!(container.memory_bytes, Some(256 << 20));
+        assert_eq!(container.cpus, Some(0.5));
+        assert_eq!(container.network.as_deref(), Some("none"));
+        assert_eq!(container.user.as_deref(), Some("1000"));
+        assert!(!container.read_only);
+        assert_eq!(container.mounts, vec![Mount { source: PathBuf::from("conf/mysql"), target: "/etc/mysql/conf.d".to_string() }]);
+    }
+
+    #[test]
+    fn bad_fields_name_the_field_and_the_fix() {
+        let cases = [
+            (json!({"flakeImage": "a", "flakeBuild": "b"}), "flakeBuild: and flakeImage are both set"),
+            (json!({"flakeImagePull": "sometimes", "flakeImage": "a"}), "flakeImagePull: \"sometimes\" is not a pull policy"),
+            (json!({"flakeContainer": {}}), "flakeContainer: needs flakeImage"),
+            (json!({"flakeImage": "a", "flakeContainer": {"memory": "lots"}}), "flakeContainer.memory: \"lots\" is not an amount"),
+            (json!({"flakeImage": "a", "flakeContainer": {"memory": "1MiB"}}), "flakeContainer.memory: is below"),
+            (json!({"flakeImage": "a", "flakeContainer": {"cpus": 0}}), "flakeContainer.cpus: 0 is out of range"),
+            (json!({"flakeImage": "a", "flakeContainer": {"network": "overlay"}}), "flakeContainer.network:"),
+            (
+                json!({"flakeImage": "a", "flakeContainer": {"mounts": [{"source": "../etc", "target": "/x"}]}}),
+                "flakeContainer.mounts[0].source:",
+            ),
+            (
+                json!({"flakeImage": "a", "flakeContainer": {"mounts": [{"source": "/etc", "target": "/x"}]}}),
+                "flakeContainer.mounts[0].source:",
+            ),
+            (
+                json!({"flakeImage": "a", "flakeContainer": {"mounts": [{"source": "etc", "target": "x"}]}}),
+                "flakeContainer.mounts[0].target:",
+            ),
+            (json!({"flakeImage": "a", "flakeContainer": {"privileged": true}}), "flakeContainer.privileged: warning: unknown key"),
+            (json!({"flakeImage": "a b"}), "flakeImage:"),
+            (json!({"flakeImage": "a", "flakeWorkingDirectory": "sub"}), "flakeWorkingDirectory: \"sub\" is relative"),
+            (json!({"flakeBuild": "nowhere"}), "flakeBuild: /nonexistent/nowhere has no Dockerfile"),
+            (json!({"flakeBuild": "nowhere", "flakeImagePull": "never"}), "flakeImagePull: applies to flakeImage only"),
+        ];
+        for (extra, expected) in cases {
+            let (_, problems) = parse(flake(extra.clone()));
+            assert!(problems.iter().any(|problem| problem.starts_with(expected)), "{extra}: expected {expected:?} in {problems:?}");
+        }
+    }
+
+    #[test]
+    fn scrape_and_alarms_flakes_take_no_image() {
+        let scrape = json!({"flakeName": "s", "flakeType": "scrape", "flakeCronstring": "* * * * *", "flakeUrl": "http://x/metrics",
+                            "flakeMetricNamespace": "N", "flakeImage": "a"});
+        let (flake, problems) = parse(scrape);
+        assert!(flake.is_none());
+        assert!(problems.iter().any(|problem| problem.starts_with("flakeImage: only metric and job flakes")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_build_directory_is_relative_to_the_flake_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tool")).unwrap();
+        std::fs::write(dir.path().join("tool/Dockerfile"), "FROM x\n").unwrap();
+        let (flake, problems) = parse_in(dir.path(), flake(json!({"flakeBuild": "tool"})));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(flake.unwrap().container.unwrap().image, ImageSource::Build(dir.path().join("tool")));
+    }
 
     #[test]
     fn memory_amounts() {

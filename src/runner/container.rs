@@ -84,7 +84,8 @@ pub async fn run_in_container(
         Ok(Ok(attached)) => attached.output,
         Ok(Err(error)) => {
             removal.now().await;
-            return (failed(engine.explain("could not attach to the container's output", &error)), None);
+            // podman prepares the container (runc create) at the attach: a missing /bin/sh shows here.
+            return (failed(start_failure(engine, &container.image, &error)), None);
         }
         Err(_) => {
             removal.now().await;
