@@ -339,3 +339,23 @@ fn an_image_without_bin_sh_fails_the_run_and_says_so() {
     assert!(stdout.contains("has no /bin/sh"), "{stdout}{stderr}");
     assert!(containers_with(&format!("{FLAKE_LABEL}={name}")).is_empty());
 }
+
+#[test]
+fn test_a_flake_runs_an_image_flake() {
+    let engine = Engine::start();
+    let workspace = Workspace::new();
+    let name = unique("tried");
+    workspace.add(&name, image_flake(&name, "echo 17"));
+    let (code, stdout, stderr) = run(Command::new(repo_path("test-a-flake.sh"))
+        .args(["--local", "--dry-run", &name])
+        .env("SNOWFLAKE_BIN", env!("CARGO_BIN_EXE_snowflake"))
+        .env("SNOWFLAKE_CONTAINER_ENGINE", engine.socket())
+        .env("SNOWFLAKE_FLAKES", workspace.flakes())
+        .env("SNOWFLAKE_LOG_DIR", workspace.logs())
+        .env("SNOWFLAKE_STATE_DIR", workspace.state())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{name}: ok value=17")), "{stdout}{stderr}");
+    assert!(containers_with(&format!("{FLAKE_LABEL}={name}")).is_empty());
+}

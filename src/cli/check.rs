@@ -65,14 +65,17 @@ pub async fn run(paths: &[PathBuf], options: &GlobalOptions) -> ExitCode {
 /// Flakes with their own image: a warning when no engine answers at the socket they would use
 /// (their runs would fail; every other flake runs), and for a mount whose source is missing here.
 async fn container_warnings(reports: &mut [crate::catalog::FileReport], options: &GlobalOptions) {
-    let uses_containers = reports.iter().any(|report| report.flake.as_ref().is_some_and(|flake| flake.container.is_some()));
+    let uses_containers =
+        reports.iter().any(|report| report.flake.as_ref().is_some_and(|flake| flake.enabled && flake.container.is_some()));
     if !uses_containers {
         return;
     }
     let engine = crate::container::Engine::new(crate::container::resolve_socket(options.container_engine.as_deref()), String::new());
     let unreachable = engine.ping().await.err();
     for report in reports.iter_mut() {
-        let Some(container) = report.flake.as_ref().and_then(|flake| flake.container.clone()) else { continue };
+        // A disabled flake never runs: what it would meet here is no concern yet.
+        let enabled = report.flake.as_ref().filter(|flake| flake.enabled);
+        let Some(container) = enabled.and_then(|flake| flake.container.clone()) else { continue };
         let field = match container.image {
             crate::flake::ImageSource::Reference(_) => "flakeImage",
             crate::flake::ImageSource::Build(_) => "flakeBuild",
