@@ -26,6 +26,10 @@ use crate::container::engine::{Engine, QUICK_CALL};
 /// After SIGKILL, how long the attach stream may stay open once the engine said the container
 /// ended.
 const ABANDON_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Once the output streams closed, how often the container's state is asked for.
+const EXIT_PROBE: Duration = Duration::from_millis(20);
+/// ... for two seconds at most: a command that closed its output but runs on is left to the wait.
+const MAX_EXIT_PROBES: u32 = 100;
 /// Attempts at removing a run's container, each with its own [`QUICK_CALL`] deadline.
 const REMOVAL_ATTEMPTS: usize = 3;
 
@@ -76,6 +80,7 @@ pub async fn run_in_container(
         Err(_) => return (failed(engine.unreachable(&format!("creating a container took over {QUICK_CALL:?}"))), None),
     };
     let mut removal = Removal { engine: engine.clone(), docker: docker.clone(), id: Some(id.clone()) };
+    let created_at = started.elapsed();
 
     // Attached before the start, so no output is missed.
     let attach_options = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
@@ -92,6 +97,7 @@ pub async fn run_in_container(
             return (failed(engine.unreachable(&format!("attaching took over {QUICK_CALL:?}"))), None);
         }
     };
+    let attached_at = started.elapsed();
     let start = tokio::time::timeout(QUICK_CALL, docker.start_container(&id, None)).await;
     let reason = match start {
         Ok(Ok(())) => None,
@@ -111,6 +117,7 @@ pub async fn run_in_container(
     let mut ending: Option<(Termination, tokio::time::Instant)> = None;
     let mut killed = false;
     let mut exited_at: Option<tokio::time::Instant> = None;
+    let mut probes = 0;
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
     while !output_done || status.is_none() {
@@ -121,6 +128,15 @@ pub async fn run_in_container(
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => output_done = true,
             },
+            // The streams close as the command exits; the engine's wait notices later (podman's
+            // after its cleanup process ran), so ask for the state meanwhile.
+            _ = tokio::time::sleep(EXIT_PROBE), if output_done && status.is_none() && probes < MAX_EXIT_PROBES => {
+                probes += 1;
+                if let Some(code) = exit_code(&docker, &id).await {
+                    status = Some(Ok(code));
+                    exited_at = Some(tokio::time::Instant::now());
+                }
+            }
             waited = wait.next(), if status.is_none() => {
                 status = Some(match waited {
                     Some(Ok(response)) => Ok(response.status_code),
@@ -150,7 +166,17 @@ pub async fn run_in_container(
             }
         }
     }
+    let ended_at = started.elapsed();
     removal.now().await;
+    tracing::debug!(
+        container = id,
+        created_ms = created_at.as_millis() as u64,
+        attached_ms = attached_at.as_millis() as u64,
+        started_ms = start_latency.as_millis() as u64,
+        ended_ms = ended_at.as_millis() as u64,
+        removed_ms = started.elapsed().as_millis() as u64,
+        "a run's container, from create to removed"
+    );
     let termination = match (ending, status.expect("the loop ends with a status")) {
         (Some((why, _)), _) => why,
         (None, Ok(code)) => Termination::Exited(code as i32),
@@ -204,6 +230,17 @@ fn start_failure(engine: &Engine, image: &str, error: &bollard::errors::Error) -
         );
     }
     engine.explain(&format!("could not start a container of {image}"), error)
+}
+
+/// The container's exit status, if it has exited.
+async fn exit_code(docker: &Docker, id: &str) -> Option<i64> {
+    let inspected = tokio::time::timeout(QUICK_CALL, docker.inspect_container(id, None)).await.ok()?.ok()?;
+    let state = inspected.state?;
+    let exited = state.running != Some(true) && state.status == Some(bollard::models::ContainerStateStatusEnum::EXITED);
+    if !exited {
+        return None;
+    }
+    state.exit_code
 }
 
 /// SIGTERM or SIGKILL to the container; one that already ended is what we wanted.
