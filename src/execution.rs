@@ -360,6 +360,11 @@ async fn container_run(flake: &Flake, spec: &CommandSpec, context: &RunContext, 
         binds,
     };
     let (outcome, start_latency) = run_in_container(spec, &container_spec, engine, stop).await;
+    if let Termination::SpawnFailed(reason) = &outcome.termination
+        && reason.contains("answered 404")
+    {
+        images.forget(&flake.name);
+    }
     let outcome_label = if start_latency.is_some() { "ok" } else { "failed" };
     context.metrics.container_starts.get_or_create(&crate::metrics::ContainerLabels { outcome: outcome_label }).inc();
     if let Some(latency) = start_latency {

@@ -359,3 +359,29 @@ fn test_a_flake_runs_an_image_flake() {
     assert!(stdout.contains(&format!("{name}: ok value=17")), "{stdout}{stderr}");
     assert!(containers_with(&format!("{FLAKE_LABEL}={name}")).is_empty());
 }
+
+#[test]
+fn an_image_removed_under_a_running_daemon_is_looked_for_again() {
+    let engine = Engine::start();
+    let workspace = Workspace::new();
+    let image = format!("localhost/snowflake-test-gone:{}", std::process::id());
+    let (code, _, stderr) = run(podman().args(["tag", base_image(), &image]));
+    assert_eq!(code, 0, "{stderr}");
+    let name = unique("gone");
+    let mut flake = image_flake(&name, "echo 3");
+    flake["flakeImage"] = json!(image);
+    flake["flakeCronstring"] = json!("@every 1s");
+    workspace.add(&name, flake);
+    let daemon = Daemon::start(workspace.snowflake().arg("--dry-run").arg("--container-engine").arg(engine.socket()), &workspace, &[]);
+    daemon.wait_for(Duration::from_secs(60), "a run", || workspace.log_of(&name).contains("value=3"));
+    run(podman().args(["untag", &image, &image]));
+    daemon.wait_for(Duration::from_secs(60), "runs skipped for want of the image", || {
+        workspace.log_of(&name).contains("skipped") && workspace.log_of(&name).contains("flakeImagePull is \\\"never\\\"")
+    });
+    let (code, _, stderr) = run(podman().args(["tag", base_image(), &image]));
+    assert_eq!(code, 0, "{stderr}");
+    let before = workspace.log_of(&name).len();
+    // A failed look is retried a minute later at the earliest.
+    daemon.wait_for(Duration::from_secs(90), "a run once the image is back", || workspace.log_of(&name)[before..].contains("value=3"));
+    run(podman().args(["untag", &image]));
+}

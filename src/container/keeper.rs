@@ -149,6 +149,15 @@ impl ImageKeeper {
         }
     }
 
+    /// The engine no longer has the image a run was given (removed by hand, pruned): the next
+    /// run looks again, and pulls or builds as due.
+    pub fn forget(&self, flake: &str) {
+        if let Some(state) = self.states().get_mut(flake) {
+            state.ready = None;
+            state.wanted = None;
+        }
+    }
+
     async fn log(&self, flake: &str, message: &str) {
         self.logs.record(flake, Event::Image { message }).await;
     }
