@@ -192,11 +192,10 @@ fn flake_build_builds_once_and_again_when_a_file_changes() {
     );
     let (status, _) = daemon.stop(Duration::from_secs(30));
     assert!(status.success());
-    let tag = workspace
-        .log_of(&name)
-        .lines()
-        .find_map(|line| line.split("built ").nth(1).map(|rest| rest.split(' ').next().unwrap().to_string()));
-    for tag in tag.into_iter() {
+    // The images this test built are its own to remove.
+    let log = workspace.log_of(&name);
+    let tags = log.lines().filter_map(|line| line.split("image \"built ").nth(1).map(|rest| rest.split(' ').next().unwrap().to_string()));
+    for tag in tags {
         run(podman().args(["rmi", "--force", &tag]));
     }
 }
