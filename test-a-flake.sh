@@ -13,13 +13,17 @@
 # SNOWFLAKE_DOCKER_ARGS adds arguments to its `run`, split on spaces (say `--network host` to
 # reach a LocalStack on this machine).
 #
+# Flakes with flakeImage or flakeBuild run in containers of their own through the engine's socket:
+# SNOWFLAKE_CONTAINER_ENGINE (a socket path, e.g. /var/run/docker.sock) is used by --local as is,
+# and otherwise mounted into the daemon's container (with the socket's group) and handed over.
+#
 # Credentials are passed at run time only, never baked into the image: the AWS_* variables of
 # your environment are passed by name (their values never appear on a command line), ~/.aws is
 # mounted read-only if it exists, and ./creds.json is mounted read-only if it exists.
 # SNOWFLAKE_BIN=path uses an existing binary for --local instead of `cargo build --release`.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 mode=docker
 image=""
@@ -80,4 +84,10 @@ for variable in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_RE
 done
 if [ -d "${HOME:-/nonexistent}/.aws" ]; then run_args+=(--volume "$HOME/.aws:/home/snowflake/.aws:ro"); fi
 if [ -f creds.json ]; then run_args+=(--volume "$PWD/creds.json:/app/creds.json:ro"); fi
+if [ -n "${SNOWFLAKE_CONTAINER_ENGINE:-}" ]; then
+    socket="${SNOWFLAKE_CONTAINER_ENGINE#unix://}"
+    [ -S "$socket" ] || { echo "test-a-flake.sh: SNOWFLAKE_CONTAINER_ENGINE=$socket is not a socket" >&2; exit 1; }
+    run_args+=(--volume "$socket:/run/snowflake/engine.sock" --env SNOWFLAKE_CONTAINER_ENGINE=/run/snowflake/engine.sock
+        --group-add "$(stat -c %g "$socket")")
+fi
 exec "$engine" "${run_args[@]}" "$image" snowflake "${snowflake_flags[@]}" once -- "$pattern"

@@ -112,6 +112,7 @@ async fn main() {
         metrics,
         command_nice: None,
         monitors: None,
+        images: None,
     };
     let (_keep, stop) = watch::channel(false);
 

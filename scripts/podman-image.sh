@@ -30,12 +30,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/scripts/containers.conf}"
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 # Docker's image format: the OCI format has no HEALTHCHECK, and podman would drop it.
 export BUILDAH_FORMAT=docker
-base=localhost/specialsnowflake-base:bookworm
-
-if ! podman image exists "$base"; then
-    tarball="$(scripts/debian-base.sh)"
-    podman import --quiet "$tarball" "$base" >/dev/null
-fi
+base="$(scripts/podman-base.sh)"
 
 context="$(mktemp -d "${TMPDIR:-/tmp}/snowflake-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::watch;
 
+use crate::container::{ImageKeeper, NotReady};
 use crate::creds::{Creds, Redactor};
 use crate::flake::{Flake, FlakeKind, OutputFormat, ScrapeTarget};
 use crate::flakelog::{Event, FlakeLogs, LOGGED_REJECTIONS, ReadoutLine, RunLine};
@@ -18,7 +19,7 @@ use crate::outcome::RunResult;
 use crate::output::parse_value;
 use crate::publish::{Accepted, Datapoint, PublisherHandle, Series};
 use crate::readout::{OUTPUT_LIMIT, OutputReader, Readout, datapoints, off_runtime, up_entry};
-use crate::runner::{CAPTURE_LIMIT, Captured, CommandSpec, RunOutcome, Termination, run_command};
+use crate::runner::{CAPTURE_LIMIT, Captured, CommandSpec, ContainerSpec, RunOutcome, Termination, run_command, run_in_container};
 use crate::scrape::{ScrapeError, request_headers, scrape};
 
 /// What every run needs besides its flake.
@@ -34,6 +35,9 @@ pub struct RunContext {
     /// The daemon's job monitors, which keep each monitored job's last success; `None` for
     /// `snowflake once`, which publishes a monitored job's values but keeps no state.
     pub monitors: Option<SharedMonitors>,
+    /// The image keeper and its engine, for flakes with `flakeImage` or `flakeBuild` (SPEC 14);
+    /// `None` where no container may run (such a flake's runs then fail and say so).
+    pub images: Option<Arc<ImageKeeper>>,
 }
 
 /// A flake ready to run: the flake and the series its values go to (computed once per load).
@@ -162,7 +166,13 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         Some(target) => scrape_run(flake, target, prepared.reader.clone(), context, stop).await,
         None => {
             let spec = command_spec(flake, prepared.reader.is_some(), scheduled, context);
-            let outcome = run_command(&spec, stop).await;
+            let outcome = match flake.container.is_some() {
+                false => run_command(&spec, stop).await,
+                true => match container_run(flake, &spec, context, stop).await {
+                    Ok(outcome) => outcome,
+                    Err(reason) => return skip_without_image(flake, scheduled, reason, context).await,
+                },
+            };
             match prepared.reader.clone() {
                 // A multi-metric output may be 16 MiB of text: read it off the runtime's threads.
                 Some(reader) => {
@@ -332,6 +342,86 @@ async fn scrape_run(
     (outcome, verdict)
 }
 
+/// A container flake's run: its image from the keeper (a pull or build is not part of the run's
+/// time), then the runner's container start. `Err` when the run is skipped for want of an image;
+/// an engine that does not answer fails the run instead, naming its socket.
+async fn container_run(flake: &Flake, spec: &CommandSpec, context: &RunContext, stop: watch::Receiver<bool>) -> Result<RunOutcome, String> {
+    let container = flake.container.as_ref().expect("a container flake");
+    let spawn_failed = |reason: String| RunOutcome {
+        termination: Termination::SpawnFailed(reason),
+        stdout: Captured::default(),
+        stderr: Captured::default(),
+        duration: Duration::ZERO,
+        lingered: false,
+        direct: false,
+    };
+    let Some(images) = &context.images else {
+        return Ok(spawn_failed("this command runs no containers; the flake's image cannot be used here".to_string()));
+    };
+    let image = match images.image_for_run(flake).await {
+        Ok(image) => image,
+        Err(NotReady::Skip(reason)) => return Err(reason),
+        Err(NotReady::Engine(reason)) => {
+            context.metrics.container_starts.get_or_create(&crate::metrics::ContainerLabels { outcome: "failed" }).inc();
+            return Ok(spawn_failed(reason));
+        }
+    };
+    let engine = images.engine();
+    let mut binds = Vec::new();
+    for mount in &container.mounts {
+        let source = context.workdir.join(&mount.source);
+        let source = std::fs::canonicalize(&source).unwrap_or(source);
+        // The engine's socket never goes inside, not even inside a declared directory.
+        let socket = std::fs::canonicalize(engine.socket()).unwrap_or_else(|_| engine.socket().to_path_buf());
+        if socket.starts_with(&source) {
+            return Ok(spawn_failed(format!(
+                "flakeContainer.mounts: {} holds the container engine's socket {}, which never goes into a flake's container; mount a directory without it",
+                source.display(),
+                socket.display()
+            )));
+        }
+        binds.push(format!("{}:{}:ro", source.display(), mount.target));
+    }
+    let container_spec = ContainerSpec {
+        image,
+        flake: flake.name.clone(),
+        working_dir: flake.working_directory.as_ref().map(|dir| dir.display().to_string()),
+        user: container.user.clone(),
+        memory_bytes: container.memory_bytes,
+        cpus: container.cpus,
+        network: container.network.clone(),
+        read_only: container.read_only,
+        binds,
+    };
+    let (outcome, start_latency) = run_in_container(spec, &container_spec, engine, stop).await;
+    if let Termination::SpawnFailed(reason) = &outcome.termination
+        && reason.contains("answered 404")
+    {
+        images.forget(&flake.name);
+    }
+    let outcome_label = if start_latency.is_some() { "ok" } else { "failed" };
+    context.metrics.container_starts.get_or_create(&crate::metrics::ContainerLabels { outcome: outcome_label }).inc();
+    if let Some(latency) = start_latency {
+        context.metrics.container_start_latency.observe(latency.as_secs_f64());
+    }
+    Ok(outcome)
+}
+
+/// A firing skipped because the flake's image does not exist yet: logged with the reason; not a
+/// run, so neither counted as one nor told to a job's monitor.
+async fn skip_without_image(flake: &Flake, scheduled: DateTime<Utc>, reason: String, context: &RunContext) -> RunReport {
+    let reason = format!("no image to run yet: {reason}");
+    context.logs.record(&flake.name, Event::Skipped { scheduled, reason: &reason }).await;
+    RunReport {
+        flake: flake.name.clone(),
+        scheduled,
+        lateness: Duration::ZERO,
+        duration: Duration::ZERO,
+        verdict: Verdict::Failed { result: RunResult::Error, reason },
+        published: 0,
+    }
+}
+
 /// A firing not run because the previous run of the flake is still going: logged, and for a
 /// monitored job a failure (`JobSuccess` 0), since a job that never finishes is not a success.
 pub async fn skip_overlapping(prepared: &Prepared, scheduled: DateTime<Utc>, context: &RunContext) {
@@ -348,7 +438,8 @@ pub async fn skip_overlapping(prepared: &Prepared, scheduled: DateTime<Utc>, con
 }
 
 /// The command with its environment in the contract's order: the daemon's own, then creds.json,
-/// then flakeEnvironment, then the two SNOWFLAKE_ variables.
+/// then flakeEnvironment, then the two SNOWFLAKE_ variables. (A container gets all but the
+/// daemon's own, which the runner adds only to host processes.)
 fn command_spec(flake: &Flake, multi_metric: bool, scheduled: DateTime<Utc>, context: &RunContext) -> CommandSpec {
     let mut environment = context.creds.variables.clone();
     environment.extend(flake.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -400,7 +491,9 @@ fn judge_termination(flake: &Flake, outcome: &RunOutcome) -> Verdict {
     match &outcome.termination {
         Termination::SpawnFailed(reason) => failed(RunResult::Error, reason.clone()),
         Termination::TimedOut => {
-            failed(RunResult::Timeout, format!("timed out after {:?}; its process group was terminated", flake.timeout))
+            let ended =
+                if flake.container.is_some() { "its container was stopped and removed" } else { "its process group was terminated" };
+            failed(RunResult::Timeout, format!("timed out after {:?}; {ended}", flake.timeout))
         }
         Termination::Stopped => failed(RunResult::Stopped, "stopped because the daemon is shutting down".to_string()),
         Termination::Signaled(signal) => failed(RunResult::Failed, format!("killed by signal {signal}")),

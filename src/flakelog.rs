@@ -41,6 +41,8 @@ pub enum Event<'a> {
     Skipped { scheduled: DateTime<Utc>, reason: &'a str },
     /// A value will never reach CloudWatch.
     Dropped { value: f64, timestamp_ms: i64, reason: &'a str },
+    /// The flake's image was pulled or built, or could not be (SPEC 14).
+    Image { message: &'a str },
 }
 
 /// What a run's log line says.
@@ -143,6 +145,7 @@ impl FlakeLogs {
                 vec![format!("{time} dropped value={value} scheduled={scheduled} reason={:?}", self.redactor.show(reason))]
             }
             Event::Run(run) => self.run_lines(run, &time),
+            Event::Image { message } => vec![format!("{time} image {:?}", self.redactor.redact(message))],
         }
     }
 

@@ -15,7 +15,10 @@
 //! - [`placeholders`]: `${hostname}`, `${env:NAME}`, `${aws:...}` in dimensions and alarm names.
 //! - [`catalog`]: a directory of flake files as a set of flakes, last-good retention, and what
 //!   changed between loads.
-//! - [`runner`]: one command: `/bin/sh -c` in its own process group, bounded capture, timeout.
+//! - [`runner`]: one command: `/bin/sh -c` in its own process group, or in a container of the
+//!   flake's image through the engine; bounded capture, timeout.
+//! - [`container`]: flakes in their own images (SPEC 14): the engine's socket and API client,
+//!   the image keeper (pulls, builds), removal of what a crashed predecessor left.
 //! - [`output`]: the number grammar of a command's output, and the JSON, Nagios and Prometheus
 //!   parsers of SPEC 8.
 //! - [`readout`]: a multi-metric run's output read by `flakeOutput` (counters kept across runs,
@@ -51,6 +54,7 @@ pub mod alarms;
 pub mod catalog;
 pub mod cli;
 pub mod cloudwatch;
+pub mod container;
 pub mod creds;
 pub mod daemon;
 pub mod dashboard;

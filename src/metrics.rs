@@ -49,6 +49,12 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContainerLabels {
+    /// ok, failed
+    pub outcome: &'static str,
+}
+
 /// All of the daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -76,6 +82,12 @@ pub struct Metrics {
     pub clock_jumps: Counter,
     pub spool_corrupt_segments: Counter,
     pub http_connections_refused: Counter,
+    /// Flakes in their own images (SPEC 14): containers started (or not), create-to-started
+    /// latency, pulls and builds.
+    pub container_starts: Family<ContainerLabels, Counter>,
+    pub container_start_latency: Histogram,
+    pub image_pulls: Family<ContainerLabels, Counter>,
+    pub image_builds: Family<ContainerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +122,11 @@ impl Metrics {
             clock_jumps: Counter::default(),
             spool_corrupt_segments: Counter::default(),
             http_connections_refused: Counter::default(),
+            container_starts: Family::default(),
+            // 10 ms to about 80 s.
+            container_start_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            image_pulls: Family::default(),
+            image_builds: Family::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Flake runs by flake and result", metrics.runs.clone());
@@ -160,6 +177,20 @@ impl Metrics {
             "Connections to --listen closed at once because the connection cap was reached",
             metrics.http_connections_refused.clone(),
         );
+        registry.register("container_starts", "Containers of flakes started (ok) or not (failed)", metrics.container_starts.clone());
+        registry.register(
+            "container_start_latency_seconds",
+            "From creating a flake's container to its start",
+            metrics.container_start_latency.clone(),
+        );
+        registry.register("image_pulls", "Image pulls for flakeImage by outcome", metrics.image_pulls.clone());
+        registry.register("image_builds", "Image builds for flakeBuild by outcome", metrics.image_builds.clone());
+        for outcome in ["ok", "failed"] {
+            let labels = ContainerLabels { outcome };
+            let _ = metrics.container_starts.get_or_create(&labels);
+            let _ = metrics.image_pulls.get_or_create(&labels);
+            let _ = metrics.image_builds.get_or_create(&labels);
+        }
         // Known series start at zero, so dashboards and rate() see them before the first event.
         for outcome in PutOutcome::VARIANTS {
             let _ = metrics.put_metric_data_calls.get_or_create(&OutcomeLabels { outcome: outcome.as_str() });

@@ -173,6 +173,7 @@ async fn the_daemon_sends_one_datum_per_window_and_a_stop_sends_the_open_one() {
         max_concurrent_runs: 16,
         command_nice: 0,
         publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },
+        container_engine: None,
     };
     let services = Services {
         cloudwatch: Arc::new(fake.clone()),

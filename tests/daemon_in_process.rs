@@ -67,6 +67,7 @@ impl Harness {
             command_nice: 0,
             splay: Duration::ZERO,
             publisher: PublisherConfig { flush_interval: Duration::from_millis(100), max_put_rate: 1000.0, ..PublisherConfig::default() },
+            container_engine: None,
         }
     }
 

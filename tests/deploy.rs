@@ -138,7 +138,7 @@ fn the_base_ships_the_repository_example_flakes_unchanged() {
     let examples: BTreeSet<String> = std::fs::read_dir(repo_path("flakes"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".json"))
+        .filter(|name| name.ends_with(".json") && !runs_in_its_own_image(name))
         .collect();
     assert_eq!(data.keys().cloned().collect::<BTreeSet<_>>(), examples, "every example flake, nothing else");
     for name in &examples {
@@ -337,7 +337,7 @@ fn flakes_in_a_configmap_volume_load_once_each() {
     let examples: Vec<String> = std::fs::read_dir(repo_path("flakes"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".json"))
+        .filter(|name| name.ends_with(".json") && !runs_in_its_own_image(name))
         .collect();
     for name in &examples {
         std::fs::copy(repo_path("flakes").join(name), version.join(name)).unwrap();
@@ -420,4 +420,12 @@ fn the_ssm_document_downloads_installs_checks_and_places_flakes_and_the_role_is_
         .find(|p| p["PolicyName"] == "specialsnowflake")
         .expect("the daemon's policy")["PolicyDocument"];
     assert_eq!(normalised_statements(instance_policy), normalised_statements(&documented_policy()));
+}
+
+/// An example flake with flakeImage or flakeBuild: a Kubernetes pod has no container engine to
+/// run it with (docs/operations.md), so the Kubernetes base does not ship it.
+fn runs_in_its_own_image(name: &str) -> bool {
+    let text = std::fs::read_to_string(repo_path("flakes").join(name)).unwrap();
+    let flake: serde_json::Value = serde_json::from_str(&text).unwrap();
+    flake.get("flakeImage").is_some() || flake.get("flakeBuild").is_some()
 }

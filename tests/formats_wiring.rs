@@ -58,6 +58,7 @@ impl Harness {
             metrics: metrics.clone(),
             command_nice: None,
             monitors: None,
+            images: None,
         });
         Harness { fake, dir, context, publisher, metrics }
     }

@@ -37,6 +37,8 @@ pub async fn run(paths: &[PathBuf], resolve: bool, options: &GlobalOptions) -> E
         }
     }
 
+    container_warnings(&mut reports, options).await;
+
     let (mut invalid, mut warnings) = (0, 0);
     for (path, why) in &discovery.notes {
         print_line(format_args!("{}: warning: {why}", path.display()));
@@ -62,6 +64,39 @@ pub async fn run(paths: &[PathBuf], resolve: bool, options: &GlobalOptions) -> E
     }
     note(format_args!("{} file(s) checked: {} valid, {invalid} invalid, {warnings} warning(s)", reports.len(), reports.len() - invalid));
     if invalid == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Flakes with their own image: a warning when no engine answers at the socket they would use
+/// (their runs would fail; every other flake runs), and for a mount whose source is missing here.
+async fn container_warnings(reports: &mut [crate::catalog::FileReport], options: &GlobalOptions) {
+    let uses_containers =
+        reports.iter().any(|report| report.flake.as_ref().is_some_and(|flake| flake.enabled && flake.container.is_some()));
+    if !uses_containers {
+        return;
+    }
+    let engine = crate::container::Engine::new(crate::container::resolve_socket(options.container_engine.as_deref()), String::new());
+    let unreachable = engine.ping().await.err();
+    for report in reports.iter_mut() {
+        // A disabled flake never runs: what it would meet here is no concern yet.
+        let enabled = report.flake.as_ref().filter(|flake| flake.enabled);
+        let Some(container) = enabled.and_then(|flake| flake.container.clone()) else { continue };
+        let field = match container.image {
+            crate::flake::ImageSource::Reference(_) => "flakeImage",
+            crate::flake::ImageSource::Build(_) => "flakeBuild",
+        };
+        if let Some(reason) = &unreachable {
+            report.problems.push(Problem::warning(field, format!("its runs fail until an engine answers: {reason}")));
+        }
+        for (index, mount) in container.mounts.iter().enumerate() {
+            let source = options.workdir.join(&mount.source);
+            if !source.exists() {
+                report.problems.push(Problem::warning(
+                    format!("flakeContainer.mounts[{index}].source"),
+                    format!("{} does not exist here (relative to --workdir {})", source.display(), options.workdir.display()),
+                ));
+            }
+        }
+    }
 }
 
 /// A `flakeWorkingDirectory` that is not a directory here (relative ones under `--workdir`, as the

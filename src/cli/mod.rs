@@ -104,6 +104,12 @@ pub struct GlobalOptions {
     /// which saves a process start and changes nothing observable.
     #[arg(long, global = true, env = "SNOWFLAKE_NO_DIRECT_EXEC")]
     pub no_direct_exec: bool,
+
+    /// The container engine's unix socket, for flakes with flakeImage or flakeBuild (the Docker
+    /// Engine API, which Docker and `podman system service` serve). Default: DOCKER_HOST when it
+    /// is a unix:// URL, else /var/run/docker.sock, else podman's socket.
+    #[arg(long, global = true, env = "SNOWFLAKE_CONTAINER_ENGINE", value_name = "PATH")]
+    pub container_engine: Option<PathBuf>,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {

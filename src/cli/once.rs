@@ -64,7 +64,15 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         metrics.clone(),
         logs.clone(),
     );
+    let engine = crate::container::resolve_socket(options.container_engine.as_deref());
+    let engine = Arc::new(crate::container::Engine::new(engine, crate::container::once_owner()));
+    for flake in flakes.iter().filter(|flake| flake.container.is_some()) {
+        let container = flake.container.as_ref().expect("filtered");
+        println!("{}: runs in a container: {} (engine {})", flake.name, container.describe(), engine.socket().display());
+    }
+    let images = Arc::new(crate::container::ImageKeeper::new(engine, logs.clone(), metrics.clone()));
     let context = Arc::new(RunContext {
+        images: Some(images),
         workdir: options.workdir.clone(),
         creds,
         logs,

@@ -21,6 +21,10 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
     }
     let backend = setup::backend(options).await;
     let flakes = catalog.flakes();
+    for flake in flakes.iter().filter(|flake| flake.container.is_some()) {
+        let container = flake.container.as_ref().expect("filtered");
+        eprintln!("{}: runs in a container: {}", flake.name, container.describe());
+    }
     let (desired, skipped) = desired_alarms(&flakes, backend.default_region().as_deref());
     for skip in &skipped {
         eprintln!("{}: alarm {} skipped: {}", skip.flake, skip.alarm, skip.reason);

@@ -108,6 +108,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
             unspooled_max_bytes: run.spool_max_bytes,
             ..setup::publisher_config(options)
         },
+        container_engine: options.container_engine.clone(),
     };
     let backend = setup::redacting_backend(options, logs.redactor()).await;
     crate::runner::supervise_descendants();

@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
+use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
 use crate::creds::Creds;
 use crate::dashboard::{DashboardReconciler, Target};
 use crate::execution::RunContext;
@@ -77,6 +78,9 @@ pub struct DaemonConfig {
     /// Runs of one fire time start spread over up to this long (`--splay`; zero: all at once).
     pub splay: Duration,
     pub publisher: PublisherConfig,
+    /// `--container-engine`: the engine's socket for flakes with their own image (SPEC 14);
+    /// `None`: `DOCKER_HOST`, Docker's, or podman's.
+    pub container_engine: Option<PathBuf>,
 }
 
 /// What the daemon works with, built by its caller: the CLI, or a test with the fake.
@@ -161,7 +165,15 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     monitors.set_jobs(&loaded.catalog.flakes(), Utc::now()).await;
     tracing::info!(flakes = loaded.catalog.flakes().len(), invalid = loaded.catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
 
+    let engine = Arc::new(Engine::new(resolve_socket(config.container_engine.as_deref()), daemon_owner(&config.state_dir)));
+    // Before any run of ours creates a container with the same owner label.
+    let leftovers = remove_leftovers(&engine).await;
+    if leftovers > 0 {
+        tracing::warn!(removed = leftovers, socket = %engine.socket().display(), "removed containers a previous daemon on this host left running");
+    }
+    let images = Arc::new(ImageKeeper::new(engine, logs.clone(), metrics.clone()));
     let context = Arc::new(RunContext {
+        images: Some(images),
         workdir: config.workdir.clone(),
         creds,
         logs,

@@ -146,6 +146,10 @@ impl Scheduler {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
             return;
         }
+        if let Some(images) = &self.context.images {
+            // Pulls and builds happen when a flake loads or changes, not in its runs' time.
+            images.flake_loaded(&flake);
+        }
         if flake.kind == FlakeKind::Alarms {
             tracing::debug!(flake = flake.name, "flake loaded: it only declares alarms, nothing runs");
             return;

@@ -32,7 +32,12 @@ fn flake(value: Value) -> Arc<Flake> {
 /// The shipped example flakes, in directory order.
 fn examples() -> Vec<Arc<Flake>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flakes");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    // Flake files only: an example's flakeBuild directory lives beside them.
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .collect();
     paths.sort();
     paths.iter().map(|path| flake_of(path, &std::fs::read_to_string(path).unwrap())).collect()
 }

@@ -38,7 +38,17 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeMaxSeries",
     "flakeUrl",
     "flakeHeaders",
+    "flakeImage",
+    "flakeBuild",
+    "flakeImagePull",
+    "flakeContainer",
 ];
+
+/// Keys of `flakeContainer`.
+pub const CONTAINER_KEYS: &[&str] = &["memory", "cpus", "network", "user", "readOnly", "mounts"];
+
+/// Keys of one entry of `flakeContainer.mounts`.
+pub const MOUNT_KEYS: &[&str] = &["source", "target"];
 
 /// Keys of one entry of `flakeAnnotations`.
 pub const ANNOTATION_KEYS: &[&str] = &["label", "value"];

@@ -11,6 +11,7 @@ mod alarm_kinds;
 mod alarm_kinds_tests;
 mod annotations;
 mod composite;
+mod container;
 mod context;
 mod endpoints;
 mod fields;
@@ -25,12 +26,13 @@ mod units;
 mod validate;
 
 pub use alarm_kinds::EXPRESSION_ID;
+pub use container::{FlakeContainer, ImageSource, Mount, PullPolicy, parse_memory};
 pub use context::Context;
 pub use fields::shorten;
 pub use formats::{
     DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
 };
-pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS, MONITOR_KEYS};
+pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, CONTAINER_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS, MONITOR_KEYS, MOUNT_KEYS};
 pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};

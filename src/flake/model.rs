@@ -154,4 +154,7 @@ pub struct Flake {
     pub annotations: Vec<Annotation>,
     /// `flakeMonitor` of a job flake (SPEC 9); `None`: not monitored.
     pub monitor: Option<super::FlakeMonitor>,
+    /// `flakeImage`/`flakeBuild` (SPEC 14): the command runs in a container of this image;
+    /// `None`: on the host.
+    pub container: Option<super::FlakeContainer>,
 }

@@ -194,6 +194,62 @@ struct FlakeFile {
     flake_annotations: Option<Vec<AnnotationEntry>>,
     /// Job flakes only: watch the job as a cron monitor (JobSuccess, JobDuration, JobOverdueSeconds and two alarms); needs flakeMetricNamespace.
     flake_monitor: Option<MonitorEntry>,
+    /// Metric and job flakes: run the command in a container of this image (e.g. "mysql:8.4"), through the
+    /// container engine's API; not with flakeBuild.
+    #[schemars(length(min = 1, max = 4096))]
+    flake_image: Option<String>,
+    /// Metric and job flakes: a directory holding a Dockerfile, relative to this file; built by the engine and tagged
+    /// snowflake-<flakeName>:<hash of its contents>. Not with flakeImage.
+    #[schemars(length(min = 1))]
+    flake_build: Option<String>,
+    /// With flakeImage: "missing" (default: pull when absent), "always" (before every run) or "never".
+    flake_image_pull: Option<PullPolicy>,
+    /// With flakeImage or flakeBuild: limits and the container's few permissions.
+    flake_container: Option<ContainerEntry>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum PullPolicy {
+    Missing,
+    Always,
+    Never,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Network {
+    None,
+    Bridge,
+    Host,
+}
+
+/// `flakeContainer`: how the flake's container runs.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct ContainerEntry {
+    /// Memory limit: bytes, or a number with a unit such as "256MiB", "1GiB", "512MB".
+    memory: Option<StringOrNumber>,
+    /// CPU limit, such as 0.5.
+    cpus: Option<NumberOrString>,
+    /// Default: the engine's.
+    network: Option<Network>,
+    /// User (name or uid, optionally ":group"); default the image's.
+    user: Option<StringOrNumber>,
+    /// The root file system is read-only; default true.
+    read_only: Option<BoolOrString>,
+    /// Read-only bind mounts; nothing else of the host is mounted.
+    #[schemars(length(max = 32))]
+    mounts: Option<Vec<MountEntry>>,
+}
+
+/// A read-only bind mount.
+#[derive(JsonSchema)]
+struct MountEntry {
+    /// A path relative to the daemon's --workdir, without "..".
+    source: String,
+    /// An absolute path inside the container.
+    target: String,
 }
 
 /// A duration such as "60s", "5m" or "1m30s", or a whole number of seconds.
@@ -337,6 +393,8 @@ mod tests {
         assert_eq!(property_names(&schema["$defs"]["Endpoints"]), sorted(ENDPOINT_KEYS));
         assert_eq!(property_names(&schema["$defs"]["AnnotationEntry"]), sorted(ANNOTATION_KEYS));
         assert_eq!(property_names(&schema["$defs"]["MonitorEntry"]), sorted(MONITOR_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["ContainerEntry"]), sorted(crate::flake::CONTAINER_KEYS));
+        assert_eq!(property_names(&schema["$defs"]["MountEntry"]), sorted(crate::flake::MOUNT_KEYS));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["flakeName"]);
         assert_eq!(property_names(&schema["$defs"]["MathMetricEntry"]), sorted(crate::flake::MATH_METRIC_KEYS));

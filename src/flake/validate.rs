@@ -10,6 +10,7 @@ use super::aggregate::{check_alarm_periods, parse_aggregate};
 use super::alarm::parse_alarms;
 use super::alarm_kinds::check_alarms_flake;
 use super::annotations::parse_annotations;
+use super::container::parse_container;
 use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::formats::{parse_output, parse_scrape};
@@ -84,6 +85,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         }
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
+    let container = parse_container(&fields, path, kind, working_directory.as_deref(), problems);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), output.as_ref().map(|output| output.format), context, problems);
     if let Some(metric) = &metric
         && let Some(window) = metric.aggregate_seconds
@@ -121,6 +123,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         enabled,
         annotations: annotations?,
         monitor,
+        container: container.ok()?,
     })
 }
 

@@ -49,6 +49,16 @@ pub async fn drain<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize, captur
     }
 }
 
+/// Keeps what of `chunk` still fits under `limit` (output that arrives in pieces, such as a
+/// container's attach stream); what does not is counted as cut off, as [`drain`] does.
+pub fn keep(captured: &mut Captured, limit: usize, chunk: &[u8]) {
+    let room = limit.saturating_sub(captured.bytes.len());
+    captured.bytes.extend_from_slice(&chunk[..room.min(chunk.len())]);
+    if chunk.len() > room {
+        captured.truncated = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,15 +2,20 @@
 //! output streams drained, and the whole group ended at the timeout (SIGTERM, then SIGKILL).
 //! A command the shell would only exec is started directly instead (see [`direct`]).
 //!
+//! A command can also start in a container of a flake's image (see [`container`]); what follows
+//! the start is the same.
+//!
 //! Knows nothing about flakes: `execution` builds the [`CommandSpec`] and judges the outcome.
 //! What escapes the group (`setsid`) is ended too, where the daemon is a subreaper (see
 //! [`supervise_descendants`]).
 
 mod capture;
+pub mod container;
 pub mod direct;
 mod reaper;
 
 pub use capture::{CAPTURE_LIMIT, Captured};
+pub use container::{ContainerSpec, remove as remove_container, run_in_container};
 pub use reaper::{RUN_MARKER, supervise_descendants};
 
 use std::path::PathBuf;
