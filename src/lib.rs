@@ -47,6 +47,7 @@ pub mod alarms;
 pub mod catalog;
 pub mod cli;
 pub mod cloudwatch;
+pub mod cluster;
 pub mod creds;
 pub mod daemon;
 pub mod dashboard;

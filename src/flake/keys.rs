@@ -38,6 +38,7 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeMaxSeries",
     "flakeUrl",
     "flakeHeaders",
+    "flakeScope",
 ];
 
 /// Keys of one entry of `flakeAnnotations`.
