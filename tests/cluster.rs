@@ -224,7 +224,13 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
     // Steady: every flake runs, and the members hold 10 each.
     let start = Utc::now();
     wait_until(Duration::from_secs(120), "every flake to run", || ran_after(&cluster.runs(), start) == all);
-    wait_until(Duration::from_secs(90), "claims spread 10/10/10", || members.values().all(|member| member.held() == 10.0));
+    let mut held = Vec::new();
+    let spread = Instant::now();
+    while !held.iter().all(|count| *count == 10.0) || held.is_empty() {
+        held = members.values().map(Member::held).collect();
+        assert!(spread.elapsed() < Duration::from_secs(120), "claims not spread 10/10/10 but {held:?}; a's log:\n{}", members["a"].daemon().log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // Cost: a minute of steady state, counted at each member's proxy. The cycle after the last
     // claim changed still reads the changed leases: steady state begins a cycle later.
@@ -259,7 +265,7 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
     a.proxy.pause(true);
     std::thread::sleep(Duration::from_secs(85));
     let runs = cluster.runs();
-    let a_late = runs.iter().filter(|run| run.member == "member-a" && run.scheduled > cut_at + chrono::TimeDelta::seconds(40)).count();
+    let a_late = runs.iter().filter(|run| run.member == "member-a" && run.scheduled > cut_at + chrono::TimeDelta::seconds(42)).count();
     assert_eq!(a_late, 0, "a cut-off member stops running cluster flakes within its trust period");
     let recent = ran_after(&runs, Utc::now() - chrono::TimeDelta::seconds(6));
     assert_eq!(recent, all, "the others run every flake while a is cut off");

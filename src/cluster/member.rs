@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::DateTime;
 use chrono::Utc;
@@ -61,6 +62,8 @@ pub struct Member<S: Store> {
     members: HashMap<String, (String, MemberRecord)>,
     writes: u64,
     wall: WallClock,
+    /// When the lease of a member that missed its renewal expires, if one did.
+    stale_expires: Option<Instant>,
 }
 
 impl<S: Store> Member<S> {
@@ -92,6 +95,7 @@ impl<S: Store> Member<S> {
             members: HashMap::new(),
             writes: 0,
             wall: WallClock::default(),
+            stale_expires: None,
         }
     }
 
@@ -108,13 +112,21 @@ impl<S: Store> Member<S> {
     /// Runs until `stop` turns true, then gives up every claim and leaves.
     pub async fn run(mut self, mut flakes: watch::Receiver<BTreeMap<String, String>>, mut stop: watch::Receiver<bool>) {
         tracing::info!(member = self.id, cluster = self.location, "joining the cluster");
+        let mut next_cycle = Instant::now();
         loop {
             self.local = flakes.borrow_and_update().clone();
             let started = Instant::now();
-            let next = if self.cycle().await { started + self.timings.cycle } else { Instant::now() + self.timings.retry };
+            if started >= next_cycle {
+                next_cycle = if self.cycle().await { started + self.timings.cycle } else { Instant::now() + self.timings.retry };
+            } else {
+                // A member missed its renewal: look again the moment its lease expires, so its
+                // flakes are taken over then rather than up to a cycle later.
+                self.check().await;
+            }
+            let wake = self.stale_expires.map_or(next_cycle, |stale| stale.min(next_cycle));
             tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
-                changed = flakes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(wake) => {}
+                changed = flakes.changed() => if changed.is_err() { break } else { next_cycle = Instant::now() },
                 _ = stop.wait_for(|stop| *stop) => break,
             }
         }
@@ -124,6 +136,15 @@ impl<S: Store> Member<S> {
     /// One round: renew, list, rebalance. False when S3 could not be reached (retry soon).
     pub async fn cycle(&mut self) -> bool {
         if !self.renew().await {
+            return false;
+        }
+        self.check().await
+    }
+
+    /// List, rebalance, and tell the others if any claim changed. False if the listing failed.
+    async fn check(&mut self) -> bool {
+        self.stale_expires = None;
+        if !self.trusted() {
             return false;
         }
         let Ok(listing) = self.list().await else { return false };
@@ -223,6 +244,15 @@ impl<S: Store> Member<S> {
                 self.count(RequestKind::Delete, &result.as_ref().map(|_| true));
             }
         }
+        // A lease older than a cycle and some slack missed a renewal: wake when it expires.
+        let overdue = chrono::TimeDelta::from_std(self.timings.cycle + Duration::from_secs(3)).unwrap_or_default();
+        let expiry = self.timings.expiry_delta();
+        self.stale_expires = live
+            .iter()
+            .filter(|(id, age)| **id != self.id && **age > overdue)
+            .filter_map(|(_, age)| (expiry - *age + chrono::TimeDelta::milliseconds(1500)).to_std().ok())
+            .min()
+            .map(|left| Instant::now() + left);
         self.metrics.cluster_members.set(live.len() as i64);
         Ok(Listing { s3_now, live, expired })
     }

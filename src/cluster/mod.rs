@@ -46,13 +46,15 @@ pub struct Timings {
 }
 
 impl Default for Timings {
-    /// Takeover after a `kill -9` within expiry + 1 s (Last-Modified's whole seconds) + cycle =
-    /// 76 s; trust ends 10 s before expiry; a failed renewal has 5 s to be retried.
+    /// Takeover after a `kill -9`: a lease seen overdue (older than a cycle and 3 s) is looked at
+    /// again the moment it expires (50 s + 1 s for Last-Modified's whole seconds); one seen
+    /// younger is seen expired at the next listing: at most about 63 s. Trust ends 10 s before
+    /// expiry, so a renewal may be answered up to 10 s late (retried every 2 s).
     fn default() -> Self {
         Timings {
             cycle: Duration::from_secs(30),
-            trust: Duration::from_secs(35),
-            expiry: Duration::from_secs(45),
+            trust: Duration::from_secs(40),
+            expiry: Duration::from_secs(50),
             retry: Duration::from_secs(2),
         }
     }
