@@ -228,7 +228,11 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
     let spread = Instant::now();
     while !held.iter().all(|count| *count == 10.0) || held.is_empty() {
         held = members.values().map(Member::held).collect();
-        assert!(spread.elapsed() < Duration::from_secs(120), "claims not spread 10/10/10 but {held:?}; a's log:\n{}", members["a"].daemon().log());
+        assert!(
+            spread.elapsed() < Duration::from_secs(120),
+            "claims not spread 10/10/10 but {held:?}; a's log:\n{}",
+            members["a"].daemon().log()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -250,7 +254,8 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
     members.insert("d", cluster.start_member("d"));
     let takeover = wait_until(Duration::from_secs(90), "the killed member's flakes to run elsewhere", || {
         let runs = cluster.runs();
-        let after: BTreeSet<String> = runs.iter().filter(|run| run.scheduled > killed_at && run.member != "member-b").map(|run| run.flake.clone()).collect();
+        let after: BTreeSet<String> =
+            runs.iter().filter(|run| run.scheduled > killed_at && run.member != "member-b").map(|run| run.flake.clone()).collect();
         b_flakes.is_subset(&after)
     });
     eprintln!("taken over after kill -9 within {takeover:?}");
