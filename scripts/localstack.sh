@@ -67,7 +67,7 @@ start() {
     mkdir -p "$dir/tmp"
     local log="$dir/localstack.log"
     # setsid: the instance leads its own process group, so stop can end all of it.
-    setsid env TMPDIR="$dir/tmp" GATEWAY_LISTEN="127.0.0.1:$port" SERVICES=cloudwatch,sns \
+    setsid env TMPDIR="$dir/tmp" GATEWAY_LISTEN="127.0.0.1:$port" SERVICES=cloudwatch,sns,s3 \
         LOCALSTACK_VOLUME_DIR="$dir" FILESYSTEM_ROOT="$dir" DNS_ADDRESS=0 \
         SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
         "$VENV/bin/python" -m localstack.runtime.main >"$log" 2>&1 </dev/null &

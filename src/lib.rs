@@ -40,6 +40,9 @@
 //!   successes, job values and alarm declarations; the daemon's overdue task publishes them.
 //! - [`dashboard`]: the host's CloudWatch dashboard as code: graphs of every metric with alarm
 //!   thresholds and declared limits, the alarm list, reconciled like the alarms (SPEC 11).
+//! - [`cluster`]: cluster flakes (SPEC 15): member leases and exclusive claims in S3 behind a
+//!   small trait (S3, and an in-memory fake), answering the scheduler's one question "may this
+//!   daemon run this flake now?".
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
 //! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when
@@ -54,6 +57,7 @@ pub mod alarms;
 pub mod catalog;
 pub mod cli;
 pub mod cloudwatch;
+pub mod cluster;
 pub mod container;
 pub mod creds;
 pub mod daemon;

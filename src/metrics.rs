@@ -55,6 +55,20 @@ pub struct ContainerLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct S3RequestLabels {
+    /// put, get, list, delete
+    pub kind: &'static str,
+    /// ok, lost (a conditional write another member won), error
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimChangeLabels {
+    /// taken, released, lost
+    pub change: &'static str,
+}
+
 /// All of the daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -88,6 +102,12 @@ pub struct Metrics {
     pub container_start_latency: Histogram,
     pub image_pulls: Family<ContainerLabels, Counter>,
     pub image_builds: Family<ContainerLabels, Counter>,
+    /// Cluster flakes this member holds and trusts (SPEC 15).
+    pub cluster_claims_held: Gauge,
+    /// Live members of the cluster as this member last listed them.
+    pub cluster_members: Gauge,
+    pub cluster_claim_changes: Family<ClaimChangeLabels, Counter>,
+    pub cluster_s3_requests: Family<S3RequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -127,6 +147,10 @@ impl Metrics {
             container_start_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             image_pulls: Family::default(),
             image_builds: Family::default(),
+            cluster_claims_held: Gauge::default(),
+            cluster_members: Gauge::default(),
+            cluster_claim_changes: Family::default(),
+            cluster_s3_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Flake runs by flake and result", metrics.runs.clone());
@@ -166,6 +190,14 @@ impl Metrics {
         );
         registry.register("alarm_changes", "Alarm writes by action", metrics.alarm_changes.clone());
         registry.register("flakes", "Flakes by state", metrics.flakes.clone());
+        registry.register("cluster_claims_held", "Cluster flakes this member holds and trusts", metrics.cluster_claims_held.clone());
+        registry.register("cluster_members", "Live cluster members in this member's last listing", metrics.cluster_members.clone());
+        registry.register("cluster_claim_changes", "Claims this member took, released or lost", metrics.cluster_claim_changes.clone());
+        registry.register(
+            "cluster_s3_requests",
+            "S3 requests of the cluster member by kind and result",
+            metrics.cluster_s3_requests.clone(),
+        );
         registry.register("clock_jumps", "Wall-clock jumps the scheduler re-planned around", metrics.clock_jumps.clone());
         registry.register(
             "spool_corrupt_segments",

@@ -60,6 +60,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("namespace-missing", "flakeMetricNamespace", "is required"),
     ("not-an-object", "file", "must hold one JSON object"),
     ("output-unknown", "flakeOutput", "\"xml\" is not an output format"),
+    ("scope-unknown", "flakeScope", "\"everywhere\"; use \"host\" (every daemon runs it) or \"cluster\""),
     ("scrape-bad-url", "flakeUrl", "must start with http:// or https://"),
     ("scrape-with-command", "flakeCommand", "a scrape flake GETs flakeUrl"),
     ("storage-resolution-30", "flakeStorageResolution", "30 is not a storage resolution"),
@@ -288,4 +289,21 @@ fn help_and_version_work_on_every_command() {
     }
     let (code, _, _) = run(snowflake().arg("frobnicate"));
     assert_eq!(code, 2);
+}
+
+#[test]
+fn check_says_a_cluster_flake_runs_locally_without_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_flake(
+        dir.path(),
+        "shared",
+        &serde_json::json!({ "flakeName": "shared", "flakeCronstring": "* * * * *", "flakeType": "job", "flakeCommand": "true", "flakeScope": "cluster" }),
+    );
+    let (code, stdout, stderr) = run(snowflake().env_remove("SNOWFLAKE_CLUSTER").arg("check").arg(dir.path()));
+    assert_eq!(code, 0, "a warning, not an error: {stdout}{stderr}");
+    assert!(stdout.contains("flakeScope") && stdout.contains("runs it locally"), "{stdout}{stderr}");
+    let (code, stdout, stderr) = run(snowflake().env("SNOWFLAKE_CLUSTER", "s3://bucket/prefix").arg("check").arg(dir.path()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("runs it locally"), "{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("0 warning(s)"), "{stdout}{stderr}");
 }

@@ -429,3 +429,88 @@ fn runs_in_its_own_image(name: &str) -> bool {
     let flake: serde_json::Value = serde_json::from_str(&text).unwrap();
     flake.get("flakeImage").is_some() || flake.get("flakeBuild").is_some()
 }
+
+// Cluster flakes (SPEC 15): a Kubernetes Deployment overlay and an ECS replica service.
+
+const CLUSTER_TEMPLATE: &str = "deploy/ecs/specialsnowflake-cluster.yaml";
+
+#[test]
+fn the_cluster_overlay_renders_validates_and_is_a_deployment_of_cluster_members() {
+    let dir = "deploy/kubernetes/overlays/cluster";
+    let yaml = kustomize(dir);
+    let (passed, report) = kubernetes_validate(&yaml);
+    assert!(passed, "{dir} does not validate:\n{report}");
+    let documents = yaml_documents(&yaml);
+    assert!(documents.iter().all(|document| document["kind"] != "DaemonSet"), "the per-node DaemonSet is left out");
+    let deployment = find(&documents, "Deployment");
+    let line = format!("passed for resource deployment/{}", deployment["metadata"]["name"].as_str().unwrap());
+    assert_eq!(report.matches(&line).count(), KUBERNETES_VERSIONS.len(), "{line} missing:\n{report}");
+    assert!(deployment["spec"]["replicas"].as_i64().unwrap() >= 2, "several members");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let cluster = env.iter().find(|variable| variable["name"] == "SNOWFLAKE_CLUSTER").expect("SNOWFLAKE_CLUSTER is set");
+    assert!(cluster["value"].as_str().unwrap().starts_with("s3://"));
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    // Its flakes pass `check` and are cluster flakes.
+    let configmap = find(&documents, "ConfigMap");
+    let flakes = tempfile::tempdir().unwrap();
+    for (name, text) in configmap["data"].as_object().unwrap() {
+        let flake: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        assert_eq!(flake["flakeScope"], "cluster", "{name}");
+        std::fs::write(flakes.path().join(name), text.as_str().unwrap()).unwrap();
+    }
+    let (code, stdout, stderr) = run(snowflake().env("SNOWFLAKE_CLUSTER", "s3://bucket/prefix").arg("check").arg(flakes.path()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn the_cluster_ecs_template_passes_cfn_lint_and_rejects_a_broken_copy() {
+    let (code, report) = cfn_lint(&repo_path(CLUSTER_TEMPLATE));
+    assert_eq!(code, 0, "cfn-lint {CLUSTER_TEMPLATE}:\n{report}");
+    let text = std::fs::read_to_string(repo_path(CLUSTER_TEMPLATE)).unwrap();
+    let broken = text.replacen("SchedulingStrategy: REPLICA", "SchedulingStrategy: SOMETIMES", 1);
+    assert_ne!(broken, text);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.yaml"), broken).unwrap();
+    assert_ne!(cfn_lint(&dir.path().join("broken.yaml")).0, 0, "cfn-lint accepted an unknown scheduling strategy");
+}
+
+/// The statements of the ```json block after `heading` in docs/operations.md.
+fn documented_policy_after(heading: &str) -> Value {
+    let docs = std::fs::read_to_string(repo_path("docs/operations.md")).unwrap();
+    let section = docs.split_once(heading).unwrap_or_else(|| panic!("docs/operations.md has {heading:?}")).1;
+    let block = section.split_once("```json\n").unwrap().1.split_once("```").unwrap().0;
+    serde_json::from_str(block).expect("the documented policy is JSON")
+}
+
+#[test]
+fn the_cluster_service_is_a_replica_service_whose_task_role_is_the_documented_policy_plus_its_s3_prefix() {
+    let (code, stdout, stderr) = run(Command::new(common::venv_python()).args([
+        "-c",
+        "import json, sys\nfrom cfnlint.decode.decode import decode\ntemplate, problems = decode(sys.argv[1])\n\
+         assert not problems, problems\nprint(json.dumps(template))",
+        &repo_path(CLUSTER_TEMPLATE).to_string_lossy(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let template: Value = serde_json::from_str(&stdout).unwrap();
+    let resources = &template["Resources"];
+    let service = &resources["Service"]["Properties"];
+    assert_eq!(service["SchedulingStrategy"], "REPLICA");
+    assert_eq!(service["DesiredCount"]["Ref"], "DesiredCount");
+    let container = &resources["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let cluster = container["Environment"].as_array().unwrap().iter().find(|variable| variable["Name"] == "SNOWFLAKE_CLUSTER").unwrap();
+    assert_eq!(cluster["Value"]["Fn::Sub"], "s3://${CoordinationBucket}/${CoordinationPrefix}");
+
+    let policy = &resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    let in_template: BTreeSet<String> = normalised_statements(policy)
+        .into_iter()
+        .map(|statement| statement.replace("${CoordinationBucket}", "BUCKET").replace("${CoordinationPrefix}", "PREFIX"))
+        .collect();
+    let mut documented = normalised_statements(&documented_policy());
+    documented.extend(normalised_statements(&documented_policy_after("### Cluster members")));
+    assert_eq!(in_template, documented);
+    let s3: BTreeSet<String> = actions(&documented_policy_after("### Cluster members"));
+    assert_eq!(s3, BTreeSet::from(["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"].map(String::from)));
+    let listing = policy["Statement"].as_array().unwrap().iter().find(|statement| statement["Sid"] == "ListClusterMembers").unwrap();
+    assert!(listing["Condition"]["StringLike"]["s3:prefix"].is_object() || listing["Condition"]["StringLike"]["s3:prefix"].is_string());
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::{GlobalOptions, note, print_line};
 use crate::catalog::{Loader, discover_noting, reject_duplicate_names};
-use crate::flake::{Flake, Problem};
+use crate::flake::{Flake, FlakeScope, Problem};
 use crate::placeholders::HostFacts;
 
 /// Checks `paths`; with `resolve`, a placeholder this host cannot resolve is an error, as in the
@@ -33,6 +33,9 @@ pub async fn run(paths: &[PathBuf], resolve: bool, options: &GlobalOptions) -> E
     reject_duplicate_names(&mut reports, |_, _| false);
     for report in &mut reports {
         if let Some(problem) = report.flake.as_deref().and_then(|flake| missing_working_directory(flake, &options.workdir)) {
+            report.problems.push(problem);
+        }
+        if let Some(problem) = report.flake.as_deref().and_then(cluster_flake_without_cluster) {
             report.problems.push(problem);
         }
     }
@@ -97,6 +100,19 @@ async fn container_warnings(reports: &mut [crate::catalog::FileReport], options:
             }
         }
     }
+}
+
+/// A cluster flake checked where no cluster is configured (SNOWFLAKE_CLUSTER unset) runs on
+/// every daemon that loads it without `--cluster`: say so, as a warning.
+fn cluster_flake_without_cluster(flake: &Flake) -> Option<Problem> {
+    if flake.scope != FlakeScope::Cluster || std::env::var_os("SNOWFLAKE_CLUSTER").is_some_and(|value| !value.is_empty()) {
+        return None;
+    }
+    Some(Problem::warning(
+        "flakeScope",
+        "is \"cluster\", but no --cluster (SNOWFLAKE_CLUSTER) is set here: a daemon without --cluster runs it locally, as a host flake; \
+         give the daemons that share it --cluster s3://BUCKET/PREFIX",
+    ))
 }
 
 /// A `flakeWorkingDirectory` that is not a directory here (relative ones under `--workdir`, as the

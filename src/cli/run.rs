@@ -11,7 +11,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::GlobalOptions;
 use super::setup;
 use super::values::{Listen, parse_listen, parse_size};
-use crate::daemon::{self, DaemonConfig, Services};
+use crate::cluster::Timings;
+use crate::cluster::s3::S3Store;
+use crate::daemon::{self, ClusterJoin, DaemonConfig, Services};
 use crate::publish::{DEFAULT_MAX_HOLD, PublisherConfig};
 use crate::schedule::parse_flag_duration;
 
@@ -45,6 +47,15 @@ pub struct RunOptions {
     #[arg(long, env = "SNOWFLAKE_SPLAY", default_value = "0s", value_name = "DURATION", value_parser = parse_splay)]
     pub splay: Duration,
 
+    /// Join the daemons that name this S3 location (s3://BUCKET/PREFIX): flakes with
+    /// "flakeScope": "cluster" then run on exactly one of them at a time (SPEC 15).
+    #[arg(long, env = "SNOWFLAKE_CLUSTER", value_name = "S3URL", value_parser = crate::cluster::parse_location)]
+    pub cluster: Option<crate::cluster::Location>,
+
+    /// This daemon's name in the cluster (default the host name; placeholders such as ${env:POD_NAME} allowed).
+    #[arg(long, env = "SNOWFLAKE_CLUSTER_MEMBER", value_name = "NAME")]
+    pub cluster_member: Option<String>,
+
     /// Publish SnowflakeHeartbeat = 1 every minute (Host dimension) to this namespace.
     #[arg(long, env = "SNOWFLAKE_HEARTBEAT_NAMESPACE", value_name = "NAMESPACE")]
     pub heartbeat_namespace: Option<String>,
@@ -64,7 +75,14 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match serve(options, run, dashboard).await {
+    let member = match cluster_member(run).await {
+        Ok(member) => member,
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(options, run, dashboard, member).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             tracing::error!("{reason}");
@@ -76,7 +94,7 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
 
 /// The daemon with the real CloudWatch (or the dry-run printer), stopped by SIGTERM or SIGINT (a
 /// second one cuts the shutdown grace short); SIGHUP re-reads every flake file.
-async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<String>) -> Result<(), String> {
+async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<String>, member: String) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|error| format!("cannot handle SIGTERM: {error}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| format!("cannot handle SIGINT: {error}"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|error| format!("cannot handle SIGHUP: {error}"))?;
@@ -114,7 +132,20 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
     crate::runner::supervise_descendants();
     let services =
         Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };
-    let mut daemon = daemon::start(config, services).await?;
+    let cluster = match &run.cluster {
+        Some(location) if !options.dry_run => Some(ClusterJoin {
+            location: location.clone(),
+            member,
+            timings: Timings::default(),
+            store: S3Store::from_env(location.clone()).await,
+        }),
+        Some(_) => {
+            tracing::warn!("--dry-run: not joining the cluster; cluster flakes run here as without --cluster");
+            None
+        }
+        None => None,
+    };
+    let mut daemon = daemon::start_in_cluster(config, services, cluster).await?;
     let reload = daemon.reload().clone();
     let stopped_by = loop {
         tokio::select! {
@@ -142,6 +173,21 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         })
         .await;
     stopped_by.map(|_| ())
+}
+
+/// `--cluster-member`, placeholders expanded (default the host name), checked for use in S3 keys.
+async fn cluster_member(run: &RunOptions) -> Result<String, String> {
+    let mut facts = crate::placeholders::HostFacts::local();
+    let template = match &run.cluster_member {
+        Some(template) => template.clone(),
+        None => crate::placeholders::Facts::hostname(&facts).map_err(|reason| format!("--cluster-member: the host name: {reason}"))?,
+    };
+    if crate::placeholders::uses_instance_facts(&template) {
+        facts.fetch_instance_facts().await;
+    }
+    let member = crate::placeholders::expand(&template, &facts).map_err(|reason| format!("--cluster-member {template:?}: {reason}"))?;
+    crate::cluster::check_member_name(&member)?;
+    Ok(member)
 }
 
 /// `--splay`: a duration, zero included, of at most an hour (offsets never exceed a flake's

@@ -25,6 +25,7 @@ pub mod shutdown;
 mod splay;
 mod supervise;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
 use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
+use crate::cluster::memory::MemoryStore;
+use crate::cluster::store::Store;
+use crate::cluster::{Cluster, ClusterView, Location, Timings, cluster_flakes};
 use crate::creds::Creds;
 use crate::dashboard::{DashboardReconciler, Target};
 use crate::execution::RunContext;
@@ -93,6 +97,14 @@ pub struct Services<C> {
     pub loader: Loader,
 }
 
+/// `--cluster`: where the members meet, this member's name, and the store it reaches S3 through.
+pub struct ClusterJoin<S> {
+    pub location: Location,
+    pub member: String,
+    pub timings: Timings,
+    pub store: S,
+}
+
 /// A running daemon: everything is open, flakes are scheduled.
 pub struct Daemon {
     stop_new_runs: shutdown::Trigger,
@@ -106,6 +118,8 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     reload: ReloadHandle,
     failures: supervise::FailureReceiver,
+    /// This daemon's membership of `--cluster`, if any.
+    cluster: Option<Cluster>,
 }
 
 /// Starts the daemon, runs it until `shutdown` completes, then stops it (`hurry` cuts the grace
@@ -131,6 +145,16 @@ pub async fn run<C: CloudWatch>(
 /// Opens and validates everything, then loads the flakes and starts every task. Nothing has run
 /// when this fails.
 pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -> Result<Daemon, String> {
+    start_in_cluster::<C, MemoryStore>(config, services, None).await
+}
+
+/// [`start`], as a member of a cluster when `cluster` is given (SPEC 15): cluster flakes then run
+/// only while this member holds their claims.
+pub async fn start_in_cluster<C: CloudWatch, S: Store>(
+    config: DaemonConfig,
+    services: Services<C>,
+    cluster: Option<ClusterJoin<S>>,
+) -> Result<Daemon, String> {
     let Services { cloudwatch, default_region, creds, logs, loader } = services;
     if config.heartbeat_namespace.is_some() && default_region.is_none() {
         return Err("--heartbeat-namespace needs a default AWS region (AWS_REGION or a profile's region)".to_string());
@@ -183,8 +207,14 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         monitors: Some(monitors.clone()),
     });
     let splay = splay::Splay::new(config.splay, host_name());
+    let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(cluster_flakes(&loaded.catalog.flakes()));
+    let cluster = cluster.map(|join| {
+        tracing::info!(cluster = %join.location, member = join.member, "cluster flakes run on one member of the cluster at a time");
+        Cluster::spawn(join.store, &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx)
+    });
     let mut scheduler =
-        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay);
+        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay)
+            .with_cluster_gate(cluster.as_ref().map(|cluster| cluster.gate.clone()));
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = watcher.watch("scheduler", tokio::spawn(scheduler.run(changes_rx, shutdown.clone())));
@@ -205,6 +235,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         monitors: monitors.clone(),
     };
     let mut helpers = vec![
+        watcher.watch("cluster flakes", tokio::spawn(follow_cluster_flakes(snapshot_rx.clone(), cluster_flakes_tx))),
         watcher.watch("reload", tokio::spawn(reloader.run(shutdown.clone()))),
         watcher.watch(
             "overdue values",
@@ -244,7 +275,20 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         metrics,
         reload,
         failures,
+        cluster,
     })
+}
+
+/// Keeps the cluster member's list of local cluster flakes (and their versions) current.
+async fn follow_cluster_flakes(mut snapshots: watch::Receiver<Snapshot>, cluster_flakes_tx: watch::Sender<BTreeMap<String, String>>) {
+    while snapshots.changed().await.is_ok() {
+        let latest = cluster_flakes(&snapshots.borrow_and_update().flakes);
+        cluster_flakes_tx.send_if_modified(|current| {
+            let changed = *current != latest;
+            *current = latest;
+            changed
+        });
+    }
 }
 
 impl Daemon {
@@ -262,6 +306,11 @@ impl Daemon {
     /// must then [`stop`](Daemon::stop) the daemon and fail. Never completes otherwise.
     pub async fn failed(&mut self) -> String {
         self.failures.recv().await
+    }
+
+    /// The cluster as this member last saw it (`None` without `--cluster`).
+    pub fn cluster_view(&self) -> Option<watch::Receiver<Arc<ClusterView>>> {
+        self.cluster.as_ref().map(|cluster| cluster.view.clone())
     }
 
     /// Forces a re-read of every flake file (SIGHUP).
@@ -298,6 +347,10 @@ impl Daemon {
                 tracing::error!(running = runs.len(), "runs did not end after being stopped; abandoning them");
                 runs.shutdown().await;
             }
+        }
+        if let Some(cluster) = self.cluster {
+            // Only once its runs ended: the next holder starts with no run of ours still going.
+            cluster.leave().await;
         }
         for task in self.helpers {
             task.abort();

@@ -27,8 +27,9 @@ use super::health::Health;
 use super::shutdown::Shutdown;
 use super::splay::Splay;
 use crate::catalog::Changes;
+use crate::cluster::{Gate, flake_version};
 use crate::execution::{Prepared, RunContext, execute, skip_overlapping};
-use crate::flake::{Flake, FlakeKind};
+use crate::flake::{Flake, FlakeKind, FlakeScope};
 use crate::flakelog::Event;
 
 /// The loop wakes at least this often: for health, for clock checks, for changes.
@@ -51,6 +52,9 @@ struct Entry {
     offset: Duration,
     /// Heap items carrying an older generation belong to a replaced version and are ignored.
     generation: u64,
+    /// A cluster flake's version while there is a cluster: its firings run only where the
+    /// cluster gate says so.
+    cluster_version: Option<String>,
 }
 
 /// What outlives a version of a flake, and its removal while a run is still going.
@@ -85,6 +89,8 @@ pub struct Scheduler {
     stopping: watch::Sender<bool>,
     health: Arc<Health>,
     splay: Splay,
+    /// `--cluster`: asked before each firing of a cluster flake (SPEC 15).
+    cluster: Option<Arc<Gate>>,
 }
 
 impl Scheduler {
@@ -109,7 +115,14 @@ impl Scheduler {
             stopping: watch::Sender::new(false),
             health,
             splay,
+            cluster: None,
         }
+    }
+
+    /// Cluster flakes run only when `gate` says this daemon holds them.
+    pub fn with_cluster_gate(mut self, gate: Option<Arc<Gate>>) -> Scheduler {
+        self.cluster = gate;
+        self
     }
 
     /// Takes added, changed and removed flakes into the plan.
@@ -141,7 +154,8 @@ impl Scheduler {
         let generation = self.next_generation;
         self.history.entry(flake.name.clone()).or_default();
         let offset = self.splay.offset(&flake.name, &flake.schedule);
-        self.entries.insert(flake.name.clone(), Entry { prepared, offset, generation });
+        let cluster_version = (self.cluster.is_some() && flake.scope == FlakeScope::Cluster).then(|| flake_version(&flake));
+        self.entries.insert(flake.name.clone(), Entry { prepared, offset, generation, cluster_version });
         if !flake.enabled {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
             return;
@@ -249,6 +263,12 @@ impl Scheduler {
     /// one is still going then.
     fn fire(&mut self, name: &str, scheduled: DateTime<Utc>) {
         let Some(entry) = self.entries.get(name) else { return };
+        if let (Some(gate), Some(version)) = (&self.cluster, &entry.cluster_version)
+            && !gate.may_run(name, version, scheduled)
+        {
+            // Another member runs it (or nobody may, for now): not a skip of this daemon's.
+            return;
+        }
         let history = self.history.entry(name.to_string()).or_default();
         history.last_fired = Some(scheduled);
         let running = history.running.clone();

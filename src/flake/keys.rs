@@ -42,6 +42,7 @@ pub const FLAKE_KEYS: &[&str] = &[
     "flakeBuild",
     "flakeImagePull",
     "flakeContainer",
+    "flakeScope",
 ];
 
 /// Keys of `flakeContainer`.

@@ -33,7 +33,7 @@ pub use formats::{
     DEFAULT_MAX_SERIES, HeaderTemplate, MetricsSpec, OutputFormat, OutputSpec, ScrapeTarget, alarm_metric_problem, fill_header,
 };
 pub use keys::{ALARM_KEYS, ANNOTATION_KEYS, CONTAINER_KEYS, ENDPOINT_KEYS, FLAKE_KEYS, MATH_METRIC_KEYS, MONITOR_KEYS, MOUNT_KEYS};
-pub use model::{Alarm, Annotation, Flake, FlakeKind, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
+pub use model::{Alarm, Annotation, Flake, FlakeKind, FlakeScope, MathMetric, MetricRef, MetricTarget, Statistic, Watch};
 pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;

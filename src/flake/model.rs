@@ -126,6 +126,25 @@ pub struct Annotation {
     pub value: f64,
 }
 
+/// Where a flake runs in a cluster of daemons (SPEC 15): on every daemon, or on one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlakeScope {
+    /// On every daemon that loads it (the default, and the only scope before SPEC 15).
+    #[default]
+    Host,
+    /// On exactly one member of the `--cluster` at a time; locally when there is no cluster.
+    Cluster,
+}
+
+impl FlakeScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlakeScope::Host => "host",
+            FlakeScope::Cluster => "cluster",
+        }
+    }
+}
+
 /// A flake, ready to schedule, run, publish and alarm on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flake {
@@ -157,4 +176,6 @@ pub struct Flake {
     /// `flakeImage`/`flakeBuild` (SPEC 14): the command runs in a container of this image;
     /// `None`: on the host.
     pub container: Option<super::FlakeContainer>,
+    /// `flakeScope`: every daemon, or one member of the cluster.
+    pub scope: FlakeScope,
 }

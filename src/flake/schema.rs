@@ -92,6 +92,13 @@ enum FlakeType {
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "lowercase")]
+enum FlakeScopeName {
+    Host,
+    Cluster,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
 enum FlakeOutput {
     Number,
     Json,
@@ -186,6 +193,8 @@ struct FlakeFile {
     flake_working_directory: Option<String>,
     /// false keeps the file loaded and validated but never runs it.
     flake_enabled: Option<BoolOrString>,
+    /// "host" (default): every daemon runs it; "cluster": one member of the daemons sharing --cluster runs it.
+    flake_scope: Option<FlakeScopeName>,
     /// Send the values of each window as one datum (Values/Counts) at the window's start, once it
     /// closed: "60s", "5m", ... a multiple of 60 s (of 1 s with flakeStorageResolution 1), at most 1h.
     flake_aggregate: Option<Duration>,

@@ -15,7 +15,7 @@ use super::context::Context;
 use super::fields::{Fields, shorten};
 use super::formats::{parse_output, parse_scrape};
 use super::keys::{FLAKE_KEYS, warn_unknown};
-use super::model::{Alarm, Flake, FlakeKind, MetricTarget, Watch};
+use super::model::{Alarm, Flake, FlakeKind, FlakeScope, MetricTarget, Watch};
 use super::monitor::{MonitoredFlake, drop_alarms_named_like_the_monitors, parse_monitor};
 use super::problem::{Problem, Problems};
 use super::shared_fields::{namespace_problem, parse_dimensions};
@@ -86,6 +86,7 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     });
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let container = parse_container(&fields, path, kind, working_directory.as_deref(), problems);
+    let scope = parse_scope(&fields, problems);
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), output.as_ref().map(|output| output.format), context, problems);
     if let Some(metric) = &metric
         && let Some(window) = metric.aggregate_seconds
@@ -124,7 +125,26 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         annotations: annotations?,
         monitor,
         container: container.ok()?,
+        scope: scope?,
     })
+}
+
+fn parse_scope(fields: &Fields, problems: &mut Problems) -> Option<FlakeScope> {
+    match fields.strict_text("flakeScope", problems).as_deref() {
+        None if fields.raw("flakeScope").is_some() => None,
+        None | Some("host") => Some(FlakeScope::Host),
+        Some("cluster") => Some(FlakeScope::Cluster),
+        Some(other) => {
+            problems.error(
+                "flakeScope",
+                format!(
+                    "is \"{}\"; use \"host\" (every daemon runs it) or \"cluster\" (one member of --cluster runs it)",
+                    shorten(other, 40)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn parse_schedule(fields: &Fields, context: &Context, problems: &mut Problems) -> Option<Schedule> {

@@ -1,0 +1,511 @@
+//! One member's loop: announce (renew the lease), list the members, then claim, restamp or give
+//! up claims so the cluster flakes spread evenly. Every `cycle` it makes two requests (a lease
+//! put and one listing of `members/`); claims are written only when they change.
+//!
+//! Safety rests on three rules:
+//! - a claim is won only by a conditional write (`If-None-Match: *` to create, `If-Match` on the
+//!   version read to replace), and every write changes the ETag, so exactly one member wins;
+//! - another member's claim is taken only when S3 says its lease is older than `expiry`
+//!   (`Last-Modified` of its lease against the `Last-Modified` S3 stamped on this member's own
+//!   lease a moment before the listing: both S3's clock), or when it was released;
+//! - this member trusts its claims only until `trust` after it *sent* its last renewal that was
+//!   answered while it still trusted the one before (its own monotonic clock), and `trust` ends
+//!   well before `expiry`. A lapse forgets every claim; they are won back by conditional writes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::gate::{Gate, Held};
+use super::records::{CLAIMS, ClaimRecord, MEMBERS, MemberRecord, affinity};
+use super::store::{Condition, Listed, Put, RequestKind, Store, StoreError};
+use super::view::{ClusterView, FlakeView, MemberView};
+use super::{Timings, WallClock};
+use crate::metrics::{ClaimChangeLabels, Metrics, S3RequestLabels};
+
+/// A claim held in the current trust epoch.
+struct HeldClaim {
+    etag: String,
+    version: String,
+}
+
+/// What one listing of `members/` said.
+struct Listing {
+    /// S3's clock at the listing: the `Last-Modified` of this member's own lease, written just before.
+    s3_now: DateTime<Utc>,
+    /// Live member ids with their lease age.
+    live: BTreeMap<String, chrono::TimeDelta>,
+    expired: BTreeMap<String, chrono::TimeDelta>,
+}
+
+pub struct Member<S: Store> {
+    store: S,
+    name: String,
+    id: String,
+    timings: Timings,
+    gate: Arc<Gate>,
+    metrics: Arc<Metrics>,
+    view: watch::Sender<Arc<ClusterView>>,
+    location: String,
+    /// This member's cluster flakes: name -> version.
+    local: BTreeMap<String, String>,
+    trusted_until: Option<Instant>,
+    held: BTreeMap<String, HeldClaim>,
+    /// The last claim object seen or written per flake.
+    claims: HashMap<String, (String, ClaimRecord)>,
+    /// The last lease body read per member id (by ETag).
+    members: HashMap<String, (String, MemberRecord)>,
+    writes: u64,
+    wall: WallClock,
+    /// When the lease of a member that missed its renewal expires, if one did.
+    stale_expires: Option<Instant>,
+}
+
+impl<S: Store> Member<S> {
+    pub fn new(
+        store: S,
+        name: String,
+        timings: Timings,
+        gate: Arc<Gate>,
+        metrics: Arc<Metrics>,
+        view: watch::Sender<Arc<ClusterView>>,
+        location: String,
+    ) -> Member<S> {
+        // A fresh id per start: a restarted member never mistakes its predecessor's claims for
+        // its own, and two daemons given the same name cannot share claims.
+        let id = format!("{name}.{:08x}", fastrand::u32(..));
+        Member {
+            store,
+            name,
+            id,
+            timings,
+            gate,
+            metrics,
+            view,
+            location,
+            local: BTreeMap::new(),
+            trusted_until: None,
+            held: BTreeMap::new(),
+            claims: HashMap::new(),
+            members: HashMap::new(),
+            writes: 0,
+            wall: WallClock::default(),
+            stale_expires: None,
+        }
+    }
+
+    /// Uses `wall` for this host's wall time (a simulation's clock).
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Member<S> {
+        self.wall = wall;
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `stop` turns true, then gives up every claim and leaves.
+    pub async fn run(mut self, mut flakes: watch::Receiver<BTreeMap<String, String>>, mut stop: watch::Receiver<bool>) {
+        tracing::info!(member = self.id, cluster = self.location, "joining the cluster");
+        let mut next_cycle = Instant::now();
+        loop {
+            self.local = flakes.borrow_and_update().clone();
+            let started = Instant::now();
+            if started >= next_cycle {
+                next_cycle = if self.cycle().await { started + self.timings.cycle } else { Instant::now() + self.timings.retry };
+            } else {
+                // A member missed its renewal: look again the moment its lease expires, so its
+                // flakes are taken over then rather than up to a cycle later.
+                self.check().await;
+            }
+            let wake = self.stale_expires.map_or(next_cycle, |stale| stale.min(next_cycle));
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                changed = flakes.changed() => if changed.is_err() { break } else { next_cycle = Instant::now() },
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+        }
+        self.leave().await;
+    }
+
+    /// One round: renew, list, rebalance. False when S3 could not be reached (retry soon).
+    pub async fn cycle(&mut self) -> bool {
+        if !self.renew().await {
+            return false;
+        }
+        self.check().await
+    }
+
+    /// List, rebalance, and tell the others if any claim changed. False if the listing failed.
+    async fn check(&mut self) -> bool {
+        self.stale_expires = None;
+        if !self.trusted() {
+            return false;
+        }
+        let Ok(listing) = self.list().await else { return false };
+        let live = self.read_live_members(&listing).await;
+        let changed = self.rebalance(&listing, &live).await;
+        if changed {
+            // Others learn what this member holds from its lease: tell them now, not next cycle.
+            self.renew().await;
+        }
+        self.publish_view(&listing);
+        true
+    }
+
+    /// Writes the lease. A renewal answered while the previous one was still trusted continues
+    /// the claims; otherwise they are forgotten (others may have taken them meanwhile).
+    async fn renew(&mut self) -> bool {
+        let record = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let body = serde_json::to_vec(&record).expect("a lease serializes");
+        let sent = Instant::now();
+        let result = self.store.put(&format!("{MEMBERS}{}", self.id), body, Condition::None).await;
+        self.count(RequestKind::Put, &result.as_ref().map(|_| true));
+        let answered = Instant::now();
+        let continuous = self.trusted_until.is_some_and(|until| answered < until);
+        match result {
+            Ok(_) => {
+                if !continuous {
+                    self.lapse("its lease was not renewed in time");
+                }
+                self.trusted_until = Some(sent + self.timings.trust);
+                self.gate.trust_until(sent + self.timings.trust);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(member = self.id, "cannot renew the cluster lease: {error}");
+                if !continuous {
+                    self.lapse("its lease could not be renewed");
+                }
+                false
+            }
+        }
+    }
+
+    /// Forgets every claim: they are no longer safe to run.
+    fn lapse(&mut self, why: &str) {
+        if !self.held.is_empty() {
+            tracing::warn!(member = self.id, flakes = self.held.len(), "stopped running its cluster flakes: {why}");
+            let lost = self.held.len() as u64;
+            self.metrics.cluster_claim_changes.get_or_create(&ClaimChangeLabels { change: "lost" }).inc_by(lost);
+        }
+        self.held.clear();
+        self.gate.distrust();
+        self.trusted_until = None;
+        self.metrics.cluster_claims_held.set(0);
+    }
+
+    async fn list(&mut self) -> Result<Listing, StoreError> {
+        let result = self.store.list(MEMBERS).await;
+        self.count(RequestKind::List, &result.as_ref().map(|_| true));
+        let listed = result.map_err(|error| {
+            tracing::warn!(member = self.id, "cannot list the cluster's members: {error}");
+            error
+        })?;
+        let own = format!("{MEMBERS}{}", self.id);
+        let Some(s3_now) = listed.iter().find(|entry| entry.key == own).map(|entry| entry.last_modified) else {
+            return Err(StoreError("this member's own lease is missing from the listing".to_string()));
+        };
+        let (mut live, mut expired) = (BTreeMap::new(), BTreeMap::new());
+        let mut etags = HashMap::new();
+        for Listed { key, etag, last_modified } in listed {
+            let Some(id) = key.strip_prefix(MEMBERS) else { continue };
+            let age = s3_now - last_modified;
+            if age <= self.timings.expiry_delta() {
+                live.insert(id.to_string(), age);
+                etags.insert(id.to_string(), etag);
+            } else {
+                expired.insert(id.to_string(), age);
+            }
+        }
+        // Lease bodies change only when a member's flakes or claims do: re-read those only.
+        self.members.retain(|id, _| live.contains_key(id));
+        for (id, etag) in etags {
+            if id == self.id || self.members.get(&id).is_some_and(|(known, _)| *known == etag) {
+                continue;
+            }
+            let result = self.store.get(&format!("{MEMBERS}{id}")).await;
+            self.count(RequestKind::Get, &result.as_ref().map(|_| true));
+            if let Ok(Some(object)) = result
+                && let Ok(record) = serde_json::from_slice::<MemberRecord>(&object.body)
+            {
+                self.members.insert(id, (object.etag, record));
+            }
+        }
+        // Leases long dead are removed by whoever sees them; their claims are free already.
+        for (id, age) in &expired {
+            if *age > self.timings.expiry_delta() * 4 {
+                let result = self.store.delete(&format!("{MEMBERS}{id}")).await;
+                self.count(RequestKind::Delete, &result.as_ref().map(|_| true));
+            }
+        }
+        // A lease older than a cycle and some slack missed a renewal: wake when it expires.
+        let overdue = chrono::TimeDelta::from_std(self.timings.cycle + Duration::from_secs(3)).unwrap_or_default();
+        let expiry = self.timings.expiry_delta();
+        self.stale_expires = live
+            .iter()
+            .filter(|(id, age)| **id != self.id && **age > overdue)
+            .filter_map(|(_, age)| (expiry - *age + chrono::TimeDelta::milliseconds(1500)).to_std().ok())
+            .min()
+            .map(|left| Instant::now() + left);
+        self.metrics.cluster_members.set(live.len() as i64);
+        Ok(Listing { s3_now, live, expired })
+    }
+
+    async fn read_live_members(&mut self, listing: &Listing) -> BTreeMap<String, MemberRecord> {
+        let own = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let mut live: BTreeMap<String, MemberRecord> = listing
+            .live
+            .keys()
+            .filter(|id| **id != self.id)
+            .map(|id| (id.clone(), self.members.get(id).map(|(_, record)| record.clone()).unwrap_or_default()))
+            .collect();
+        live.insert(self.id.clone(), own);
+        live
+    }
+
+    /// Gives up what it should not hold, takes its share of what nobody holds. True if any
+    /// claim changed.
+    async fn rebalance(&mut self, listing: &Listing, live: &BTreeMap<String, MemberRecord>) -> bool {
+        let mut changed = false;
+        let gone: Vec<String> = self.held.keys().filter(|flake| !self.local.contains_key(*flake)).cloned().collect();
+        for flake in gone {
+            changed |= self.release(&flake, "it is no longer a cluster flake here").await;
+        }
+        let restamp: Vec<(String, String)> = self
+            .held
+            .iter()
+            .filter_map(|(flake, held)| {
+                self.local.get(flake).filter(|version| **version != held.version).map(|v| (flake.clone(), v.clone()))
+            })
+            .collect();
+        for (flake, version) in restamp {
+            changed |= self.restamp(&flake, &version).await;
+        }
+
+        let universe: BTreeSet<&String> = live.values().flat_map(|record| record.flakes.keys()).collect();
+        // Exact shares: the first F mod M members (by id) take one more, so shares add up to F.
+        let rank = live.keys().position(|id| *id == self.id).unwrap_or(0);
+        let members = live.len().max(1);
+        let share = universe.len() / members + usize::from(rank < universe.len() % members);
+        if self.held.len() > share {
+            let mut mine: Vec<String> = self.held.keys().cloned().collect();
+            mine.sort_by_key(|flake| affinity(&self.name, flake));
+            let excess = self.held.len() - share;
+            for flake in mine.into_iter().take(excess) {
+                let why = format!("spreading: {} members share {} flakes, {share} each", live.len(), universe.len());
+                changed |= self.release(&flake, &why).await;
+            }
+        }
+        if self.held.len() < share {
+            let hinted: BTreeSet<&String> =
+                live.iter().filter(|(id, _)| **id != self.id).flat_map(|(_, record)| record.claims.iter()).collect();
+            let mut candidates: Vec<String> =
+                self.local.keys().filter(|flake| !self.held.contains_key(*flake) && !hinted.contains(flake)).cloned().collect();
+            candidates.sort_by_key(|flake| std::cmp::Reverse(affinity(&self.name, flake)));
+            for flake in candidates {
+                if self.held.len() >= share || !self.trusted() {
+                    break;
+                }
+                changed |= self.acquire(&flake, listing).await;
+            }
+        }
+        self.metrics.cluster_claims_held.set(self.held.len() as i64);
+        changed
+    }
+
+    fn trusted(&self) -> bool {
+        self.trusted_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn next_write(&mut self) -> String {
+        self.writes += 1;
+        format!("{}:{}", self.id, self.writes)
+    }
+
+    /// Tries to win `flake`'s claim: free, released, or its holder's lease expired by S3's clock.
+    async fn acquire(&mut self, flake: &str, listing: &Listing) -> bool {
+        let Some(version) = self.local.get(flake).cloned() else { return false };
+        let key = format!("{CLAIMS}{flake}");
+        let mut known = self.claims.get(flake).cloned();
+        for _attempt in 0..2 {
+            let (condition, why) = match &known {
+                None => (Condition::Absent, "nobody had claimed it".to_string()),
+                Some((etag, record)) => match self.takeable(record, listing) {
+                    Some(why) => (Condition::Matches(etag.clone()), why),
+                    None => return false,
+                },
+            };
+            let record =
+                ClaimRecord { flake: flake.to_string(), holder: Some(self.id.clone()), version: version.clone(), write: self.next_write() };
+            let body = serde_json::to_vec(&record).expect("a claim serializes");
+            let result = self.store.put(&key, body, condition).await;
+            self.count(RequestKind::Put, &result.as_ref().map(|put| *put != Put::Lost));
+            match result {
+                Ok(Put::Written(etag)) => {
+                    self.claims.insert(flake.to_string(), (etag.clone(), record));
+                    if !self.trusted() {
+                        // Won after trust ran out: it is ours, but only a later, continuous
+                        // lease may run it (the claim is re-won then).
+                        return false;
+                    }
+                    let since = self.wall.now();
+                    self.gate.hold(flake, Held { version: version.clone(), since });
+                    self.held.insert(flake.to_string(), HeldClaim { etag, version });
+                    self.metrics.cluster_claim_changes.get_or_create(&ClaimChangeLabels { change: "taken" }).inc();
+                    tracing::info!(member = self.id, flake, "took the cluster flake: {why}");
+                    return true;
+                }
+                Ok(Put::Lost) => {
+                    let result = self.store.get(&key).await;
+                    self.count(RequestKind::Get, &result.as_ref().map(|_| true));
+                    known = match result {
+                        Ok(Some(object)) => match serde_json::from_slice::<ClaimRecord>(&object.body) {
+                            Ok(record) => Some((object.etag, record)),
+                            Err(_) => Some((
+                                object.etag,
+                                ClaimRecord { flake: flake.to_string(), holder: None, version: String::new(), write: String::new() },
+                            )),
+                        },
+                        Ok(None) => None,
+                        Err(_) => return false,
+                    };
+                    match &known {
+                        Some(claim) => self.claims.insert(flake.to_string(), claim.clone()),
+                        None => self.claims.remove(flake),
+                    };
+                }
+                Err(error) => {
+                    tracing::warn!(member = self.id, flake, "cannot write the claim: {error}");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Why `record`'s claim may be taken now, or `None` if its holder still holds it.
+    fn takeable(&self, record: &ClaimRecord, listing: &Listing) -> Option<String> {
+        match &record.holder {
+            None => Some("it was released".to_string()),
+            Some(holder) if *holder == self.id => Some("re-won after this member's lease lapsed".to_string()),
+            Some(holder) if listing.live.contains_key(holder) => None,
+            Some(holder) => Some(match listing.expired.get(holder) {
+                Some(age) => format!("{holder}'s lease expired ({} s old by S3's clock)", age.num_seconds()),
+                None => format!("{holder} has left the cluster"),
+            }),
+        }
+    }
+
+    /// Stops running `flake`, then releases its claim for others.
+    async fn release(&mut self, flake: &str, why: &str) -> bool {
+        // Stop first: from here on no firing of it starts on this member.
+        self.gate.drop_claim(flake);
+        let Some(held) = self.held.remove(flake) else { return false };
+        let record = ClaimRecord { flake: flake.to_string(), holder: None, version: held.version, write: self.next_write() };
+        let body = serde_json::to_vec(&record).expect("a claim serializes");
+        let result = self.store.put(&format!("{CLAIMS}{flake}"), body, Condition::Matches(held.etag)).await;
+        self.count(RequestKind::Put, &result.as_ref().map(|put| *put != Put::Lost));
+        if let Ok(Put::Written(etag)) = result {
+            self.claims.insert(flake.to_string(), (etag, record));
+        }
+        self.metrics.cluster_claim_changes.get_or_create(&ClaimChangeLabels { change: "released" }).inc();
+        tracing::info!(member = self.id, flake, "gave up the cluster flake: {why}");
+        true
+    }
+
+    /// Rewrites a held claim for the version this member now has.
+    async fn restamp(&mut self, flake: &str, version: &str) -> bool {
+        let Some(etag) = self.held.get(flake).map(|held| held.etag.clone()) else { return false };
+        let record =
+            ClaimRecord { flake: flake.to_string(), holder: Some(self.id.clone()), version: version.to_string(), write: self.next_write() };
+        let body = serde_json::to_vec(&record).expect("a claim serializes");
+        let result = self.store.put(&format!("{CLAIMS}{flake}"), body, Condition::Matches(etag)).await;
+        self.count(RequestKind::Put, &result.as_ref().map(|put| *put != Put::Lost));
+        match result {
+            Ok(Put::Written(etag)) if self.trusted() => {
+                self.claims.insert(flake.to_string(), (etag.clone(), record));
+                self.held.insert(flake.to_string(), HeldClaim { etag, version: version.to_string() });
+                let since = self.wall.now();
+                self.gate.hold(flake, Held { version: version.to_string(), since });
+                tracing::info!(member = self.id, flake, version, "its flake file changed: the claim now names the new version");
+                true
+            }
+            _ => {
+                self.gate.drop_claim(flake);
+                self.held.remove(flake);
+                self.metrics.cluster_claim_changes.get_or_create(&ClaimChangeLabels { change: "lost" }).inc();
+                tracing::warn!(member = self.id, flake, "lost the cluster flake: its claim could not be rewritten for the new version");
+                true
+            }
+        }
+    }
+
+    /// Stops running cluster flakes, releases them and removes the lease, so others take over
+    /// at once instead of after the lease expires.
+    async fn leave(&mut self) {
+        let trusted = self.trusted();
+        self.gate.distrust();
+        if trusted {
+            let held: Vec<String> = self.held.keys().cloned().collect();
+            for flake in held {
+                self.release(&flake, "this member is stopping").await;
+            }
+        }
+        let result = self.store.delete(&format!("{MEMBERS}{}", self.id)).await;
+        self.count(RequestKind::Delete, &result.as_ref().map(|_| true));
+        tracing::info!(member = self.id, "left the cluster");
+    }
+
+    fn count(&self, kind: RequestKind, result: &Result<bool, &StoreError>) {
+        let result = match result {
+            Ok(true) => "ok",
+            Ok(false) => "lost",
+            Err(_) => "error",
+        };
+        self.metrics.cluster_s3_requests.get_or_create(&S3RequestLabels { kind: kind.as_str(), result }).inc();
+    }
+
+    fn publish_view(&self, listing: &Listing) {
+        let mut members = Vec::new();
+        let mut flakes: BTreeMap<String, FlakeView> = BTreeMap::new();
+        for (id, age) in listing.live.iter().chain(listing.expired.iter()) {
+            let live = listing.live.contains_key(id);
+            let record = if *id == self.id {
+                Some(MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() })
+            } else {
+                self.members.get(id).map(|(_, record)| record.clone())
+            };
+            let record = record.unwrap_or_default();
+            if live {
+                for (flake, version) in &record.flakes {
+                    let view = flakes.entry(flake.clone()).or_insert_with(|| FlakeView { name: flake.clone(), ..FlakeView::default() });
+                    view.versions.entry(version.clone()).or_default().push(id.clone());
+                }
+                for flake in &record.claims {
+                    flakes.entry(flake.clone()).or_insert_with(|| FlakeView { name: flake.clone(), ..FlakeView::default() }).holder =
+                        Some(id.clone());
+                }
+            }
+            members.push(MemberView {
+                id: id.clone(),
+                name: record.member,
+                live,
+                lease_age_seconds: age.num_seconds(),
+                claims: record.claims.len(),
+            });
+        }
+        self.view.send_replace(Arc::new(ClusterView {
+            location: self.location.clone(),
+            member: self.id.clone(),
+            listed_at: Some(listing.s3_now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            members,
+            flakes: flakes.into_values().collect(),
+        }));
+    }
+}
