@@ -43,6 +43,7 @@ use crate::monitor::{Monitors, SharedMonitors};
 use crate::publish::spool::disk::DiskSpool;
 use crate::publish::spool::{MemorySpool, Spool};
 use crate::publish::{DrainReport, PublisherConfig, Replay, spawn_publisher};
+use crate::status::StatusBoard;
 pub use health::{Health, HealthReport};
 pub use reload::ReloadHandle;
 use reload::{LoadedCatalog, Reloader, Snapshot};
@@ -59,6 +60,8 @@ pub struct DaemonConfig {
     /// Keeps the spool in memory: a dry run must not touch the daemon's state.
     pub dry_run: bool,
     pub listen: Option<SocketAddr>,
+    /// Serve `/status.json` and the status page at `/` on the listener (`--status-page`).
+    pub status_page: bool,
     pub reconcile_interval: Duration,
     pub rescan_interval: Duration,
     pub shutdown_grace: Duration,
@@ -97,6 +100,7 @@ pub struct Daemon {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     reload: ReloadHandle,
+    status: Arc<http::StatusSources>,
 }
 
 /// Starts the daemon, runs it until `shutdown` completes, then stops it (`hurry` cuts the grace
@@ -129,10 +133,15 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     let (spool, replay) = open_spool(&config, &metrics).await?;
     let monitors = open_monitors(&config).await?;
     let health = Arc::new(Health::new(metrics.clone()));
+    let board = Arc::new(StatusBoard::new(&creds));
+    let status = Arc::new(http::StatusSources { board: board.clone(), monitors: Some(monitors.clone()) });
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
     let http_task = match config.listen {
-        Some(address) => Some(http::serve(address, health.clone(), metrics.clone(), shutdown.clone()).await?),
+        Some(address) => {
+            let page = config.status_page.then(|| status.clone());
+            Some(http::serve(address, health.clone(), metrics.clone(), page, shutdown.clone()).await?)
+        }
         None => None,
     };
     // Nothing below fails: from here on, flakes run.
@@ -144,6 +153,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
     }
     monitors.set_jobs(&loaded.catalog.flakes(), Utc::now()).await;
+    Snapshot::report_files(&loaded.catalog, &board);
     tracing::info!(flakes = loaded.catalog.flakes().len(), invalid = loaded.catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
 
     let context = Arc::new(RunContext {
@@ -157,7 +167,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
     });
     let splay = splay::Splay::new(config.splay, host_name());
     let mut scheduler =
-        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay);
+        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay, board.clone());
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = tokio::spawn(scheduler.run(changes_rx, shutdown.clone()));
@@ -176,6 +186,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         metrics: metrics.clone(),
         reread: reload.clone(),
         monitors: monitors.clone(),
+        status: board.clone(),
     };
     let mut helpers = vec![
         tokio::spawn(reloader.run(shutdown.clone())),
@@ -191,6 +202,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         reconcile_now,
         config.reconcile_interval,
         default_region.clone(),
+        board.clone(),
         shutdown.clone(),
     )));
     helpers.extend(http_task);
@@ -209,6 +221,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         health,
         metrics,
         reload,
+        status,
     })
 }
 
@@ -221,6 +234,11 @@ impl Daemon {
     /// What `/healthz` answers.
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// What `/status.json` answers now.
+    pub fn status(&self) -> crate::status::Status {
+        self.status.status(&self.health, &self.metrics)
     }
 
     /// Forces a re-read of every flake file (SIGHUP).
