@@ -7,6 +7,7 @@
 #                              is the containers' network)
 #   prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic
 #                              real Prometheus exporters and Nagios plugins to read output from
+#   chromium-headless-shell    a real browser for the status page (tests/status_browser.rs)
 #   kubectl                    renders the kustomize base (tests/deploy.rs); it is not in Debian
 #                              bookworm itself, so it comes from the Kubernetes apt repository
 #                              (https://pkgs.k8s.io) or Google Cloud's, when configured
@@ -14,7 +15,7 @@
 # apt-get runs only when something is missing, and then needs root (or sudo).
 set -euo pipefail
 
-PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic)
+PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic chromium-headless-shell)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

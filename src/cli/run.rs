@@ -46,7 +46,7 @@ pub struct RunOptions {
     pub splay: Duration,
 
     /// "off" stops serving /status.json and the status page at / (/healthz and /metrics stay).
-    #[arg(long, env = "SNOWFLAKE_STATUS_PAGE", default_value = "on", value_name = "on|off", value_parser = parse_on_off)]
+    #[arg(long, env = "SNOWFLAKE_STATUS_PAGE", default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub status_page: bool,
 
     /// Publish SnowflakeHeartbeat = 1 every minute (Host dimension) to this namespace.

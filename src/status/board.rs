@@ -120,11 +120,12 @@ impl FlakeCell {
         self.running_since_ms.store(NONE, Ordering::Relaxed);
         let result = report.verdict.result();
         self.runs.fetch_add(1, Ordering::Relaxed);
+        let info = lock(&self.info).clone();
+        let shown = |text: &str| bound_redacted(&mask(text, &info.header_values), redactor);
         let reason = match &report.verdict {
             Verdict::Failed { reason, .. } => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                let info = lock(&self.info).clone();
-                Some(bound_redacted(&mask(reason, &info.header_values), redactor))
+                Some(shown(reason))
             }
             Verdict::Read(readout) if !readout.rejections.is_empty() => {
                 Some(format!("{} entries rejected (see the flake's log)", readout.rejections.len()))
@@ -148,7 +149,7 @@ impl FlakeCell {
                 first: report
                     .first_values
                     .iter()
-                    .map(|(series, value)| SeriesValue { series: bound_redacted(series, redactor), value: *value })
+                    .map(|(series, value)| SeriesValue { series: shown(series), value: *value })
                     .collect(),
             }),
             _ => None,
