@@ -169,12 +169,8 @@ fn a_spool_that_cannot_be_written_makes_the_daemon_critical() {
     let port = free_port();
     let mut command = ws.snowflake();
     common::with_aws(&mut command, "http://127.0.0.1:9");
-    let child = command
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child =
+        command.args(["run", "--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let daemon = Daemon { child, port };
     wait_for("the listener", Duration::from_secs(30), || get(port, "/healthz").is_some());
     wait_for("a run", Duration::from_secs(30), || daemon.flake("fine")["runs"].as_u64().unwrap_or(0) >= 1);
@@ -228,8 +224,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()
 "#
     );
-    let child =
-        Command::new("python3").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("python3 runs");
+    let child = Command::new("python3").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("python3 runs");
     // Killed when dropped, like a daemon.
     let server = Daemon { child, port };
     wait_for("the echo server", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
@@ -265,13 +260,15 @@ fn no_secret_reaches_the_page_the_json_or_the_command() {
     wait_for("every flake's run", Duration::from_secs(40), || {
         let status = daemon.status();
         let rows = status["flakes"].as_array().unwrap();
-        rows.len() == 3 && rows.iter().all(|row| row["last_run"].is_object())
+        rows.len() == 3
+            && rows.iter().all(|row| row["last_run"].is_object())
             && rows.iter().filter(|row| row["last_value"]["series"].is_number()).count() == 2
     });
     let status = daemon.status();
     let text = status.to_string();
     // The secrets were there to leak, and were masked.
-    let leaky = &status["flakes"].as_array().unwrap().iter().find(|row| row["name"] == "leaky").unwrap()["last_value"]["first"][0]["series"];
+    let leaky =
+        &status["flakes"].as_array().unwrap().iter().find(|row| row["name"] == "leaky").unwrap()["last_value"]["first"][0]["series"];
     assert_eq!(leaky, "leak{pw=********}", "{status}");
     let scraped = status["flakes"].as_array().unwrap().iter().find(|row| row["name"] == "scraped").unwrap().clone();
     assert_eq!(scraped["last_value"]["first"][0]["series"], "echo{auth=********,key=********}", "{scraped}");

@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 
 const CHROMIUM: &str = "chromium-headless-shell";
 
+/// The daemon process, killed when dropped.
 struct Daemon {
     child: Child,
-    port: u16,
 }
 
 impl Drop for Daemon {
@@ -140,8 +140,10 @@ fn page_rows(dom: &str) -> Vec<Value> {
     let text = |html: &str| html_escape::decode_html_entities(&tags.replace_all(html, "")).trim().to_string();
     rows.captures_iter(dom)
         .map(|row| {
-            let fields: std::collections::HashMap<&str, &str> =
-                cells.captures_iter(row.get(2).unwrap().as_str()).map(|cell| (cell.get(1).unwrap().as_str(), cell.get(2).unwrap().as_str())).collect();
+            let fields: std::collections::HashMap<&str, &str> = cells
+                .captures_iter(row.get(2).unwrap().as_str())
+                .map(|cell| (cell.get(1).unwrap().as_str(), cell.get(2).unwrap().as_str()))
+                .collect();
             let field = |name: &str| *fields.get(name).unwrap_or_else(|| panic!("the row has no {name} cell: {}", &row[0]));
             let first_time = |html: &str| time.captures(html).map(|found| millis(&found[1]));
             let numbers = |html: &str| -> Vec<f64> { data.captures_iter(html).map(|found| found[1].parse().unwrap()).collect() };
@@ -172,7 +174,9 @@ fn the_page_in_a_browser_shows_what_status_json_says() {
     let endpoint = common::endpoint();
     let ws = Workspace::new();
     let namespace = unique("StatusPage");
-    let prefix = unique("sp");
+    // Short names for the screenshot in the docs (a LocalStack of its own), unique ones otherwise.
+    let screenshot_to = std::env::var("SNOWFLAKE_STATUS_SCREENSHOT").ok();
+    let prefix = if screenshot_to.is_some() { "db".to_string() } else { unique("sp") };
     let name = |what: &str| format!("{prefix}-{what}");
     let metric = |what: &str, command: &str| {
         json!({"flakeName": name(what), "flakeCronstring": "@every 5s", "flakeType": "metric", "flakeMetricNamespace": namespace,
@@ -212,7 +216,7 @@ fn the_page_in_a_browser_shows_what_status_json_says() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _daemon = Daemon { child, port };
+    let _daemon = Daemon { child };
     wait_for("the listener", Duration::from_secs(30), || get(port, "/healthz").is_some());
     wait_for("every kind of row", Duration::from_secs(90), || {
         let now = status(port);
@@ -221,7 +225,9 @@ fn the_page_in_a_browser_shows_what_status_json_says() {
             && row(&now, &name("multi"))["last_value"]["series"] == 4
             && row(&now, &name("late-job"))["monitor"]["state"] == "late"
             && row(&now, &name("alarmed"))["alarms"].as_array().is_some_and(|alarms| alarms.len() == 1 && alarms[0]["state"].is_string())
-            && row(&now, &name("late-job"))["alarms"].as_array().is_some_and(|alarms| !alarms.is_empty() && alarms.iter().all(|alarm| alarm["state"].is_string()))
+            && row(&now, &name("late-job"))["alarms"]
+                .as_array()
+                .is_some_and(|alarms| !alarms.is_empty() && alarms.iter().all(|alarm| alarm["state"].is_string()))
             && now["header"]["last_put"]["result"] == "ok"
     });
     let now = status(port);
@@ -274,7 +280,7 @@ fn the_page_in_a_browser_shows_what_status_json_says() {
     let offline = dump_dom(&format!("file://{}", file.display()), true);
     assert_eq!(page_rows(&offline), page_rows(&dom), "the page renders the same without a network");
 
-    if let Ok(path) = std::env::var("SNOWFLAKE_STATUS_SCREENSHOT") {
+    if let Some(path) = screenshot_to {
         screenshot(&url, Path::new(&path));
     }
 }
@@ -285,7 +291,7 @@ fn screenshot(url: &str, path: &Path) {
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--hide-scrollbars"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", path.display()))
-        .args(["--window-size=1400,520", url])
+        .args(["--window-size=1500,560", url])
         .stderr(Stdio::null())
         .stdout(Stdio::null())
         .status()

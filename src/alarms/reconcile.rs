@@ -164,14 +164,14 @@ impl<C: CloudWatch> Reconciler<C> {
         let _lock = self.managed.lock().await?;
         let mut managed = self.load_managed().await?;
         let (plan, actual) = self.plan_with(desired, &managed, scope).await?;
-        let mut applied = Applied::default();
-        applied.states = desired
+        let states = desired
             .iter()
             .map(|alarm| {
                 let state = actual.get(&alarm.key()).and_then(|found| found.state.clone());
                 (alarm.flake.clone(), alarm.config.name.clone(), state)
             })
             .collect();
+        let mut applied = Applied { states, ..Applied::default() };
         for (region, reason) in &plan.unreadable {
             tracing::error!(region, "alarms in this region are left as they are: DescribeAlarms failed: {reason}");
             applied.failures.push(format!("{region}: DescribeAlarms failed: {reason}"));

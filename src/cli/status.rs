@@ -193,7 +193,9 @@ fn header_lines(status: &Status) -> Vec<String> {
         spool.rejected
     ));
     let reconcile = |what: &str, status: &Option<crate::status::model::ReconcileStatus>| match status {
-        Some(status) => format!("{what} reconciled {} ago: {} changes, {} failures", ago(status.at, now), status.changes, status.failures.len()),
+        Some(status) => {
+            format!("{what} reconciled {} ago: {} changes, {} failures", ago(status.at, now), status.changes, status.failures.len())
+        }
         None => format!("{what} not reconciled yet"),
     };
     lines.push(format!("{}; {}", reconcile("alarms", &header.alarm_reconcile), reconcile("dashboard", &header.dashboard_reconcile)));

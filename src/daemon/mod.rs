@@ -166,8 +166,15 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
         monitors: Some(monitors.clone()),
     });
     let splay = splay::Splay::new(config.splay, host_name());
-    let mut scheduler =
-        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay, board.clone());
+    let mut scheduler = Scheduler::new(
+        context,
+        default_region.clone(),
+        config.max_concurrent_runs,
+        stop_running.subscribe(),
+        health.clone(),
+        splay,
+        board.clone(),
+    );
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = tokio::spawn(scheduler.run(changes_rx, shutdown.clone()));

@@ -17,6 +17,8 @@ use crate::status::StatusBoard;
 /// Changes often come in bursts (a deploy writes many files); reconcile once they settle.
 const SETTLE: Duration = Duration::from_secs(1);
 
+// The loop's inputs, each from a different owner; a struct for them would be used only here.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<C: CloudWatch>(
     reconciler: Reconciler<C>,
     dashboards: DashboardReconciler<C>,

@@ -105,7 +105,9 @@ impl Monitors {
     pub fn deadlines(&self, now: DateTime<Utc>) -> std::collections::HashMap<String, Option<DateTime<Utc>>> {
         self.watched
             .iter()
-            .map(|(name, watched)| (name.clone(), deadline::deadline(&watched.job.schedule, &self.times(watched, now), watched.job.allowance, now)))
+            .map(|(name, watched)| {
+                (name.clone(), deadline::deadline(&watched.job.schedule, &self.times(watched, now), watched.job.allowance, now))
+            })
             .collect()
     }
 

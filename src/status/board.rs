@@ -146,11 +146,7 @@ impl FlakeCell {
                 at: report.scheduled,
                 value: None,
                 series: Some(readout.series),
-                first: report
-                    .first_values
-                    .iter()
-                    .map(|(series, value)| SeriesValue { series: shown(series), value: *value })
-                    .collect(),
+                first: report.first_values.iter().map(|(series, value)| SeriesValue { series: shown(series), value: *value }).collect(),
             }),
             _ => None,
         };

@@ -24,10 +24,10 @@ h1{font-size:1.2em;margin:0.2em 0}.verdict{padding:0.3em 0.5em;border-radius:4px
 dl{display:flex;flex-wrap:wrap;gap:0.2em 1.5em;margin:0.5em 0}dl div{min-width:12em}dt{font-size:0.8em;color:#666}dd{margin:0}\
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;font-size:0.9em}\
 th,td{border-bottom:1px solid #ddd;padding:0.25em 0.5em;text-align:left;vertical-align:top;white-space:nowrap}\
-td.wrap{white-space:normal;min-width:12em}th{background:#f4f4f4;position:sticky;top:0}\
+td.wrap{white-space:normal}th{background:#f4f4f4;position:sticky;top:0}\
 .r-ok,.s-OK,.m-up{color:#17692e}.r-partial,.m-late,.s-INSUFFICIENT_DATA{color:#8a6100}\
 .r-failed,.r-rejected,.r-timeout,.r-error,.r-stopped,.m-down,.s-ALARM{color:#b00020;font-weight:bold}\
-small{color:#666}ul{margin:0;padding-left:1em}";
+small{color:#666}ul{margin:0;padding-left:1em}li{white-space:nowrap}";
 
 /// The page for `status`.
 pub fn render(status: &Status) -> String {
@@ -59,13 +59,24 @@ pub fn render(status: &Status) -> String {
         "up since",
         format!("{} <small>{}</small>", time(header.started, now), text(&span(std::time::Duration::from_secs(header.uptime_seconds)))),
     );
-    item(&mut page, "healthy", "health", if header.healthy { "ok".to_string() } else { text(&header.health_findings.join("; ")).into_owned() });
+    item(
+        &mut page,
+        "healthy",
+        "health",
+        if header.healthy { "ok".to_string() } else { text(&header.health_findings.join("; ")).into_owned() },
+    );
     let files = &header.flake_files;
     item(
         &mut page,
         "files",
         "flakes",
-        format!("<data value=\"{}\">{} loaded</data>, {} broken{}", files.loaded, files.loaded, files.broken.len(), if files.dir_missing { ", directory missing" } else { "" }),
+        format!(
+            "<data value=\"{}\">{} loaded</data>, {} broken{}",
+            files.loaded,
+            files.loaded,
+            files.broken.len(),
+            if files.dir_missing { ", directory missing" } else { "" }
+        ),
     );
     let spool = &header.spool;
     item(
@@ -86,7 +97,13 @@ pub fn render(status: &Status) -> String {
         "last-put",
         "last PutMetricData",
         match &header.last_put {
-            Some(put) => format!("{} <span class=\"r-{}\">{}</span> {:.0} ms", time(put.at, now), attr(&put.result), text(&put.result), put.latency_ms),
+            Some(put) => format!(
+                "{} <span class=\"r-{}\">{}</span> {:.0} ms",
+                time(put.at, now),
+                attr(&put.result),
+                text(&put.result),
+                put.latency_ms
+            ),
             None => "-".to_string(),
         },
     );
@@ -119,7 +136,11 @@ pub fn render(status: &Status) -> String {
         row(&mut page, flake, now);
     }
     page.push_str("</tbody></table></div>\n");
-    let _ = write!(page, "<p><small>generated {} UTC; refreshes every {REFRESH_SECONDS} s; <a href=\"status.json\">status.json</a></small></p></body></html>\n", time(now, now));
+    let _ = writeln!(
+        page,
+        "<p><small>generated {} UTC; refreshes every {REFRESH_SECONDS} s; <a href=\"status.json\">status.json</a></small></p></body></html>",
+        time(now, now)
+    );
     page
 }
 
@@ -145,7 +166,15 @@ fn row(page: &mut String, flake: &FlakeRow, now: DateTime<Utc>) {
             cell(page, "last", &time(run.scheduled, now));
             let _ = write!(page, "<td data-field=\"result\" class=\"r-{}\">{}</td>", attr(&run.result), text(&run.result));
             let _ = write!(page, "<td data-field=\"reason\" class=\"wrap\">{}</td>", text(run.reason.as_deref().unwrap_or("")));
-            cell(page, "duration", &format!("<data value=\"{}\">{}</data>", run.duration_ms, text(&span(std::time::Duration::from_secs_f64(run.duration_ms / 1000.0)))));
+            cell(
+                page,
+                "duration",
+                &format!(
+                    "<data value=\"{}\">{}</data>",
+                    run.duration_ms,
+                    text(&span(std::time::Duration::from_secs_f64(run.duration_ms / 1000.0)))
+                ),
+            );
         }
         None => {
             for field in ["last", "result", "reason", "duration"] {
@@ -159,7 +188,14 @@ fn row(page: &mut String, flake: &FlakeRow, now: DateTime<Utc>) {
             (None, Some(series)) => {
                 let mut html = format!("<data class=\"series\" value=\"{series}\">{series} series</data><ul>");
                 for first in &published.first {
-                    let _ = write!(html, "<li><data value=\"{}\" title=\"{}\">{} {}</data></li>", first.value, attr(&first.series), text(&first.series), first.value);
+                    let _ = write!(
+                        html,
+                        "<li><data value=\"{}\" title=\"{}\">{} {}</data></li>",
+                        first.value,
+                        attr(&first.series),
+                        text(&first.series),
+                        first.value
+                    );
                 }
                 html.push_str("</ul>");
                 html
@@ -175,7 +211,12 @@ fn row(page: &mut String, flake: &FlakeRow, now: DateTime<Utc>) {
     match &flake.monitor {
         Some(monitor) => {
             let deadline = monitor.deadline.map_or(String::new(), |deadline| format!(" <small>deadline {}</small>", time(deadline, now)));
-            let _ = write!(page, "<td data-field=\"monitor\"><span class=\"m-{0}\" data-state=\"{0}\">{1}</span>{deadline}</td>", attr(&monitor.state), text(&monitor.state));
+            let _ = write!(
+                page,
+                "<td data-field=\"monitor\"><span class=\"m-{0}\" data-state=\"{0}\">{1}</span>{deadline}</td>",
+                attr(&monitor.state),
+                text(&monitor.state)
+            );
         }
         None => cell(page, "monitor", ""),
     }
@@ -219,4 +260,33 @@ fn reconcile(status: Option<&ReconcileStatus>, now: DateTime<Utc>) -> String {
 fn time(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let shown = if at.date_naive() == now.date_naive() { at.format("%H:%M:%S") } else { at.format("%Y-%m-%d %H:%M:%S") };
     format!("<time datetime=\"{}\">{shown}</time>", at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_reasons_are_escaped_and_nothing_is_loaded() {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "header": {"version": "0", "generated": "2026-01-01T00:00:00Z", "started": "2026-01-01T00:00:00Z", "uptime_seconds": 0,
+                       "healthy": true, "health_findings": [], "flake_files": {"loaded": 1, "broken": [{"path": "<b>.json", "problems": ["x: <img alt=x>"]}], "dir_missing": false},
+                       "spool": {"datapoints": 0, "bytes": 0, "oldest_undelivered": null, "oldest_undelivered_age_seconds": null,
+                                 "dropped": 0, "rejected": 0, "writable": true},
+                       "last_put": null, "alarm_reconcile": null, "dashboard_reconcile": null, "cluster": {"members": []}},
+            "flakes": [{"name": "a\"><script>alert(1)</script>", "type": "metric", "schedule": "* * * * *", "enabled": true, "file": "f.json",
+                "next": null, "next_in_seconds": null, "running_since": null,
+                "last_run": {"scheduled": "2026-01-01T00:00:00Z", "result": "failed", "reason": "<script>x</script> & more", "duration_ms": 1.0},
+                "last_value": null, "runs": 1, "failures": 1, "skips": 0, "monitor": null, "alarms": [], "member": null}]
+        }))
+        .unwrap();
+        let page = render(&status);
+        assert!(!page.contains("<script") && !page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;script&gt;x&lt;/script&gt; &amp; more"), "{page}");
+        assert!(page.contains("data-flake=\"a&quot;&gt;&lt;script&gt;"), "{page}");
+        assert!(page.contains(&format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">")));
+        for external in [" src=", "<link", "http://", "https://"] {
+            assert!(!page.contains(external), "{external}: {page}");
+        }
+    }
 }

@@ -20,7 +20,13 @@ pub struct HealthInput {
 }
 
 /// The status at `now`.
-pub fn snapshot(board: &StatusBoard, metrics: &Metrics, monitors: Option<&SharedMonitors>, health: HealthInput, now: DateTime<Utc>) -> Status {
+pub fn snapshot(
+    board: &StatusBoard,
+    metrics: &Metrics,
+    monitors: Option<&SharedMonitors>,
+    health: HealthInput,
+    now: DateTime<Utc>,
+) -> Status {
     let deadlines = monitors.map(|monitors| monitors.deadlines(now)).unwrap_or_default();
     let alarm_states = board.alarm_states();
     let flakes = board

@@ -47,6 +47,7 @@ pub fn span(duration: Duration) -> String {
 /// A span between two times given in seconds, signed: `12s`, or `-` when unknown.
 pub fn span_seconds(seconds: Option<f64>) -> String {
     match seconds {
+        Some(seconds) if seconds.is_finite() && seconds.abs() < 1.0 => "0s".to_string(),
         Some(seconds) if seconds.is_finite() => span(Duration::from_secs_f64(seconds.abs())),
         _ => "-".to_string(),
     }

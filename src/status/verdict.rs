@@ -37,7 +37,8 @@ pub fn judge(status: &Status) -> (Verdict, String) {
     let mut verdict = Verdict::Ok;
     if !status.header.healthy {
         verdict = Verdict::Critical;
-        let health = if status.header.health_findings.is_empty() { "unhealthy".to_string() } else { status.header.health_findings.join("; ") };
+        let health =
+            if status.header.health_findings.is_empty() { "unhealthy".to_string() } else { status.header.health_findings.join("; ") };
         findings.push(format!("daemon: {health}"));
     }
     if !failing.is_empty() {
@@ -72,4 +73,53 @@ fn names(names: &[&str]) -> String {
         text.push_str(&format!(", and {} more", names.len() - SHOWN));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(healthy: bool, flakes: serde_json::Value, broken: usize) -> Status {
+        let broken: Vec<serde_json::Value> =
+            (0..broken).map(|i| serde_json::json!({"path": format!("f{i}.json"), "problems": ["x: y"]})).collect();
+        serde_json::from_value(serde_json::json!({
+            "header": {"version": "0", "generated": "2026-01-01T00:00:00Z", "started": "2026-01-01T00:00:00Z", "uptime_seconds": 0,
+                       "healthy": healthy, "health_findings": if healthy { vec![] } else { vec!["scheduler stalled: no pass for 12s"] },
+                       "flake_files": {"loaded": 1, "broken": broken, "dir_missing": false},
+                       "spool": {"datapoints": 0, "bytes": 0, "oldest_undelivered": null, "oldest_undelivered_age_seconds": null,
+                                 "dropped": 0, "rejected": 0, "writable": true},
+                       "last_put": null, "alarm_reconcile": null, "dashboard_reconcile": null, "cluster": {"members": []}},
+            "flakes": flakes,
+        }))
+        .unwrap()
+    }
+
+    fn flake(name: &str, result: Option<&str>, monitor: Option<&str>) -> serde_json::Value {
+        serde_json::json!({"name": name, "type": "job", "schedule": "* * * * *", "enabled": true, "file": "f.json", "next": null,
+            "next_in_seconds": null, "running_since": null,
+            "last_run": result.map(|result| serde_json::json!({"scheduled": "2026-01-01T00:00:00Z", "result": result, "reason": null, "duration_ms": 1.0})),
+            "last_value": null, "runs": 1, "failures": 0, "skips": 0,
+            "monitor": monitor.map(|state| serde_json::json!({"state": state, "deadline": null})), "alarms": [], "member": null})
+    }
+
+    #[test]
+    fn verdicts_rank_like_nagios_states() {
+        let ok = status(
+            true,
+            serde_json::json!([flake("a", Some("ok"), Some("up")), flake("b", Some("partial"), None), flake("c", None, None)]),
+            0,
+        );
+        assert_eq!(judge(&ok), (Verdict::Ok, "SNOWFLAKE OK - 3 flakes, none failing or late".to_string()));
+        let failing = status(true, serde_json::json!([flake("a", Some("timeout"), None)]), 0);
+        assert_eq!(judge(&failing).0, Verdict::Warning);
+        assert!(judge(&failing).1.contains("1 failing (a)"));
+        let late = status(true, serde_json::json!([flake("j", Some("ok"), Some("late")), flake("k", Some("ok"), Some("down"))]), 0);
+        assert_eq!(judge(&late), (Verdict::Warning, "SNOWFLAKE WARNING - 2 flakes, 2 late (j, k)".to_string()));
+        assert_eq!(judge(&status(true, serde_json::json!([]), 2)).0, Verdict::Warning);
+        let sick = status(false, serde_json::json!([flake("a", Some("failed"), None)]), 0);
+        let (verdict, line) = judge(&sick);
+        assert_eq!(verdict, Verdict::Critical);
+        assert!(line.starts_with("SNOWFLAKE CRITICAL - 1 flakes, daemon: scheduler stalled"), "{line}");
+        assert_eq!([Verdict::Ok, Verdict::Warning, Verdict::Critical, Verdict::Unknown].map(Verdict::code), [0, 1, 2, 3]);
+    }
 }
