@@ -61,7 +61,8 @@ pub async fn run(options: &StatusOptions) -> ExitCode {
             return ExitCode::from(Verdict::Unknown.code());
         }
     };
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Colour only for a person at a terminal who has not asked for none (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     loop {
         let verdict = once(&url, options.output, colour, options.watch).await;
         if !options.watch {

@@ -150,13 +150,14 @@ async fn respond(
         }
         (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode()),
         (&Method::GET, "/status.json") if let Some(status) = &status => {
-            let snapshot = status.status(&health, &metrics);
-            let body = serde_json::to_string(&snapshot).expect("the status serializes");
+            let body =
+                off_the_runtime(status, &health, &metrics, |snapshot| serde_json::to_string(snapshot).expect("the status serializes"))
+                    .await;
             response(StatusCode::OK, "application/json", body)
         }
         (&Method::GET, "/") if let Some(status) = &status => {
-            let snapshot = status.status(&health, &metrics);
-            let mut page = response(StatusCode::OK, "text/html; charset=utf-8", crate::status::html::render(&snapshot));
+            let body = off_the_runtime(status, &health, &metrics, crate::status::html::render).await;
+            let mut page = response(StatusCode::OK, "text/html; charset=utf-8", body);
             // Says what the page is: no script, nothing fetched from anywhere, styles inline.
             page.headers_mut().insert("content-security-policy", PAGE_POLICY.parse().expect("a valid header value"));
             page
@@ -166,6 +167,15 @@ async fn respond(
         }
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".to_string()),
     })
+}
+
+/// Assembles the status and turns it into a body on the blocking pool: at 10,000 flakes that is
+/// milliseconds of CPU, which must not hold a runtime thread the scheduler and runs need.
+async fn off_the_runtime(status: &Arc<StatusSources>, health: &Arc<Health>, metrics: &Arc<Metrics>, body: fn(&Status) -> String) -> String {
+    let (status, health, metrics) = (status.clone(), health.clone(), metrics.clone());
+    tokio::task::spawn_blocking(move || body(&status.status(&health, &metrics)))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 #[cfg(test)]
