@@ -23,7 +23,7 @@ use crate::status::{Verdict, judge};
 const DEFAULT_LISTEN: &str = "127.0.0.1:9731";
 /// A daemon that does not answer within this is reported as not answering.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest `/status.json` read (10,000 flakes take about 8 MiB).
+/// Largest `/status.json` read (10,000 flakes take about 3.2 MB).
 const MAX_BODY: usize = 256 << 20;
 
 #[derive(Args, Debug, Clone)]
