@@ -11,6 +11,7 @@
 #                              scores the unit, strip/readelf strip and inspect the binary, and
 #                              cargo-deb reads the binary's library needs with dpkg-shlibdeps
 #                              (cargo-deb itself comes from crates.io: scripts/cargo-deb.sh)
+#   chromium-headless-shell    a real browser for the status page (tests/status_browser.rs)
 #   kubectl                    renders the kustomize base (tests/deploy.rs); it is not in Debian
 #                              bookworm itself, so it comes from the Kubernetes apt repository
 #                              (https://pkgs.k8s.io) or Google Cloud's, when configured
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 PACKAGES=(podman runc slirp4netns uidmap mmdebstrap prometheus-node-exporter prometheus-nginx-exporter nginx-light monitoring-plugins-basic
-    systemd binutils dpkg-dev)
+    systemd binutils dpkg-dev chromium-headless-shell)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -103,6 +103,22 @@ pub struct RunReport {
     /// How many datapoints went to the publisher: the value, and a monitored job's `JobSuccess`
     /// and `JobDuration`.
     pub published: usize,
+    /// A multi-metric run's first few datapoints as `MetricName{Dim=value}` and value (for the
+    /// status page); empty otherwise.
+    pub first_values: Vec<(String, f64)>,
+}
+
+/// How many of a multi-metric run's values the status page shows.
+const FIRST_VALUES: usize = 3;
+
+/// `MetricName{Dim=value,...}` of a datapoint.
+fn series_label(point: &Datapoint) -> String {
+    let series = &point.series;
+    if series.dimensions.is_empty() {
+        return series.metric_name.clone();
+    }
+    let dimensions: Vec<String> = series.dimensions.iter().map(|(name, value)| format!("{name}={value}")).collect();
+    format!("{}{{{}}}", series.metric_name, dimensions.join(","))
 }
 
 impl RunReport {
@@ -201,11 +217,15 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
     });
     let has_values = flake.scrape.is_some() || job_run.is_some() || matches!(verdict, Verdict::Ok { value: Some(_) } | Verdict::Read(_));
     let mut points = Vec::new();
+    let mut first_values = Vec::new();
     if let Ok(Some(series)) = &prepared.series {
         let timestamp_ms = scheduled.timestamp_millis();
         match &mut verdict {
             Verdict::Ok { value: Some(value) } => points.push(Datapoint { series: series.clone(), value: *value, timestamp_ms }),
-            Verdict::Read(readout) => points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms),
+            Verdict::Read(readout) => {
+                points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms);
+                first_values = points.iter().take(FIRST_VALUES).map(|point| (series_label(point), point.value)).collect();
+            }
             _ => {}
         }
         if flake.scrape.is_some() {
@@ -240,7 +260,7 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         monitors.record_run(&flake.name, *run).await;
     }
 
-    let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published };
+    let report = RunReport { flake: flake.name.clone(), scheduled, lateness, duration: outcome.duration, verdict, published, first_values };
     context.metrics.run(&flake.name, report.verdict.result());
     context.metrics.run_duration.observe(outcome.duration.as_secs_f64());
     if let Verdict::Read(readout) = &report.verdict {
@@ -419,6 +439,7 @@ async fn skip_without_image(flake: &Flake, scheduled: DateTime<Utc>, reason: Str
         duration: Duration::ZERO,
         verdict: Verdict::Failed { result: RunResult::Error, reason },
         published: 0,
+        first_values: Vec::new(),
     }
 }
 

@@ -48,6 +48,8 @@
 //! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when
 //!   damaged in any way.
 //! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
+//! - [`status`]: what the daemon is doing now: the cells components write as they go, assembled
+//!   into `/status.json` and the page at `/` (SPEC 16), read by `snowflake status`.
 //! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
 //!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`;
 //!   a panic in any of its tasks stops it loudly.
@@ -76,3 +78,4 @@ pub mod runner;
 pub mod schedule;
 pub mod scrape;
 pub mod statefile;
+pub mod status;

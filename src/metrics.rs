@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
 use strum::VariantArray;
 
 use crate::outcome::{DropReason, PutOutcome, RunResult};
@@ -108,6 +110,61 @@ pub struct Metrics {
     pub cluster_members: Gauge,
     pub cluster_claim_changes: Family<ClaimChangeLabels, Counter>,
     pub cluster_s3_requests: Family<S3RequestLabels, Counter>,
+    /// The last PutMetricData and the oldest undelivered datapoint, for the status page.
+    pub publishing: PublishingStatus,
+}
+
+/// What the status page shows about publishing that the registry does not keep: plain atomics
+/// the publisher stores as it goes.
+#[derive(Debug)]
+pub struct PublishingStatus {
+    last_put_ms: AtomicI64,
+    /// Index into [`PutOutcome::VARIANTS`].
+    last_put_outcome: AtomicUsize,
+    last_put_micros: AtomicU64,
+    oldest_undelivered_ms: AtomicI64,
+}
+
+/// Stands for "none yet" in [`PublishingStatus`].
+const NO_TIME: i64 = i64::MIN;
+
+impl Default for PublishingStatus {
+    fn default() -> Self {
+        PublishingStatus {
+            last_put_ms: AtomicI64::new(NO_TIME),
+            last_put_outcome: AtomicUsize::new(0),
+            last_put_micros: AtomicU64::new(0),
+            oldest_undelivered_ms: AtomicI64::new(NO_TIME),
+        }
+    }
+}
+
+impl PublishingStatus {
+    /// A PutMetricData request ended now with `outcome` after `latency`.
+    pub fn put(&self, outcome: PutOutcome, latency: std::time::Duration) {
+        let index = PutOutcome::VARIANTS.iter().position(|known| *known == outcome).unwrap_or(0);
+        self.last_put_outcome.store(index, Ordering::Relaxed);
+        self.last_put_micros.store(latency.as_micros() as u64, Ordering::Relaxed);
+        self.last_put_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// When, how and how fast the last request went; `None` before the first.
+    pub fn last_put(&self) -> Option<(i64, PutOutcome, std::time::Duration)> {
+        let at = self.last_put_ms.load(Ordering::Relaxed);
+        (at != NO_TIME).then(|| {
+            let outcome = PutOutcome::VARIANTS[self.last_put_outcome.load(Ordering::Relaxed).min(PutOutcome::VARIANTS.len() - 1)];
+            (at, outcome, std::time::Duration::from_micros(self.last_put_micros.load(Ordering::Relaxed)))
+        })
+    }
+
+    /// The timestamp (milliseconds) of the oldest datapoint not yet delivered, if any waits.
+    pub fn set_oldest_undelivered(&self, timestamp_ms: Option<i64>) {
+        self.oldest_undelivered_ms.store(timestamp_ms.unwrap_or(NO_TIME), Ordering::Relaxed);
+    }
+
+    pub fn oldest_undelivered(&self) -> Option<i64> {
+        Some(self.oldest_undelivered_ms.load(Ordering::Relaxed)).filter(|at| *at != NO_TIME)
+    }
 }
 
 impl Default for Metrics {
@@ -151,6 +208,7 @@ impl Metrics {
             cluster_members: Gauge::default(),
             cluster_claim_changes: Family::default(),
             cluster_s3_requests: Family::default(),
+            publishing: PublishingStatus::default(),
             registry: Registry::default(),
         };
         registry.register("runs", "Flake runs by flake and result", metrics.runs.clone());

@@ -163,6 +163,7 @@ async fn the_daemon_sends_one_datum_per_window_and_a_stop_sends_the_open_one() {
         workdir: root.path().to_path_buf(),
         dry_run: false,
         listen: None,
+        status_page: true,
         reconcile_interval: Duration::from_secs(600),
         rescan_interval: Duration::from_secs(600),
         shutdown_grace: Duration::from_secs(5),

@@ -57,6 +57,7 @@ impl Harness {
             workdir: self.root.path().to_path_buf(),
             dry_run: false,
             listen: None,
+            status_page: true,
             reconcile_interval: Duration::from_secs(600),
             rescan_interval: Duration::from_millis(200),
             shutdown_grace: Duration::from_secs(5),

@@ -96,6 +96,9 @@ pub struct Applied {
     pub deleted: usize,
     /// `alarm: reason` for every change that failed (it is tried again next time).
     pub failures: Vec<String>,
+    /// Every declared alarm's state as this reconcile read it, `(flake, alarm, state)`; `None`
+    /// for one it could not read or had to create (the status page shows these, SPEC 16).
+    pub states: Vec<(String, String, Option<String>)>,
 }
 
 impl Applied {
@@ -161,7 +164,14 @@ impl<C: CloudWatch> Reconciler<C> {
         let _lock = self.managed.lock().await?;
         let mut managed = self.load_managed().await?;
         let (plan, actual) = self.plan_with(desired, &managed, scope).await?;
-        let mut applied = Applied::default();
+        let states = desired
+            .iter()
+            .map(|alarm| {
+                let state = actual.get(&alarm.key()).and_then(|found| found.state.clone());
+                (alarm.flake.clone(), alarm.config.name.clone(), state)
+            })
+            .collect();
+        let mut applied = Applied { states, ..Applied::default() };
         for (region, reason) in &plan.unreadable {
             tracing::error!(region, "alarms in this region are left as they are: DescribeAlarms failed: {reason}");
             applied.failures.push(format!("{region}: DescribeAlarms failed: {reason}"));

@@ -9,6 +9,7 @@ mod once;
 mod plan;
 mod run;
 mod setup;
+mod status;
 mod values;
 
 use std::path::PathBuf;
@@ -176,6 +177,12 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::schedule::parse_flag_duration)]
         publish_timeout: std::time::Duration,
     },
+    /// Show what a running daemon is doing: one line per flake (next and last run, result), its
+    /// header (spool, last PutMetricData, reconciles), read from its /status.json.
+    ///
+    /// Exits as a Nagios plugin: 0 all well, 1 a flake failing or late (or a flake file broken),
+    /// 2 the daemon unhealthy, 3 no answer. The first line is the plugin's status line.
+    Status(status::StatusOptions),
 }
 
 /// Parses the command line and runs the command; the process exit code is the result.
@@ -207,6 +214,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Plan => plan::run(&cli.options).await,
         Command::Dashboard => dashboard::run(&cli.options).await,
         Command::Run(run_options) => run::run(&cli.options, &run_options).await,
+        Command::Status(status_options) => status::run(&status_options).await,
         Command::Schema => {
             print_line(serde_json::to_string_pretty(&crate::flake::flake_schema()).expect("schema serializes"));
             ExitCode::SUCCESS

@@ -19,7 +19,7 @@ use crate::schedule::parse_flag_duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
-    /// Address of GET /healthz and GET /metrics, or "off".
+    /// Address of GET /healthz, GET /metrics, GET /status.json and the status page (GET /), or "off".
     #[arg(long, env = "SNOWFLAKE_LISTEN", default_value = "127.0.0.1:9731", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Listen,
 
@@ -55,6 +55,9 @@ pub struct RunOptions {
     /// This daemon's name in the cluster (default the host name; placeholders such as ${env:POD_NAME} allowed).
     #[arg(long, env = "SNOWFLAKE_CLUSTER_MEMBER", value_name = "NAME")]
     pub cluster_member: Option<String>,
+    /// "off" stops serving /status.json and the status page at / (/healthz and /metrics stay).
+    #[arg(long, env = "SNOWFLAKE_STATUS_PAGE", default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub status_page: bool,
 
     /// Publish SnowflakeHeartbeat = 1 every minute (Host dimension) to this namespace.
     #[arg(long, env = "SNOWFLAKE_HEARTBEAT_NAMESPACE", value_name = "NAMESPACE")]
@@ -111,6 +114,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
         workdir: options.workdir.clone(),
         dry_run: options.dry_run,
         listen: run.listen.0,
+        status_page: run.status_page,
         reconcile_interval: run.reconcile_interval,
         rescan_interval: run.rescan_interval.max(Duration::from_millis(100)),
         shutdown_grace: run.shutdown_grace,
@@ -188,6 +192,15 @@ async fn cluster_member(run: &RunOptions) -> Result<String, String> {
     let member = crate::placeholders::expand(&template, &facts).map_err(|reason| format!("--cluster-member {template:?}: {reason}"))?;
     crate::cluster::check_member_name(&member)?;
     Ok(member)
+}
+
+/// `on` or `off`.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{text:?}: write on or off")),
+    }
 }
 
 /// `--splay`: a duration, zero included, of at most an hour (offsets never exceed a flake's

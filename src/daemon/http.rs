@@ -1,5 +1,6 @@
-//! `--listen`: `GET /healthz` (200 while the scheduler is alive, 503 if it stalled) and
-//! `GET /metrics` (OpenMetrics text, which Prometheus scrapes natively).
+//! `--listen`: `GET /healthz` (200 while the scheduler is alive, 503 if it stalled),
+//! `GET /metrics` (OpenMetrics text, which Prometheus scrapes natively), and unless
+//! `--status-page off`, `GET /status.json` and the status page at `GET /` (SPEC 16).
 //!
 //! The listener may face a hostile network (the image listens on 0.0.0.0), so what a client can
 //! hold is bounded: a connection must send a request's headers within [`HEADER_READ_TIMEOUT`]
@@ -28,7 +29,11 @@ use tokio::sync::Semaphore;
 use super::health::Health;
 use super::shutdown::Shutdown;
 use crate::metrics::Metrics;
+use crate::monitor::SharedMonitors;
+use crate::status::{HealthInput, Status, StatusBoard};
 
+/// The status page loads nothing and runs nothing; its styles are inline.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Connections open at once, at most: far more than scrapers and probes need, far fewer than the
@@ -47,17 +52,40 @@ const RESERVED_LIFETIME: Duration = Duration::from_secs(5);
 /// Back-off after a failed accept (no descriptors left, say): from the first to the last.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// Binds `address` now (so a taken port fails at start-up) and serves until shutdown.
+/// What `/status.json` and the page are assembled from.
+pub struct StatusSources {
+    pub board: Arc<StatusBoard>,
+    pub monitors: Option<SharedMonitors>,
+}
+
+impl StatusSources {
+    /// The status now.
+    pub fn status(&self, health: &Health, metrics: &Metrics) -> Status {
+        let report = health.report();
+        let findings = report.body.lines().filter(|line| *line != "ok").map(str::to_string).collect();
+        // A spool that cannot be written still answers 200 on /healthz, but it is not well.
+        let healthy = report.healthy && !health.spool_degraded();
+        crate::status::snapshot(&self.board, metrics, self.monitors.as_ref(), HealthInput { healthy, findings }, chrono::Utc::now())
+    }
+}
+
+/// Binds `address` now (so a taken port fails at start-up) and serves until shutdown. Without
+/// `status`, `/status.json` and `/` answer 404.
 pub async fn serve(
     address: SocketAddr,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    status: Option<Arc<StatusSources>>,
     mut shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|error| format!("--listen {address}: cannot listen: {error}; choose another address or --listen off"))?;
-    tracing::info!(%address, "serving /healthz and /metrics");
+    if status.is_some() {
+        tracing::info!(%address, "serving /healthz, /metrics, /status.json and the status page at /");
+    } else {
+        tracing::info!(%address, "serving /healthz and /metrics");
+    }
     Ok(tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let reserved = Arc::new(Semaphore::new(RESERVED_CONNECTIONS));
@@ -101,10 +129,10 @@ pub async fn serve(
                     }
                 },
             };
-            let (health, metrics) = (health.clone(), metrics.clone());
+            let (health, metrics, status) = (health.clone(), metrics.clone(), status.clone());
             tokio::spawn(async move {
                 let _slot = slot;
-                let service = service_fn(move |request| respond(request, health.clone(), metrics.clone()));
+                let service = service_fn(move |request| respond(request, health.clone(), metrics.clone(), status.clone()));
                 let (header_timeout, lifetime) =
                     if one_request { (RESERVED_HEADER_TIMEOUT, RESERVED_LIFETIME) } else { (HEADER_READ_TIMEOUT, CONNECTION_LIFETIME) };
                 let connection = http1::Builder::new()
@@ -123,7 +151,12 @@ fn next_backoff(previous: Option<Duration>) -> Duration {
     previous.map_or(ACCEPT_BACKOFF.0, |previous| (previous * 2).min(ACCEPT_BACKOFF.1))
 }
 
-async fn respond(request: Request<Incoming>, health: Arc<Health>, metrics: Arc<Metrics>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(
+    request: Request<Incoming>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    status: Option<Arc<StatusSources>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -138,8 +171,33 @@ async fn respond(request: Request<Incoming>, health: Arc<Health>, metrics: Arc<M
             response(status, "text/plain", report.body)
         }
         (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode()),
+        (&Method::GET, "/status.json") if let Some(status) = &status => {
+            let body =
+                off_the_runtime(status, &health, &metrics, |snapshot| serde_json::to_string(snapshot).expect("the status serializes"))
+                    .await;
+            response(StatusCode::OK, "application/json", body)
+        }
+        (&Method::GET, "/") if let Some(status) = &status => {
+            let body = off_the_runtime(status, &health, &metrics, crate::status::html::render).await;
+            let mut page = response(StatusCode::OK, "text/html; charset=utf-8", body);
+            // Says what the page is: no script, nothing fetched from anywhere, styles inline.
+            page.headers_mut().insert("content-security-policy", PAGE_POLICY.parse().expect("a valid header value"));
+            page
+        }
+        _ if status.is_some() => {
+            response(StatusCode::NOT_FOUND, "text/plain", "not found: try /, /status.json, /healthz or /metrics\n".to_string())
+        }
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".to_string()),
     })
+}
+
+/// Assembles the status and turns it into a body on the blocking pool: at 10,000 flakes that is
+/// milliseconds of CPU, which must not hold a runtime thread the scheduler and runs need.
+async fn off_the_runtime(status: &Arc<StatusSources>, health: &Arc<Health>, metrics: &Arc<Metrics>, body: fn(&Status) -> String) -> String {
+    let (status, health, metrics) = (status.clone(), health.clone(), metrics.clone());
+    tokio::task::spawn_blocking(move || body(&status.status(&health, &metrics)))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 #[cfg(test)]

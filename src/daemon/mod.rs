@@ -39,10 +39,10 @@ use tokio::task::JoinHandle;
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
-use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
 use crate::cluster::memory::MemoryStore;
 use crate::cluster::store::Store;
 use crate::cluster::{Cluster, ClusterView, Location, Timings, cluster_flakes};
+use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
 use crate::creds::Creds;
 use crate::dashboard::{DashboardReconciler, Target};
 use crate::execution::RunContext;
@@ -52,6 +52,7 @@ use crate::monitor::{Monitors, SharedMonitors};
 use crate::publish::spool::disk::DiskSpool;
 use crate::publish::spool::{MemorySpool, Spool};
 use crate::publish::{DrainReport, PublisherConfig, Replay, spawn_publisher};
+use crate::status::StatusBoard;
 pub use health::{Health, HealthReport};
 pub use reload::ReloadHandle;
 use reload::{LoadedCatalog, Reloader, Snapshot};
@@ -68,6 +69,8 @@ pub struct DaemonConfig {
     /// Keeps the spool in memory: a dry run must not touch the daemon's state.
     pub dry_run: bool,
     pub listen: Option<SocketAddr>,
+    /// Serve `/status.json` and the status page at `/` on the listener (`--status-page`).
+    pub status_page: bool,
     pub reconcile_interval: Duration,
     pub rescan_interval: Duration,
     pub shutdown_grace: Duration,
@@ -120,6 +123,7 @@ pub struct Daemon {
     failures: supervise::FailureReceiver,
     /// This daemon's membership of `--cluster`, if any.
     cluster: Option<Cluster>,
+    status: Arc<http::StatusSources>,
 }
 
 /// Starts the daemon, runs it until `shutdown` completes, then stops it (`hurry` cuts the grace
@@ -169,10 +173,15 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
     let (spool, replay) = open_spool(&config, &metrics).await?;
     let monitors = open_monitors(&config).await?;
     let health = Arc::new(Health::new(metrics.clone()));
+    let board = Arc::new(StatusBoard::new(&creds));
+    let status = Arc::new(http::StatusSources { board: board.clone(), monitors: Some(monitors.clone()) });
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
     let http_task = match config.listen {
-        Some(address) => Some(http::serve(address, health.clone(), metrics.clone(), shutdown.clone()).await?),
+        Some(address) => {
+            let page = config.status_page.then(|| status.clone());
+            Some(http::serve(address, health.clone(), metrics.clone(), page, shutdown.clone()).await?)
+        }
         None => None,
     };
     // Nothing below fails: from here on, flakes run.
@@ -187,6 +196,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         tracing::error!(dir = %config.flakes_dir.display(), "the flakes directory cannot be read; waiting for it to appear");
     }
     monitors.set_jobs(&loaded.catalog.flakes(), Utc::now()).await;
+    Snapshot::report_files(&loaded.catalog, &board);
     tracing::info!(flakes = loaded.catalog.flakes().len(), invalid = loaded.catalog.broken_files().len(), dir = %config.flakes_dir.display(), "flakes loaded");
 
     let engine = Arc::new(Engine::new(resolve_socket(config.container_engine.as_deref()), daemon_owner(&config.state_dir)));
@@ -212,9 +222,16 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         tracing::info!(cluster = %join.location, member = join.member, "cluster flakes run on one member of the cluster at a time");
         Cluster::spawn(join.store, &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx)
     });
-    let mut scheduler =
-        Scheduler::new(context, default_region.clone(), config.max_concurrent_runs, stop_running.subscribe(), health.clone(), splay)
-            .with_cluster_gate(cluster.as_ref().map(|cluster| cluster.gate.clone()));
+    let mut scheduler = Scheduler::new(
+        context,
+        default_region.clone(),
+        config.max_concurrent_runs,
+        stop_running.subscribe(),
+        health.clone(),
+        splay,
+        board.clone(),
+    )
+    .with_cluster_gate(cluster.as_ref().map(|cluster| cluster.gate.clone()));
     scheduler.apply(initial, Utc::now());
     let (changes_tx, changes_rx) = mpsc::channel(16);
     let scheduler_task = watcher.watch("scheduler", tokio::spawn(scheduler.run(changes_rx, shutdown.clone())));
@@ -233,6 +250,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         metrics: metrics.clone(),
         reread: reload.clone(),
         monitors: monitors.clone(),
+        status: board.clone(),
     };
     let mut helpers = vec![
         watcher.watch("cluster flakes", tokio::spawn(follow_cluster_flakes(snapshot_rx.clone(), cluster_flakes_tx))),
@@ -254,6 +272,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
             reconcile_now,
             config.reconcile_interval,
             default_region.clone(),
+            board.clone(),
             shutdown.clone(),
         )),
     ));
@@ -276,6 +295,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         reload,
         failures,
         cluster,
+        status,
     })
 }
 
@@ -311,6 +331,11 @@ impl Daemon {
     /// The cluster as this member last saw it (`None` without `--cluster`).
     pub fn cluster_view(&self) -> Option<watch::Receiver<Arc<ClusterView>>> {
         self.cluster.as_ref().map(|cluster| cluster.view.clone())
+    }
+
+    /// What `/status.json` answers now.
+    pub fn status(&self) -> crate::status::Status {
+        self.status.status(&self.health, &self.metrics)
     }
 
     /// Forces a re-read of every flake file (SIGHUP).

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, Changes, FileReport};
 use crate::flake::{Flake, Problem};
 use crate::metrics::Metrics;
 use crate::monitor::SharedMonitors;
+use crate::status::StatusBoard;
 
 /// Editors write a file in several steps; wait for them to settle before reading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -34,6 +35,19 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn of(catalog: &Catalog) -> Snapshot {
         Snapshot { flakes: catalog.flakes(), broken_files: catalog.broken_files(), dir_missing: catalog.dir_missing() }
+    }
+
+    /// The status page's view of the catalog: flakes loaded, each broken file's problems.
+    pub fn report_files(catalog: &Catalog, status: &StatusBoard) {
+        let broken = catalog
+            .reports()
+            .filter(|report| report.has_errors())
+            .map(|report| {
+                let problems = report.problems.iter().filter(|problem| problem.is_error()).map(ToString::to_string).collect();
+                (report.path.display().to_string(), problems)
+            })
+            .collect();
+        status.set_files(catalog.flakes().len(), broken, catalog.dir_missing());
     }
 
     pub fn count_into(&self, metrics: &Metrics) {
@@ -128,6 +142,7 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     pub reread: ReloadHandle,
     pub monitors: SharedMonitors,
+    pub status: Arc<StatusBoard>,
 }
 
 impl Reloader {
@@ -176,6 +191,7 @@ impl Reloader {
         let broken_changed =
             self.snapshot.borrow().broken_files != snapshot.broken_files || self.snapshot.borrow().dir_missing != snapshot.dir_missing;
         if changed || broken_changed {
+            Snapshot::report_files(&self.loaded.catalog, &self.status);
             snapshot.count_into(&self.metrics);
             self.snapshot.send_replace(snapshot);
         }

@@ -31,6 +31,7 @@ use crate::cluster::{Gate, flake_version};
 use crate::execution::{Prepared, RunContext, execute, skip_overlapping};
 use crate::flake::{Flake, FlakeKind, FlakeScope};
 use crate::flakelog::Event;
+use crate::status::{FlakeCell, StatusBoard};
 
 /// The loop wakes at least this often: for health, for clock checks, for changes.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -55,6 +56,8 @@ struct Entry {
     /// A cluster flake's version while there is a cluster: its firings run only where the
     /// cluster gate says so.
     cluster_version: Option<String>,
+    /// Where the status page reads its next firing, runs and results.
+    cell: Arc<FlakeCell>,
 }
 
 /// What outlives a version of a flake, and its removal while a run is still going.
@@ -91,6 +94,7 @@ pub struct Scheduler {
     splay: Splay,
     /// `--cluster`: asked before each firing of a cluster flake (SPEC 15).
     cluster: Option<Arc<Gate>>,
+    status: Arc<StatusBoard>,
 }
 
 impl Scheduler {
@@ -101,6 +105,7 @@ impl Scheduler {
         stop_runs: watch::Receiver<bool>,
         health: Arc<Health>,
         splay: Splay,
+        status: Arc<StatusBoard>,
     ) -> Scheduler {
         Scheduler {
             entries: HashMap::new(),
@@ -116,6 +121,7 @@ impl Scheduler {
             health,
             splay,
             cluster: None,
+            status,
         }
     }
 
@@ -134,6 +140,7 @@ impl Scheduler {
                 self.history.remove(&flake.name);
             }
             self.context.metrics.forget_flake(&flake.name);
+            self.status.remove(&flake.name);
             tracing::info!(flake = flake.name, "flake removed");
         }
         for (_, flake) in changes.changed {
@@ -155,7 +162,9 @@ impl Scheduler {
         self.history.entry(flake.name.clone()).or_default();
         let offset = self.splay.offset(&flake.name, &flake.schedule);
         let cluster_version = (self.cluster.is_some() && flake.scope == FlakeScope::Cluster).then(|| flake_version(&flake));
-        self.entries.insert(flake.name.clone(), Entry { prepared, offset, generation, cluster_version });
+        let cell = self.status.flake(&flake);
+        cell.set_next(None);
+        self.entries.insert(flake.name.clone(), Entry { prepared, offset, generation, cluster_version, cell: cell.clone() });
         if !flake.enabled {
             tracing::info!(flake = flake.name, "flake loaded, disabled (flakeEnabled is false)");
             return;
@@ -176,6 +185,7 @@ impl Scheduler {
         }
         match flake.schedule.next_after(now) {
             Some(next) => {
+                cell.set_next(Some(next));
                 self.heap.push(Reverse((next, flake.name.clone(), generation)));
                 if first_load {
                     tracing::debug!(flake = flake.name, next = %next.to_rfc3339_opts(SecondsFormat::Secs, true), "flake loaded");
@@ -239,6 +249,7 @@ impl Scheduler {
             let Reverse((at, name, generation)) = self.heap.pop().expect("peeked");
             let Some(entry) = self.entries.get(&name).filter(|entry| entry.generation == generation) else { continue };
             let schedule = &entry.prepared.flake.schedule;
+            let cell = entry.cell.clone();
             let next = if now - at > CATCH_UP {
                 tracing::warn!(flake = name, scheduled = %at.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: found due more than a minute late; planning from now");
                 schedule.next_after(now)
@@ -253,6 +264,7 @@ impl Scheduler {
                 }
                 next
             };
+            cell.set_next(next);
             if let Some(next) = next {
                 self.heap.push(Reverse((next, name, generation)));
             }
@@ -272,7 +284,7 @@ impl Scheduler {
         let history = self.history.entry(name.to_string()).or_default();
         history.last_fired = Some(scheduled);
         let running = history.running.clone();
-        let (prepared, offset) = (entry.prepared.clone(), entry.offset);
+        let (prepared, offset, cell, status) = (entry.prepared.clone(), entry.offset, entry.cell.clone(), self.status.clone());
         let hold = self.context.publisher.hold();
         let start_at = Instant::now() + (scheduled + offset - Utc::now()).to_std().unwrap_or_default();
         let (context, slots, stop, mut stopping) =
@@ -286,6 +298,7 @@ impl Scheduler {
             }
             if running.swap(true, Ordering::AcqRel) {
                 drop(hold);
+                cell.skipped();
                 context.metrics.skipped_overlap(&prepared.flake.name);
                 skip_overlapping(&prepared, scheduled, &context).await;
                 return;
@@ -295,9 +308,11 @@ impl Scheduler {
             if *stopping.borrow() {
                 return;
             }
+            cell.run_started();
             let started = Arc::new(tokio::sync::Notify::new());
             let run = Box::pin(crate::runner::telling_start(started.clone(), execute(&prepared, scheduled, &context, stop)));
             let report = holding_batches_while(run, hold, &started).await;
+            cell.run_ended(&report, &status.redactor);
             context.metrics.lateness.observe(report.lateness.saturating_sub(offset).as_secs_f64());
         });
     }
@@ -305,6 +320,9 @@ impl Scheduler {
     /// Logs a firing passed over because a later firing of the same flake was already due.
     fn skip_superseded(&mut self, name: &str, scheduled: DateTime<Utc>) {
         tracing::debug!(flake = name, scheduled = %scheduled.to_rfc3339_opts(SecondsFormat::Secs, true), "firing skipped: the scheduler was held up and a later firing is due");
+        if let Some(entry) = self.entries.get(name) {
+            entry.cell.skipped();
+        }
         let (logs, name) = (self.context.logs.clone(), name.to_string());
         self.runs.spawn(async move {
             let reason = "the daemon was held up past this firing; the flake's next firing, already due, runs instead";
@@ -323,6 +341,7 @@ impl Scheduler {
             if flake.enabled
                 && let Some(next) = flake.schedule.next_after(from)
             {
+                entry.cell.set_next(Some(next));
                 self.heap.push(Reverse((next, name.clone(), entry.generation)));
             }
         }

@@ -101,6 +101,16 @@ impl Monitors {
         deadline::deadline(&watched.job.schedule, &self.times(watched, now), watched.job.allowance, now)
     }
 
+    /// Every monitored job's deadline at `now`, by flake name.
+    pub fn deadlines(&self, now: DateTime<Utc>) -> std::collections::HashMap<String, Option<DateTime<Utc>>> {
+        self.watched
+            .iter()
+            .map(|(name, watched)| {
+                (name.clone(), deadline::deadline(&watched.job.schedule, &self.times(watched, now), watched.job.allowance, now))
+            })
+            .collect()
+    }
+
     /// `JobOverdueSeconds` of every monitored job at `now`, by flake name.
     pub fn overdue(&self, now: DateTime<Utc>) -> Vec<(String, MonitorValue)> {
         self.watched

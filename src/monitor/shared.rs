@@ -50,6 +50,11 @@ impl SharedMonitors {
         self.lock().deadline(name, now)
     }
 
+    /// Every monitored job's deadline at `now` (for the status page; no disk access).
+    pub fn deadlines(&self, now: DateTime<Utc>) -> std::collections::HashMap<String, Option<DateTime<Utc>>> {
+        self.lock().deadlines(now)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Monitors> {
         // A panic while holding the lock leaves plain data behind, still usable.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

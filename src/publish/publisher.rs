@@ -624,6 +624,16 @@ impl<C: CloudWatch> Publisher<C> {
         let stats = self.spool.stats().await;
         self.metrics.spool_bytes.set(stats.bytes as i64);
         self.metrics.spool_datapoints.set(stats.pending as i64);
+        // Each queue and the held windows are oldest first (the spool replays in order), so
+        // their fronts are enough: no walk over every waiting datapoint.
+        let oldest = self
+            .queues
+            .values()
+            .filter_map(|queue| queue.items.front().map(|item| item.point.timestamp_ms))
+            .chain(self.windows.iter().next().map(|item| item.point.timestamp_ms))
+            .chain(self.unspooled.first().map(|(point, _)| point.timestamp_ms))
+            .min();
+        self.metrics.publishing.set_oldest_undelivered(oldest);
     }
 }
 

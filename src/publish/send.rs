@@ -35,14 +35,25 @@ pub async fn send_isolating<C: CloudWatch>(
     pending.push(0..batch.len());
     while let Some(range) = pending.pop() {
         pace.wait().await;
-        match cloudwatch.put_metric_data(region, namespace, &batch[range.clone()]).await {
+        let started = std::time::Instant::now();
+        let sent = cloudwatch.put_metric_data(region, namespace, &batch[range.clone()]).await;
+        let outcome_of_call = match &sent {
+            Ok(()) => PutOutcome::Ok,
+            Err(error) => match error.kind {
+                ErrorKind::Invalid => PutOutcome::Invalid,
+                ErrorKind::Throttling => PutOutcome::Throttled,
+                ErrorKind::Credentials => PutOutcome::Credentials,
+                _ => PutOutcome::Unavailable,
+            },
+        };
+        metrics.put_call(outcome_of_call);
+        metrics.publishing.put(outcome_of_call, started.elapsed());
+        match sent {
             Ok(()) => {
-                metrics.put_call(PutOutcome::Ok);
                 metrics.count_delivered(&batch[range.clone()]);
                 outcome.delivered.extend(range);
             }
             Err(error) if error.kind == ErrorKind::Invalid => {
-                metrics.put_call(PutOutcome::Invalid);
                 if range.len() == 1 {
                     outcome.rejected.push((range.start, error.to_string()));
                 } else {
@@ -52,11 +63,6 @@ pub async fn send_isolating<C: CloudWatch>(
                 }
             }
             Err(error) => {
-                metrics.put_call(match error.kind {
-                    ErrorKind::Throttling => PutOutcome::Throttled,
-                    ErrorKind::Credentials => PutOutcome::Credentials,
-                    _ => PutOutcome::Unavailable,
-                });
                 outcome.failure = Some(error);
                 break;
             }
