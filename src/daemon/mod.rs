@@ -260,6 +260,9 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
             tokio::spawn(overdue::run(monitors, snapshot_rx.clone(), default_region.clone(), publisher.clone(), shutdown.clone())),
         ),
     ];
+    if let Some(cluster) = &cluster {
+        helpers.push(watcher.watch("cluster view", tokio::spawn(show_cluster(cluster.view.clone(), board.clone()))));
+    }
     let dashboard_target = config.dashboard.clone().zip(default_region.clone()).map(|(name, region)| Target { name, region });
     let dashboards = DashboardReconciler::new(cloudwatch.clone(), &config.state_dir, dashboard_target, ReconcileConfig::default());
     let reconciler = Reconciler::new(cloudwatch, ManagedFile::new(&config.state_dir), ReconcileConfig::default(), metrics.clone());
@@ -297,6 +300,16 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         cluster,
         status,
     })
+}
+
+/// Hands each listing of the cluster to the status page (members, who runs which flake).
+async fn show_cluster(mut views: watch::Receiver<Arc<ClusterView>>, board: Arc<StatusBoard>) {
+    loop {
+        board.set_cluster(views.borrow_and_update().clone());
+        if views.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Keeps the cluster member's list of local cluster flakes (and their versions) current.

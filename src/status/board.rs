@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{AlarmStatus, BrokenFile, FlakeFiles, LastRun, PublishedValue, ReconcileStatus, SeriesValue};
 use super::text::{bound, bound_redacted};
+use crate::cluster::ClusterView;
 use crate::creds::{Creds, Redactor};
 use crate::execution::{RunReport, Verdict};
 use crate::flake::Flake;
@@ -186,8 +187,8 @@ pub struct StatusBoard {
     /// By flake name, as the last alarm reconcile read them.
     alarm_states: Mutex<Arc<HashMap<String, Vec<AlarmStatus>>>>,
     dashboard_reconcile: Mutex<Option<ReconcileStatus>>,
-    /// The cluster's members (SPEC 15); empty until clustering reports them.
-    members: Mutex<Vec<String>>,
+    /// The cluster as this member last listed it (SPEC 15); `None` without `--cluster`.
+    cluster: Mutex<Option<Arc<ClusterView>>>,
 }
 
 impl StatusBoard {
@@ -202,7 +203,7 @@ impl StatusBoard {
             alarm_reconcile: Mutex::new(None),
             alarm_states: Mutex::new(Arc::new(HashMap::new())),
             dashboard_reconcile: Mutex::new(None),
-            members: Mutex::new(Vec::new()),
+            cluster: Mutex::new(None),
         }
     }
 
@@ -283,13 +284,33 @@ impl StatusBoard {
         lock(&self.alarm_states).clone()
     }
 
-    /// The cluster's members, for clustering (SPEC 15) to report.
-    pub fn set_members(&self, members: Vec<String>) {
-        *lock(&self.members) = members;
+    /// The cluster as this member's last listing saw it (SPEC 15).
+    pub fn set_cluster(&self, view: Arc<ClusterView>) {
+        *lock(&self.cluster) = Some(view);
     }
 
+    /// The live members' names; empty without `--cluster`.
     pub fn members(&self) -> Vec<String> {
-        lock(&self.members).clone()
+        let cluster = lock(&self.cluster).clone();
+        cluster.map_or_else(Vec::new, |view| view.members.iter().filter(|member| member.live).map(|member| member.name.clone()).collect())
+    }
+
+    /// Who runs each cluster flake, by flake name: the holder's name (`none` while unclaimed),
+    /// and a note while live members hold different versions of it (a rollout in progress).
+    pub fn cluster_holders(&self) -> HashMap<String, String> {
+        let Some(view) = lock(&self.cluster).clone() else { return HashMap::new() };
+        let name_of =
+            |id: &str| view.members.iter().find(|member| member.id == id).map_or_else(|| id.to_string(), |member| member.name.clone());
+        view.flakes
+            .iter()
+            .map(|flake| {
+                let mut holder = flake.holder.as_deref().map_or_else(|| "none".to_string(), name_of);
+                if flake.disagreement() {
+                    holder.push_str(&format!(" (members hold {} versions)", flake.versions.len()));
+                }
+                (flake.name.clone(), holder)
+            })
+            .collect()
     }
 }
 

@@ -29,13 +29,14 @@ pub fn snapshot(
 ) -> Status {
     let deadlines = monitors.map(|monitors| monitors.deadlines(now)).unwrap_or_default();
     let alarm_states = board.alarm_states();
+    let holders = board.cluster_holders();
     let flakes = board
         .cells()
         .iter()
         .map(|cell| {
             let reading = cell.read();
             let alarms = alarm_states.get(&reading.info.name).cloned().unwrap_or_default();
-            row(reading, alarms, &deadlines, now)
+            row(reading, alarms, &deadlines, &holders, now)
         })
         .collect();
     let oldest = metrics.publishing.oldest_undelivered().and_then(DateTime::from_timestamp_millis);
@@ -78,6 +79,7 @@ fn row(
     reading: FlakeReading,
     alarms: Vec<super::model::AlarmStatus>,
     deadlines: &HashMap<String, Option<DateTime<Utc>>>,
+    holders: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> FlakeRow {
     let info = &reading.info;
@@ -101,7 +103,7 @@ fn row(
         skips: reading.skips,
         monitor,
         alarms,
-        member: None,
+        member: holders.get(&info.name).cloned(),
     }
 }
 
