@@ -9,16 +9,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(digits);
     let number: u64 =
         number.parse().map_err(|_| format!("{text:?} is not a size; write bytes or a number with KiB, MiB, GiB (or KB, MB, GB)"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => return Err(format!("{text:?}: unknown unit {other:?}; use KiB, MiB, GiB, KB, MB or GB")),
-    };
+    let factor = crate::flake::bytes_per(unit)
+        .ok_or_else(|| format!("{text:?}: unknown unit {:?}; use KiB, MiB, GiB, KB, MB or GB", unit.trim().to_ascii_lowercase()))?;
     number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
 }
 

@@ -38,5 +38,5 @@ pub use monitor::FlakeMonitor;
 pub use problem::{Problem, Severity};
 pub use schema::flake_schema;
 pub use shared_fields::namespace_problem;
-pub use units::{UNITS, canonical_unit};
+pub use units::{UNITS, bytes_per, canonical_unit};
 pub use validate::parse_flake;

@@ -36,6 +36,21 @@ pub fn canonical_unit(text: &str) -> Option<&'static str> {
     UNITS.iter().copied().find(|unit| unit.eq_ignore_ascii_case(text.trim()))
 }
 
+/// Bytes per unit of a size (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`; `k`, `m`, `g` binary as in
+/// `docker run --memory`; nothing or `b`: bytes), any case; `None` for anything else.
+pub fn bytes_per(unit: &str) -> Option<u64> {
+    Some(match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

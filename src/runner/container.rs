@@ -59,14 +59,7 @@ pub async fn run_in_container(
     mut stop: watch::Receiver<bool>,
 ) -> (RunOutcome, Option<Duration>) {
     let started = Instant::now();
-    let failed = |reason: String| RunOutcome {
-        termination: Termination::SpawnFailed(reason),
-        stdout: Captured::default(),
-        stderr: Captured::default(),
-        duration: started.elapsed(),
-        lingered: false,
-        direct: false,
-    };
+    let failed = |reason: String| RunOutcome::spawn_failed(reason, started);
     let docker = match engine.client() {
         Ok(docker) => docker,
         Err(reason) => return (failed(reason), None),

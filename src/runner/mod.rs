@@ -81,6 +81,20 @@ pub struct RunOutcome {
     pub direct: bool,
 }
 
+impl RunOutcome {
+    /// A command that never started (no shell, no container): `reason` says why.
+    pub fn spawn_failed(reason: String, started: Instant) -> RunOutcome {
+        RunOutcome {
+            termination: Termination::SpawnFailed(reason),
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            duration: started.elapsed(),
+            lingered: false,
+            direct: false,
+        }
+    }
+}
+
 tokio::task_local! {
     /// Told when the run's process has started, for a caller that waits on that (see [`telling_start`]).
     static STARTED: std::sync::Arc<tokio::sync::Notify>;
@@ -124,14 +138,7 @@ pub async fn run_command_via(spec: &CommandSpec, mut stop: watch::Receiver<bool>
             let reason = format!("could not start /bin/sh in {}: {error}", spec.working_directory.display());
             // The flake's log says so too, if it can still be written (not when descriptors ran out).
             tracing::error!(command = spec.command, "a run could not start: {reason}");
-            return RunOutcome {
-                termination: Termination::SpawnFailed(reason),
-                stdout: Captured::default(),
-                stderr: Captured::default(),
-                duration: started.elapsed(),
-                lingered: false,
-                direct: false,
-            };
+            return RunOutcome::spawn_failed(reason, started);
         }
     };
     let _ = STARTED.try_with(|started| started.notify_one());
