@@ -383,7 +383,8 @@ def report(rows: list, args: argparse.Namespace) -> str:
         p_cpu, o_cpu = median(peer, "cpu_us_per_series"), median(ours, "cpu_us_per_series")
         p_rss, o_rss = median(peer, "rss_max"), median(ours, "rss_max")
         lines.append(
-            f"| {point['label']} | {point['series_per_target']:,} | {p_cpu:.2f} | {o_cpu:.2f} | {o_cpu / p_cpu:.2f}x | "
+            f"| {point['axis']}: {point['targets']} x {point['series_per_target']:,} series, every {point['interval']} s | "
+            f"{point['series_per_target']:,} | {p_cpu:.2f} | {o_cpu:.2f} | {o_cpu / p_cpu:.2f}x | "
             f"{p_rss:.0f} | {o_rss:.0f} | {o_rss / p_rss:.2f}x | {peer[-1]['load']}; {ours[-1]['load']} | "
             f"{median(ours, 'puts')} |")
     return "\n".join(lines) + "\n"

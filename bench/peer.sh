@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Scrape flakes side by side with Prometheus in agent mode (issue 27); the report goes to
-# target/bench-peer.md and is copied by hand into docs/benchmarks.md.
+# target/bench-peer.md and is copied by hand into docs/benchmarks.md ("Side by side with Prometheus").
 #
 #   bench/peer.sh            # every point: about 25 minutes
-#   bench/peer.sh --quick    # shorter windows, no 100,000-series or 60 s point: about 8 minutes
+#   bench/peer.sh --quick    # shorter windows, no 100,000-series or 60 s point: about 9 minutes
 #   bench/peer.sh --cycles 3 # each point three times, interleaved, median shown
 #
 # Needs prometheus and prometheus-node-exporter (Debian packages; scripts/deps.sh installs the
