@@ -276,21 +276,12 @@ fn untagged(names: &[&str]) -> serde_json::Value {
 
 // ---- SPEC 10: alarms on any metric, metric math, anomaly bands, composites ----
 
-/// An AWS CLI call against `endpoint` (the independent client from the test venv), as JSON.
-fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
-    let (code, stdout, stderr) = run(std::process::Command::new(common::venv_python().with_file_name("aws"))
-        .args(["--endpoint-url", endpoint, "--region", REGION, "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test"));
-    assert_eq!(code, 0, "aws {args:?}: {stderr}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
 /// Every alarm whose name starts with `prefix`, of both types, read back with the AWS CLI.
 fn read_back(endpoint: &str, prefix: &str) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-    let found =
-        aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-name-prefix", prefix, "--alarm-types", "MetricAlarm", "CompositeAlarm"]);
+    let found = common::aws(
+        endpoint,
+        &["cloudwatch", "describe-alarms", "--alarm-name-prefix", prefix, "--alarm-types", "MetricAlarm", "CompositeAlarm"],
+    );
     let list = |key: &str| found[key].as_array().cloned().unwrap_or_default();
     (list("MetricAlarms"), list("CompositeAlarms"))
 }

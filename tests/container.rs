@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::{LocalStack, endpoint, repo_path, run, unique, write_flake};
 
@@ -136,17 +136,6 @@ impl Drop for Container {
     }
 }
 
-/// An AWS CLI call against `endpoint` (the independent client from the test venv), as JSON.
-fn aws(endpoint: &str, args: &[&str]) -> Value {
-    let (code, stdout, stderr) = run(Command::new(common::venv_python().with_file_name("aws"))
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test"));
-    assert_eq!(code, 0, "aws {args:?}: {stderr}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
 /// (sample count, maximum) of a metric over the last ten minutes, read back from LocalStack.
 fn read_back(endpoint: &str, namespace: &str, metric: &str, dimensions: &[(&str, &str)]) -> (f64, f64) {
     let now = chrono::Utc::now();
@@ -159,7 +148,7 @@ fn read_back(endpoint: &str, namespace: &str, metric: &str, dimensions: &[(&str,
         args.push("--dimensions");
         args.extend(dimensions.iter().map(String::as_str));
     }
-    let answer = aws(endpoint, &args);
+    let answer = common::aws(endpoint, &args);
     let points = answer["Datapoints"].as_array().unwrap();
     let count = points.iter().map(|p| p["SampleCount"].as_f64().unwrap()).sum();
     let maximum = points.iter().map(|p| p["Maximum"].as_f64().unwrap()).fold(f64::NAN, f64::max);
@@ -200,7 +189,7 @@ fn the_image_runs_the_examples_as_production_does() {
     assert!(count >= 1.0, "the load average landed in LocalStack");
     let (count, alive) = read_back(&localstack.endpoint(), "SpecialSnowflake/Examples", "example-liveness", &[("Host", hostname)]);
     assert!(count >= 1.0 && alive == 1.0, "the liveness example sees the daemon running: {count} {alive}");
-    let alarms = aws(&localstack.endpoint(), &["cloudwatch", "describe-alarms", "--alarm-name-prefix", "FL-example-"]);
+    let alarms = common::aws(&localstack.endpoint(), &["cloudwatch", "describe-alarms", "--alarm-name-prefix", "FL-example-"]);
     let mut names: Vec<&str> = alarms["MetricAlarms"].as_array().unwrap().iter().map(|a| a["AlarmName"].as_str().unwrap()).collect();
     names.sort();
     let liveness = format!("FL-example-liveness-process-down-{hostname}");

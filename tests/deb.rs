@@ -240,23 +240,12 @@ fn proc_status(pid: u32, field: &str) -> String {
     status.lines().find_map(|line| line.strip_prefix(&format!("{field}:"))).unwrap().trim().to_string()
 }
 
-/// An AWS CLI call against `endpoint` (the independent client from the test venv), as JSON.
-fn aws(endpoint: &str, args: &[&str]) -> Value {
-    let (code, stdout, stderr) = run(Command::new(common::venv_python().with_file_name("aws"))
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test"));
-    assert_eq!(code, 0, "aws {args:?}: {stderr}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
 /// Datapoints of a metric over the last ten minutes in LocalStack.
 fn samples(endpoint: &str, namespace: &str, metric: &str) -> f64 {
     let now = chrono::Utc::now();
     let start = (now - chrono::TimeDelta::minutes(10)).to_rfc3339();
     let end = (now + chrono::TimeDelta::minutes(2)).to_rfc3339();
-    let answer = aws(
+    let answer = common::aws(
         endpoint,
         &[
             "cloudwatch",
@@ -280,7 +269,7 @@ fn samples(endpoint: &str, namespace: &str, metric: &str) -> f64 {
 
 /// Whether an alarm on a metric of `namespace` exists in LocalStack.
 fn alarm_created(endpoint: &str, namespace: &str) -> bool {
-    let alarms = aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-name-prefix", "FL-"]);
+    let alarms = common::aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-name-prefix", "FL-"]);
     alarms["MetricAlarms"].as_array().unwrap().iter().any(|alarm| alarm["Namespace"] == namespace)
 }
 

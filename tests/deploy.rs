@@ -230,11 +230,19 @@ fn the_ecs_template_passes_cfn_lint() {
 #[test]
 fn cfn_lint_rejects_a_broken_template() {
     let text = std::fs::read_to_string(repo_path(TEMPLATE)).unwrap();
+    assert_cfn_lint_rejects(
+        &text,
+        [
+            ("an unknown scheduling strategy", text.replacen("SchedulingStrategy: DAEMON", "SchedulingStrategy: EVERYWHERE", 1)),
+            ("a reference to nothing", text.replacen("!GetAtt TaskRole.Arn", "!GetAtt TaskRol.Arn", 1)),
+        ],
+    );
+}
+
+/// cfn-lint fails each broken copy of `text` (and each mutation really changed it).
+fn assert_cfn_lint_rejects<const N: usize>(text: &str, mutations: [(&str, String); N]) {
     let dir = tempfile::tempdir().unwrap();
-    for (what, broken) in [
-        ("an unknown scheduling strategy", text.replacen("SchedulingStrategy: DAEMON", "SchedulingStrategy: EVERYWHERE", 1)),
-        ("a reference to nothing", text.replacen("!GetAtt TaskRole.Arn", "!GetAtt TaskRol.Arn", 1)),
-    ] {
+    for (what, broken) in mutations {
         assert_ne!(broken, text, "the mutation applies");
         let path = dir.path().join("broken.yaml");
         std::fs::write(&path, broken).unwrap();
@@ -368,18 +376,14 @@ fn the_ssm_template_passes_cfn_lint_which_checks_its_command_document() {
     let (code, report) = cfn_lint(&repo_path(SSM_TEMPLATE));
     assert_eq!(code, 0, "cfn-lint {SSM_TEMPLATE}:\n{report}");
     let text = std::fs::read_to_string(repo_path(SSM_TEMPLATE)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for (what, broken) in [
-        ("a document without a schema version", text.replacen("schemaVersion: \"2.2\"", "schemaVerson: \"2.2\"", 1)),
-        ("an unknown document type", text.replacen("DocumentType: Command", "DocumentType: Comand", 1)),
-        ("a reference to nothing", text.replacen("!Ref InstanceRole", "!Ref InstanceRol", 1)),
-    ] {
-        assert_ne!(broken, text, "the mutation applies");
-        let path = dir.path().join("broken.yaml");
-        std::fs::write(&path, broken).unwrap();
-        let (code, report) = cfn_lint(&path);
-        assert_ne!(code, 0, "cfn-lint accepted {what}:\n{report}");
-    }
+    assert_cfn_lint_rejects(
+        &text,
+        [
+            ("a document without a schema version", text.replacen("schemaVersion: \"2.2\"", "schemaVerson: \"2.2\"", 1)),
+            ("an unknown document type", text.replacen("DocumentType: Command", "DocumentType: Comand", 1)),
+            ("a reference to nothing", text.replacen("!Ref InstanceRole", "!Ref InstanceRol", 1)),
+        ],
+    );
 }
 
 #[test]
@@ -468,11 +472,10 @@ fn the_cluster_ecs_template_passes_cfn_lint_and_rejects_a_broken_copy() {
     let (code, report) = cfn_lint(&repo_path(CLUSTER_TEMPLATE));
     assert_eq!(code, 0, "cfn-lint {CLUSTER_TEMPLATE}:\n{report}");
     let text = std::fs::read_to_string(repo_path(CLUSTER_TEMPLATE)).unwrap();
-    let broken = text.replacen("SchedulingStrategy: REPLICA", "SchedulingStrategy: SOMETIMES", 1);
-    assert_ne!(broken, text);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.yaml"), broken).unwrap();
-    assert_ne!(cfn_lint(&dir.path().join("broken.yaml")).0, 0, "cfn-lint accepted an unknown scheduling strategy");
+    assert_cfn_lint_rejects(
+        &text,
+        [("an unknown scheduling strategy", text.replacen("SchedulingStrategy: REPLICA", "SchedulingStrategy: SOMETIMES", 1))],
+    );
 }
 
 /// The statements of the ```json block after `heading` in docs/operations.md.

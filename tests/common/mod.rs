@@ -323,3 +323,15 @@ pub fn venv_python() -> PathBuf {
         .unwrap_or_else(|_| panic!("SNOWFLAKE_TEST_VENV is not set: run the suite with scripts/test.sh"));
     Path::new(&venv).join("bin/python")
 }
+
+/// An AWS CLI call against `endpoint` in us-east-1 (the independent client from the test venv),
+/// as JSON; the call must succeed.
+pub fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let (code, stdout, stderr) = run(Command::new(venv_python().with_file_name("aws"))
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test"));
+    assert_eq!(code, 0, "aws {args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
