@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(ws: &Workspace, extra: &[&str]) -> Daemon {
-        let port = free_port();
+        let port = common::free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = ws
             .snowflake()
@@ -60,10 +60,6 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A plain HTTP/1.0 GET: (status code, body), or `None` when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -99,7 +95,7 @@ fn metric(name: &str, schedule: &str, command: &str) -> Value {
 #[test]
 fn no_answer_is_unknown() {
     let ws = Workspace::new();
-    let port = free_port();
+    let port = common::free_port();
     let (code, stdout) = status_command(&ws, &["--url", &format!("http://127.0.0.1:{port}")]);
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.starts_with("SNOWFLAKE UNKNOWN - no answer from"), "{stdout}");
@@ -166,7 +162,7 @@ fn a_spool_that_cannot_be_written_makes_the_daemon_critical() {
     ws.add("fine", metric("fine", "@every 1s", "echo 7"));
     let _disk = SmallDisk::mount(&ws.state(), "4m");
     // Not a dry run: the spool is on the small disk.
-    let port = free_port();
+    let port = common::free_port();
     let mut command = ws.snowflake();
     common::with_aws(&mut command, "http://127.0.0.1:9");
     let child =
@@ -208,7 +204,7 @@ fn status_page_off_leaves_healthz_and_metrics() {
 /// A server that answers every GET with Prometheus text holding the request's headers as label
 /// values: whatever secret a scrape sends comes back in its series.
 fn echo_server() -> (Daemon, u16) {
-    let port = free_port();
+    let port = common::free_port();
     let script = format!(
         r#"
 import http.server
