@@ -73,16 +73,35 @@ pub struct Redactor {
 impl Redactor {
     /// Masks the values of `creds` and the daemon's own AWS secrets.
     pub fn new(creds: &Creds) -> Self {
+        let redactor = Redactor::with_aws_secrets();
+        redactor.learn(creds);
+        redactor
+    }
+
+    /// The process's one redactor, shared by everything it prints: its own log lines (the
+    /// logging writer is made before `creds.json` is read, hence one instance learning later),
+    /// the flake logs, and one-shot commands' output and errors. It masks the AWS secrets in the
+    /// environment from the start and `creds.json`'s values once [`learn`](Self::learn) is called.
+    pub fn process() -> Redactor {
+        static PROCESS: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+        PROCESS.get_or_init(Redactor::with_aws_secrets).clone()
+    }
+
+    fn with_aws_secrets() -> Redactor {
         let redactor = Redactor::default();
-        for (_, value) in &creds.variables {
-            redactor.register(value);
-        }
         for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"] {
             if let Ok(value) = std::env::var(name) {
                 redactor.register(&value);
             }
         }
         redactor
+    }
+
+    /// Masks the values of `creds` from now on.
+    pub fn learn(&self, creds: &Creds) {
+        for (_, value) in &creds.variables {
+            self.register(value);
+        }
     }
 
     /// Masks `secret` from now on (a header value filled from the environment, say).
@@ -106,13 +125,23 @@ impl Redactor {
 
     /// `text` with every known secret masked.
     pub fn redact(&self, text: &str) -> String {
+        self.redact_if_needed(text).into_owned()
+    }
+
+    /// [`redact`](Self::redact) without a copy when `text` holds no secret (the logging writer's
+    /// case: nearly every line).
+    pub fn redact_if_needed<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let secrets = self.read();
+        if !secrets.iter().any(|secret| text.contains(secret.as_str())) {
+            return Cow::Borrowed(text);
+        }
         let mut out = text.to_string();
-        for secret in self.read().iter() {
+        for secret in secrets.iter() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), MASK);
             }
         }
-        out
+        Cow::Owned(out)
     }
 
     /// Like [`redact`](Self::redact), for text that was cut short (a capture limit): it may end

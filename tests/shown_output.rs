@@ -11,7 +11,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 
-use common::{Workspace, run};
+use common::{Daemon, Workspace, run};
 use serde_json::json;
 
 /// Far more than any bounded line needs, far less than what an unbounded one wrote (16 MiB).
@@ -184,4 +184,44 @@ fn check_rejects_a_password_in_flake_url_without_printing_it() {
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("flakeUrl: holds a user name or password") && shown.contains("flakeHeaders"), "{shown}");
     assert!(!shown.contains("pw-hunter22"), "{shown}");
+}
+
+/// A creds.json value pasted into the wrong field of a flake file is quoted back by the field's
+/// error. Every command that shows that error masks it: the daemon's own log (not a flake log),
+/// `check`, `once` and `plan`, and the daemon's log also on a SIGHUP reload.
+#[test]
+fn a_creds_value_quoted_by_a_flake_files_error_is_masked_in_the_daemons_log_and_every_command() {
+    let workspace = Workspace::new();
+    let secret = "pasted-hunter22-secret";
+    std::fs::write(workspace.root.path().join("creds.json"), json!({"DB_PASSWORD": secret}).to_string()).unwrap();
+    let flake = |name: &str| {
+        json!({"flakeName": name, "flakeCronstring": "@hourly", "flakeCommand": "echo 1",
+                                    "flakeMetricNamespace": "T", "flakeMetricName": "m", "flakeUnit": secret})
+    };
+    workspace.add("pasted", flake("pasted"));
+    // Quoted without a creds.json value, the same error shows the value: the masking is real.
+    let plain = Workspace::new();
+    plain.add("pasted", flake("pasted"));
+    let (_, stdout, stderr) = run(plain.snowflake().arg("check"));
+    assert!(format!("{stdout}{stderr}").contains(&format!("flakeUnit: \"{secret}\"")), "{stdout}{stderr}");
+
+    for args in [&["check"][..], &["--dry-run", "once"], &["plan"]] {
+        let (_, stdout, stderr) =
+            run(workspace.snowflake().args(args).env("AWS_REGION", "eu-central-1").env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
+        let shown = format!("{stdout}{stderr}");
+        assert!(shown.contains("flakeUnit: \"********\""), "{args:?}: {shown}");
+        assert!(!shown.contains("hunter22"), "{args:?}: {shown}");
+    }
+
+    let mut command = workspace.snowflake();
+    command.env("AWS_REGION", "eu-central-1").env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let daemon = Daemon::start(command.arg("--dry-run"), &workspace, &[]);
+    daemon.wait_for(std::time::Duration::from_secs(10), "the flake file's error", || daemon.log().contains("flakeUnit"));
+    workspace.add("pasted-again", flake("pasted-again"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    daemon.wait_for(std::time::Duration::from_secs(10), "the reload's error", || daemon.log().contains("pasted-again.json: flakeUnit"));
+    let log = daemon.log();
+    assert!(log.contains("flakeUnit: \"********\""), "{log}");
+    assert!(!log.contains("hunter22"), "{log}");
+    daemon.stop(std::time::Duration::from_secs(15));
 }

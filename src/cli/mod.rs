@@ -4,6 +4,7 @@
 
 mod check;
 mod dashboard;
+mod log_writer;
 mod next;
 mod once;
 mod plan;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::creds::{Creds, Redactor};
 use crate::schedule::parse_zone;
 
 #[derive(Parser, Debug)]
@@ -195,6 +197,12 @@ pub fn main() -> ExitCode {
     } else {
         init_logging(&cli.options, "warn", std::io::stderr);
     }
+    // Whatever the command, its output and errors mask creds.json's values (a value pasted into
+    // a flake file's field is quoted back by `check`'s error). A file that cannot be read is
+    // reported by the commands that need it (run, once), not here.
+    if let Ok(creds) = Creds::load(&cli.options.creds) {
+        Redactor::process().learn(&creds);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -227,7 +235,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
 /// broken pipe; any other write error ends it with a message.
 pub(crate) fn print_line(line: impl std::fmt::Display) {
     use std::io::Write;
-    let written = writeln!(std::io::stdout().lock(), "{line}");
+    let written = writeln!(std::io::stdout().lock(), "{}", Redactor::process().redact_if_needed(&line.to_string()));
     match written {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
@@ -238,10 +246,10 @@ pub(crate) fn print_line(line: impl std::fmt::Display) {
     }
 }
 
-/// Writes one line to stderr; a closed stderr is no reason to fail (or panic, as `eprintln!` does).
+/// Writes one line to stderr, secrets masked; a closed stderr is no reason to fail (or panic, as `eprintln!` does).
 pub(crate) fn note(line: impl std::fmt::Display) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", Redactor::process().redact_if_needed(&line.to_string()));
 }
 
 /// The program's own log, to `writer` (stdout for the daemon, stderr for one-shot commands).
@@ -256,6 +264,7 @@ where
     });
     // Colours only for a person at a terminal; log files and collectors get plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let writer = log_writer::RedactingMakeWriter::new(writer, Redactor::process());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false).with_ansi(colours);
     let _ = match options.log_format {
         LogFormat::Text => builder.try_init(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 
-use super::GlobalOptions;
 use super::setup;
+use super::{GlobalOptions, note, print_line};
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
 use crate::catalog::{discover, reject_duplicate_names};
 use crate::cloudwatch::Backend;
@@ -33,7 +33,7 @@ pub async fn run(pattern: Option<&str>, publish_timeout: Duration, options: &Glo
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             ExitCode::FAILURE
         }
     }
@@ -47,7 +47,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     // An alarms flake runs nothing: its alarms are reconciled below.
     let (alarms_only, flakes): (Vec<Arc<Flake>>, Vec<Arc<Flake>>) = flakes.into_iter().partition(|flake| flake.kind == FlakeKind::Alarms);
     for flake in &alarms_only {
-        println!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len());
+        print_line(format_args!("{}: alarms only ({} declared), nothing to run", flake.name, flake.alarms.len()));
     }
     let (creds, logs) = setup::creds_and_logs(options)?;
     let backend = setup::redacting_backend(options, logs.redactor()).await;
@@ -68,7 +68,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     let engine = Arc::new(crate::container::Engine::new(engine, crate::container::once_owner()));
     for flake in flakes.iter().filter(|flake| flake.container.is_some()) {
         let container = flake.container.as_ref().expect("filtered");
-        println!("{}: runs in a container: {} (engine {})", flake.name, container.describe(), engine.socket().display());
+        print_line(format_args!("{}: runs in a container: {} (engine {})", flake.name, container.describe(), engine.socket().display()));
     }
     let images = Arc::new(crate::container::ImageKeeper::new(engine, logs.clone(), metrics.clone()));
     let context = Arc::new(RunContext {
@@ -94,7 +94,7 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
         runs.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore is never closed");
             let report = execute(&prepared, Utc::now(), &context, stop).await;
-            println!("{}", report.shown(&redactor));
+            print_line(format_args!("{}", report.shown(&redactor)));
             report
         });
     }
@@ -112,17 +112,17 @@ async fn once(pattern: Option<&str>, publish_timeout: Duration, options: &Global
     let _ = publisher_task.await;
     let calls = metrics.put_calls(PutOutcome::Ok.as_str());
     let verb = if options.dry_run { "printed (dry run)" } else { "published" };
-    println!("{verb}: {} of {values} value(s) in {calls} PutMetricData call(s)", drained.delivered);
+    print_line(format_args!("{verb}: {} of {values} value(s) in {calls} PutMetricData call(s)", drained.delivered));
     if drained.rejected > 0 {
-        eprintln!("error: CloudWatch rejected {} value(s); see the flake logs in {}", drained.rejected, options.log_dir.display());
+        note(format_args!("error: CloudWatch rejected {} value(s); see the flake logs in {}", drained.rejected, options.log_dir.display()));
     }
     if drained.pending > 0 {
-        eprintln!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending);
+        note(format_args!("error: {} value(s) could not be delivered within {publish_timeout:?}; see the log above", drained.pending));
     }
     let alarms_ok = reconcile_alarms(&selected, &held, &backend, &metrics, options).await;
     let rejected: Vec<&str> = selected.iter().map(|flake| flake.name.as_str()).filter(|name| held.contains(*name)).collect();
     for name in &rejected {
-        eprintln!("error: {name}: some of its alarms were rejected (see above) and left out; its other alarms were reconciled");
+        note(format_args!("error: {name}: some of its alarms were rejected (see above) and left out; its other alarms were reconciled"));
     }
     Ok(all_ok && drained.rejected == 0 && drained.pending == 0 && alarms_ok && rejected.is_empty())
 }
@@ -138,7 +138,7 @@ async fn reconcile_alarms(
 ) -> bool {
     let (desired, skipped) = desired_alarms(flakes, backend.default_region().as_deref());
     for skip in &skipped {
-        eprintln!("error: {}: alarm {}: {}", skip.flake, skip.alarm, skip.reason);
+        note(format_args!("error: {}: alarm {}: {}", skip.flake, skip.alarm, skip.reason));
     }
     let names = flakes.iter().map(|flake| flake.name.clone()).filter(|name| !held.contains(name)).collect();
     let reconciler =
@@ -147,22 +147,22 @@ async fn reconcile_alarms(
         Ok(applied) => {
             if !desired.is_empty() || applied.deleted > 0 {
                 let what = if options.dry_run { "alarms (dry run, printed above, nothing changed)" } else { "alarms" };
-                println!(
+                print_line(format_args!(
                     "{what}: {} created, {} updated, {} retagged, {} deleted, {} failed",
                     applied.created,
                     applied.updated,
                     applied.tagged,
                     applied.deleted,
                     applied.failures.len()
-                );
+                ));
             }
             for failure in &applied.failures {
-                eprintln!("error: alarm {failure}");
+                note(format_args!("error: alarm {failure}"));
             }
             skipped.is_empty() && applied.failures.is_empty()
         }
         Err(reason) => {
-            eprintln!("error: alarms were not reconciled: {reason}");
+            note(format_args!("error: alarms were not reconciled: {reason}"));
             false
         }
     }
@@ -176,7 +176,7 @@ async fn select_flakes(pattern: Option<&str>, options: &GlobalOptions) -> Result
     reject_duplicate_names(&mut reports, |_, _| false);
     for report in &reports {
         for problem in &report.problems {
-            eprintln!("{}: {problem}", report.path.display());
+            note(format_args!("{}: {problem}", report.path.display()));
         }
     }
     let matches = |path: &PathBuf, flake: &Flake| match pattern {

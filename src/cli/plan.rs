@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::GlobalOptions;
 use super::setup;
+use super::{GlobalOptions, note};
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
 use crate::catalog::Catalog;
 use crate::dashboard::{DashboardReconciler, Target, dashboard_input, host_label};
@@ -16,24 +16,24 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
     let changes = catalog.rescan(false).await;
     for report in &changes.broken {
         for problem in &report.problems {
-            eprintln!("{}: {problem}", report.path.display());
+            note(format_args!("{}: {problem}", report.path.display()));
         }
     }
     let backend = setup::backend(options).await;
     let flakes = catalog.flakes();
     for flake in flakes.iter().filter(|flake| flake.container.is_some()) {
         let container = flake.container.as_ref().expect("filtered");
-        eprintln!("{}: runs in a container: {}", flake.name, container.describe());
+        note(format_args!("{}: runs in a container: {}", flake.name, container.describe()));
     }
     let (desired, skipped) = desired_alarms(&flakes, backend.default_region().as_deref());
     for skip in &skipped {
-        eprintln!("{}: alarm {} skipped: {}", skip.flake, skip.alarm, skip.reason);
+        note(format_args!("{}: alarm {} skipped: {}", skip.flake, skip.alarm, skip.reason));
     }
     let scope = Scope::all(catalog.dir_missing(), flakes.len(), catalog.broken_files());
     let dashboard = match setup::dashboard_name(options).await {
         Ok(dashboard) => dashboard,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             return ExitCode::from(2);
         }
     };
@@ -45,12 +45,12 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
     match reconciler.plan(&desired, &scope).await {
         Ok(plan) => print!("{}", plan.render()),
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             code = ExitCode::FAILURE;
         }
     }
     if dashboard.is_some() && default_region.is_none() {
-        eprintln!("error: --dashboard needs a default AWS region (AWS_REGION or a profile's region)");
+        note(format_args!("error: --dashboard needs a default AWS region (AWS_REGION or a profile's region)"));
         code = ExitCode::FAILURE;
     }
     let target = dashboard.zip(default_region.clone()).map(|(name, region)| Target { name, region });
@@ -60,7 +60,7 @@ pub async fn run(options: &GlobalOptions) -> ExitCode {
     match dashboards.plan(&input, &desired, allowed).await {
         Ok(plan) => print!("{}", plan.render()),
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             code = ExitCode::FAILURE;
         }
     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::GlobalOptions;
 use super::setup;
 use super::values::{Listen, parse_listen, parse_size};
+use super::{GlobalOptions, note};
 use crate::cluster::Timings;
 use crate::cluster::s3::S3Store;
 use crate::daemon::{self, ClusterJoin, DaemonConfig, Services};
@@ -68,20 +68,20 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
     if let Some(namespace) = &run.heartbeat_namespace
         && let Some(reason) = crate::flake::namespace_problem(namespace)
     {
-        eprintln!("error: --heartbeat-namespace {namespace:?}: {reason}");
+        note(format_args!("error: --heartbeat-namespace {namespace:?}: {reason}"));
         return ExitCode::from(2);
     }
     let dashboard = match setup::dashboard_name(options).await {
         Ok(dashboard) => dashboard,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             return ExitCode::from(2);
         }
     };
     let member = match cluster_member(run).await {
         Ok(member) => member,
         Err(reason) => {
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             return ExitCode::from(2);
         }
     };
@@ -89,7 +89,7 @@ pub async fn run(options: &GlobalOptions, run: &RunOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             tracing::error!("{reason}");
-            eprintln!("error: {reason}");
+            note(format_args!("error: {reason}"));
             ExitCode::FAILURE
         }
     }

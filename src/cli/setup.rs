@@ -13,10 +13,12 @@ use crate::flakelog::FlakeLogs;
 use crate::placeholders::HostFacts;
 use crate::publish::PublisherConfig;
 
-/// Credentials and the flake logs that redact them.
+/// Credentials and the flake logs that redact them with the process's one redactor (which the
+/// program's own log and one-shot commands' output pass through too; `cli::main` taught it the
+/// values).
 pub fn creds_and_logs(options: &GlobalOptions) -> Result<(Creds, Arc<FlakeLogs>), String> {
     let creds = Creds::load(&options.creds)?;
-    let logs = FlakeLogs::open(&options.log_dir, options.log_keep, Redactor::new(&creds))?;
+    let logs = FlakeLogs::open(&options.log_dir, options.log_keep, Redactor::process())?;
     Ok((creds, Arc::new(logs)))
 }
 

@@ -192,11 +192,12 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
-    /// A board whose text masks `creds`' values (and the daemon's AWS keys) as the logs do.
-    pub fn new(creds: &Creds) -> StatusBoard {
+    /// A board whose text masks what `redactor` masks (the flake logs' one, which knows
+    /// `creds`' values, the daemon's AWS keys and header values learnt at scrapes).
+    pub fn new(creds: &Creds, redactor: Redactor) -> StatusBoard {
         StatusBoard {
             started: Utc::now(),
-            redactor: Redactor::new(creds),
+            redactor,
             creds: creds.clone(),
             flakes: RwLock::new(BTreeMap::new()),
             files: Mutex::new(Arc::new(FlakeFiles::default())),
