@@ -276,7 +276,8 @@ fn a_daemon_stopped_mid_run_removes_the_runs_container_before_it_exits() {
     let daemon = Daemon::start(workspace.snowflake().arg("--dry-run").arg("--container-engine").arg(engine.socket()), &workspace, &[]);
     let label = format!("{FLAKE_LABEL}={name}");
     daemon.wait_for(Duration::from_secs(60), "the run's container running", || {
-        let (code, stdout, stderr) = run(podman().args(["ps", "--quiet", "--filter", &format!("label={label}"), "--filter", "status=running"]));
+        let (code, stdout, stderr) =
+            run(podman().args(["ps", "--quiet", "--filter", &format!("label={label}"), "--filter", "status=running"]));
         assert_eq!(code, 0, "podman ps: {stderr}");
         !stdout.trim().is_empty()
     });

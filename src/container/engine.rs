@@ -145,10 +145,7 @@ impl Engine {
     /// soon as the command did.
     pub async fn exit_status(&self, id: &str) -> Option<i64> {
         let body = tokio::time::timeout(QUICK_CALL, self.get(&format!("/containers/{id}/json"))).await.ok()?.ok()?;
-        let inspected: Inspected = serde_json::from_slice(&body).ok()?;
-        let state = inspected.state;
-        let ended = !state.running && matches!(state.status.as_str(), "exited" | "stopped");
-        if ended { state.exit_code } else { None }
+        exit_status_in(&body)
     }
 
     /// One GET on the engine's socket, its body if it answered 2xx.
@@ -178,6 +175,14 @@ impl Engine {
             (LABEL_RUN.to_string(), run.to_string()),
         ])
     }
+}
+
+/// The exit status in a container's inspection, if its command ended (`"exited"`, or podman's
+/// `"stopped"`).
+fn exit_status_in(inspection: &[u8]) -> Option<i64> {
+    let state = serde_json::from_slice::<Inspected>(inspection).ok()?.state;
+    let ended = !state.running && matches!(state.status.as_str(), "exited" | "stopped");
+    if ended { state.exit_code } else { None }
 }
 
 /// The part of a container's inspection [`Engine::exit_status`] reads.
@@ -225,6 +230,21 @@ mod tests {
     fn an_explicit_socket_wins_and_loses_its_scheme() {
         assert_eq!(resolve_socket(Some(Path::new("unix:///tmp/x.sock"))), PathBuf::from("/tmp/x.sock"));
         assert_eq!(resolve_socket(Some(Path::new("/tmp/y.sock"))), PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn an_ended_command_is_read_from_docker_and_from_podman_before_its_cleanup() {
+        let state = |status: &str, running: bool, code: i64| {
+            format!(
+                r#"{{"Id":"c","State":{{"Status":"{status}","Running":{running},"ExitCode":{code},"FinishedAt":"2026-12-06T07:59:05Z"}}}}"#
+            )
+        };
+        assert_eq!(exit_status_in(state("exited", false, 3).as_bytes()), Some(3));
+        assert_eq!(exit_status_in(state("stopped", false, 0).as_bytes()), Some(0), "podman, cleanup not run yet");
+        assert_eq!(exit_status_in(state("running", true, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(state("created", false, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(state("stopping", true, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(b"{\"message\":\"no such container\"}"), None);
     }
 
     #[test]
