@@ -21,7 +21,8 @@ cleanup process. Not counted: the command inside the container (`true` in its ow
 ms alike in both) and whatever else the machine does (other builds and tests, other containers).
 Without cgroups (not root) it falls back to the busy time of the whole machine (/proc/stat) and
 says so. The CPU by part splits it: the command's own process tree (snowflake, or the CLI with
-the runc and netavark it waited for), the service (with its waited-for children), the rest.
+the runc and netavark it waited for), the service (with its waited-for children), the rest
+(conmon, the cleanup process, and this script's own few ms: the `host` mode shows them).
 
 With the runner's own debug line it also prints where an `image` run's time goes (median ms from
 the create request: created, attached, started, ended, removed).
@@ -162,7 +163,8 @@ def main() -> None:
                 subprocess.run(command, env=command_env, check=True, capture_output=True)
             walls: dict[str, list[float]] = {name: [] for name in commands}
             cpus: dict[str, list[float]] = {name: [] for name in commands}
-            # Where the CPU goes: the command's own process tree, the service, podman's cgroup.
+            # Where the CPU goes: the command's own process tree, the service, the rest (conmon,
+            # the cleanup process, and this script's few ms).
             parts: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
             loads = []
             for _ in range(args.runs):
