@@ -1,9 +1,10 @@
 //! Flakes in their own images (SPEC 14), against a real podman API service that each test starts
 //! on a socket of its own (`podman system service`, the Docker Engine API): a value from inside
 //! the image reaches LocalStack; `flakeBuild` builds once and again on a change; a timed-out
-//! run's container is gone within 10 s; a restarted daemon removes what a `kill -9`ed one left,
-//! and only that; 50 runs leave no container; an engine that is down fails only the image
-//! flakes, naming the socket; an image without /bin/sh fails the run and says so.
+//! run's container is gone within 10 s; a daemon stopped mid-run removes the run's container
+//! before it exits; a restarted daemon removes what a `kill -9`ed one left, and only that; 50
+//! runs leave no container; an engine that is down fails only the image flakes, naming the
+//! socket; an image without /bin/sh fails the run and says so.
 //!
 //! Needs podman and mmdebstrap (scripts/deps.sh installs them), and LocalStack for the first
 //! test (scripts/localstack.sh); without them these tests fail, never pass silently.
@@ -259,6 +260,36 @@ fn after_kill_9_a_restarted_daemon_removes_the_leftover_and_only_it() {
     run(podman().args(["rm", "--force", "--time", "0", &decoys[0]]));
     drop(daemon);
     drop(engine);
+}
+
+#[test]
+fn a_daemon_stopped_mid_run_removes_the_runs_container_before_it_exits() {
+    let engine = Engine::start();
+    let workspace = Workspace::new();
+    let name = unique("stopping");
+    // Ignores SIGTERM, so the stop path's SIGKILL and removal are what end it.
+    let mut flake = image_flake(&name, "trap '' TERM; sleep 600");
+    flake["flakeType"] = json!("job");
+    flake["flakeTimeout"] = json!(900);
+    flake["flakeCronstring"] = json!("@every 1s");
+    workspace.add(&name, flake);
+    let daemon = Daemon::start(workspace.snowflake().arg("--dry-run").arg("--container-engine").arg(engine.socket()), &workspace, &[]);
+    let label = format!("{FLAKE_LABEL}={name}");
+    daemon.wait_for(Duration::from_secs(60), "the run's container running", || {
+        let (code, stdout, stderr) =
+            run(podman().args(["ps", "--quiet", "--filter", &format!("label={label}"), "--filter", "status=running"]));
+        assert_eq!(code, 0, "podman ps: {stderr}");
+        !stdout.trim().is_empty()
+    });
+    let running = containers_with(&label);
+    assert_eq!(running.len(), 1, "one run, one container: {running:?}");
+
+    let (status, _) = daemon.stop(Duration::from_secs(60));
+    assert!(status.success(), "the daemon's stop failed: {status:?}");
+    // At once, not eventually: nobody is left to remove it once the daemon has exited.
+    assert!(containers_with(&label).is_empty(), "the daemon exited and left its run's container behind");
+    let (code, _, _) = run(podman().args(["container", "exists", &running[0]]));
+    assert_eq!(code, 1, "container {} still exists", running[0]);
 }
 
 #[test]

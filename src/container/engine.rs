@@ -134,6 +134,39 @@ impl Engine {
         }
     }
 
+    /// The exit status of a container whose command ended, `None` while it runs (or when the
+    /// engine does not answer: the caller's wait is the fallback).
+    ///
+    /// podman calls a container whose command ended but whose cleanup has not run yet
+    /// `"stopped"` (its exit code already read from conmon's exit file); only the cleanup process
+    /// that conmon starts, a whole podman process, makes it `"exited"`, 300-600 ms later. Docker's
+    /// API has no `"stopped"`, so bollard's typed inspect refuses that answer; this one request
+    /// reads the three fields it needs itself, so a run ends (and its container is removed) as
+    /// soon as the command did.
+    pub async fn exit_status(&self, id: &str) -> Option<i64> {
+        let body = tokio::time::timeout(QUICK_CALL, self.get(&format!("/containers/{id}/json"))).await.ok()?.ok()?;
+        exit_status_in(&body)
+    }
+
+    /// One GET on the engine's socket, its body if it answered 2xx.
+    async fn get(&self, path: &str) -> Result<hyper::body::Bytes, String> {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|error| error.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| error.to_string())?;
+        // Ends with the request: the sender is dropped on return.
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, "engine")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|error| error.to_string())?;
+        let response = sender.send_request(request).await.map_err(|error| error.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{path} answered {}", response.status()));
+        }
+        Ok(response.into_body().collect().await.map_err(|error| error.to_string())?.to_bytes())
+    }
+
     /// The labels of a run's container.
     pub fn labels(&self, flake: &str, run: &str) -> HashMap<String, String> {
         HashMap::from([
@@ -142,6 +175,31 @@ impl Engine {
             (LABEL_RUN.to_string(), run.to_string()),
         ])
     }
+}
+
+/// The exit status in a container's inspection, if its command ended (`"exited"`, or podman's
+/// `"stopped"`).
+fn exit_status_in(inspection: &[u8]) -> Option<i64> {
+    let state = serde_json::from_slice::<Inspected>(inspection).ok()?.state;
+    let ended = !state.running && matches!(state.status.as_str(), "exited" | "stopped");
+    if ended { state.exit_code } else { None }
+}
+
+/// The part of a container's inspection [`Engine::exit_status`] reads.
+#[derive(serde::Deserialize)]
+struct Inspected {
+    #[serde(rename = "State")]
+    state: InspectedState,
+}
+
+#[derive(serde::Deserialize)]
+struct InspectedState {
+    #[serde(rename = "Status", default)]
+    status: String,
+    #[serde(rename = "Running", default)]
+    running: bool,
+    #[serde(rename = "ExitCode")]
+    exit_code: Option<i64>,
 }
 
 /// Engine messages can hold newlines (build output, JSON); a log line holds one line.
@@ -172,6 +230,21 @@ mod tests {
     fn an_explicit_socket_wins_and_loses_its_scheme() {
         assert_eq!(resolve_socket(Some(Path::new("unix:///tmp/x.sock"))), PathBuf::from("/tmp/x.sock"));
         assert_eq!(resolve_socket(Some(Path::new("/tmp/y.sock"))), PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn an_ended_command_is_read_from_docker_and_from_podman_before_its_cleanup() {
+        let state = |status: &str, running: bool, code: i64| {
+            format!(
+                r#"{{"Id":"c","State":{{"Status":"{status}","Running":{running},"ExitCode":{code},"FinishedAt":"2026-12-06T07:59:05Z"}}}}"#
+            )
+        };
+        assert_eq!(exit_status_in(state("exited", false, 3).as_bytes()), Some(3));
+        assert_eq!(exit_status_in(state("stopped", false, 0).as_bytes()), Some(0), "podman, cleanup not run yet");
+        assert_eq!(exit_status_in(state("running", true, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(state("created", false, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(state("stopping", true, 0).as_bytes()), None);
+        assert_eq!(exit_status_in(b"{\"message\":\"no such container\"}"), None);
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::container::engine::{Engine, QUICK_CALL};
 /// After SIGKILL, how long the attach stream may stay open once the engine said the container
 /// ended.
 const ABANDON_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// Once the output streams closed, how often the container's state is asked for.
+/// Once the output streams closed, how often the container's state is asked for (the first time
+/// at once).
 const EXIT_PROBE: Duration = Duration::from_millis(20);
 /// ... for two seconds at most: a command that closed its output but runs on is left to the wait.
 const MAX_EXIT_PROBES: u32 = 100;
@@ -105,7 +106,9 @@ pub async fn run_in_container(
     let _ = super::STARTED.try_with(|started| started.notify_one());
 
     let (mut out, mut err) = (Captured::default(), Captured::default());
-    let mut wait = Box::pin(docker.wait_container(&id, None));
+    // The engine's wait, asked only when needed: the output's end and one state probe tell a
+    // run's end sooner, and podman's wait costs the service a state check every 250 ms.
+    let mut wait = None;
     let (mut output_done, mut status): (bool, Option<Result<i64, String>>) = (false, None);
     let mut ending: Option<(Termination, tokio::time::Instant)> = None;
     let mut killed = false;
@@ -114,6 +117,12 @@ pub async fn run_in_container(
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
     while !output_done || status.is_none() {
+        // Needed when the output ended but the probes found no end (a command that closed its
+        // output and runs on, or an attach the engine broke), and once the run is being ended,
+        // so an attach stream that never closes cannot hold the run.
+        if wait.is_none() && status.is_none() && ((output_done && probes >= MAX_EXIT_PROBES) || ending.is_some()) {
+            wait = Some(Box::pin(docker.wait_container(&id, None)));
+        }
         tokio::select! {
             frame = output.next(), if !output_done => match frame {
                 Some(Ok(bollard::container::LogOutput::StdOut { message })) => keep(&mut out, spec.stdout_limit, &message),
@@ -122,15 +131,16 @@ pub async fn run_in_container(
                 Some(Err(_)) | None => output_done = true,
             },
             // The streams close as the command exits; the engine's wait notices later (podman's
-            // after its cleanup process ran), so ask for the state meanwhile.
-            _ = tokio::time::sleep(EXIT_PROBE), if output_done && status.is_none() && probes < MAX_EXIT_PROBES => {
+            // after its cleanup process ran), so ask for the state meanwhile: podman has the
+            // exit code at once (see `Engine::exit_status`).
+            _ = tokio::time::sleep(if probes == 0 { Duration::ZERO } else { EXIT_PROBE }), if output_done && status.is_none() && probes < MAX_EXIT_PROBES => {
                 probes += 1;
-                if let Some(code) = exit_code(&docker, &id).await {
+                if let Some(code) = engine.exit_status(&id).await {
                     status = Some(Ok(code));
                     exited_at = Some(tokio::time::Instant::now());
                 }
             }
-            waited = wait.next(), if status.is_none() => {
+            waited = async { wait.as_mut().expect("the branch runs only with a wait").next().await }, if wait.is_some() && status.is_none() => {
                 status = Some(match waited {
                     Some(Ok(response)) => Ok(response.status_code),
                     Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
@@ -223,17 +233,6 @@ fn start_failure(engine: &Engine, image: &str, error: &bollard::errors::Error) -
         );
     }
     engine.explain(&format!("could not start a container of {image}"), error)
-}
-
-/// The container's exit status, if it has exited.
-async fn exit_code(docker: &Docker, id: &str) -> Option<i64> {
-    let inspected = tokio::time::timeout(QUICK_CALL, docker.inspect_container(id, None)).await.ok()?.ok()?;
-    let state = inspected.state?;
-    let exited = state.running != Some(true) && state.status == Some(bollard::models::ContainerStateStatusEnum::EXITED);
-    if !exited {
-        return None;
-    }
-    state.exit_code
 }
 
 /// SIGTERM or SIGKILL to the container; one that already ended is what we wanted.
