@@ -163,6 +163,15 @@ impl Member {
         self.daemon.as_ref().expect("running")
     }
 
+    /// The last lines of the daemon's log, headed by the member's name (for a failure message).
+    fn log_tail(&self) -> String {
+        let log = self.daemon().log();
+        let lines: Vec<&str> = log.lines().collect();
+        let metrics: Vec<String> =
+            self.daemon().metrics().lines().filter(|line| line.starts_with("snowflake_cluster")).map(str::to_string).collect();
+        format!("--- {} ---\n{}\n{}", self.name, metrics.join("\n"), lines[lines.len().saturating_sub(60)..].join("\n"))
+    }
+
     fn held(&self) -> f64 {
         self.daemon().metric("snowflake_cluster_claims_held").unwrap_or(-1.0)
     }
@@ -230,8 +239,8 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
         held = members.values().map(Member::held).collect();
         assert!(
             spread.elapsed() < Duration::from_secs(120),
-            "claims not spread 10/10/10 but {held:?}; a's log:\n{}",
-            members["a"].daemon().log()
+            "claims not spread 10/10/10 but {held:?}; the members' logs:\n{}",
+            members.values().map(Member::log_tail).collect::<Vec<_>>().join("\n")
         );
         std::thread::sleep(Duration::from_millis(500));
     }

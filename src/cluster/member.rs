@@ -333,11 +333,22 @@ impl<S: Store> Member<S> {
         let Some(version) = self.local.get(flake).cloned() else { return false };
         let key = format!("{CLAIMS}{flake}");
         let mut known = self.claims.get(flake).cloned();
-        for _attempt in 0..2 {
+        // Whether `known` was read in this call. A copy kept from earlier may name a holder
+        // that has since released the flake: only flakes no live lease lists reach here, so a
+        // copy naming a live holder is read again once before giving up, or a member that read
+        // a lease before its holder listed its new claims would never take them (seen under
+        // load: a joining member left with none).
+        let mut fresh = false;
+        for _attempt in 0..3 {
             let (condition, why) = match &known {
                 None => (Condition::Absent, "nobody had claimed it".to_string()),
                 Some((etag, record)) => match self.takeable(record, listing) {
                     Some(why) => (Condition::Matches(etag.clone()), why),
+                    None if !fresh => {
+                        let Ok(read) = self.read_claim(flake).await else { return false };
+                        (known, fresh) = (read, true);
+                        continue;
+                    }
                     None => return false,
                 },
             };
@@ -362,23 +373,8 @@ impl<S: Store> Member<S> {
                     return true;
                 }
                 Ok(Put::Lost) => {
-                    let result = self.store.get(&key).await;
-                    self.count(RequestKind::Get, &result.as_ref().map(|_| true));
-                    known = match result {
-                        Ok(Some(object)) => match serde_json::from_slice::<ClaimRecord>(&object.body) {
-                            Ok(record) => Some((object.etag, record)),
-                            Err(_) => Some((
-                                object.etag,
-                                ClaimRecord { flake: flake.to_string(), holder: None, version: String::new(), write: String::new() },
-                            )),
-                        },
-                        Ok(None) => None,
-                        Err(_) => return false,
-                    };
-                    match &known {
-                        Some(claim) => self.claims.insert(flake.to_string(), claim.clone()),
-                        None => self.claims.remove(flake),
-                    };
+                    let Ok(read) = self.read_claim(flake).await else { return false };
+                    (known, fresh) = (read, true);
                 }
                 Err(error) => {
                     tracing::warn!(member = self.id, flake, "cannot write the claim: {error}");
@@ -387,6 +383,22 @@ impl<S: Store> Member<S> {
             }
         }
         false
+    }
+
+    /// Reads `flake`'s claim record (kept for the next attempt); `Ok(None)` if there is none. An
+    /// unreadable record is one nobody holds (a damaged object must not block the flake forever).
+    async fn read_claim(&mut self, flake: &str) -> Result<Option<(String, ClaimRecord)>, StoreError> {
+        let result = self.store.get(&format!("{CLAIMS}{flake}")).await;
+        self.count(RequestKind::Get, &result.as_ref().map(|_| true));
+        let read = result?.map(|object| match serde_json::from_slice::<ClaimRecord>(&object.body) {
+            Ok(record) => (object.etag, record),
+            Err(_) => (object.etag, ClaimRecord { flake: flake.to_string(), holder: None, version: String::new(), write: String::new() }),
+        });
+        match &read {
+            Some(claim) => self.claims.insert(flake.to_string(), claim.clone()),
+            None => self.claims.remove(flake),
+        };
+        Ok(read)
     }
 
     /// Why `record`'s claim may be taken now, or `None` if its holder still holds it.
@@ -507,5 +519,52 @@ impl<S: Store> Member<S> {
             members,
             flakes: flakes.into_values().collect(),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::memory::MemoryStore;
+
+    fn member(store: &MemoryStore, name: &str, flakes: &BTreeMap<String, String>) -> Member<MemoryStore> {
+        let (view, _) = watch::channel(Arc::new(ClusterView::default()));
+        let mut member = Member::new(
+            store.handle(),
+            name.to_string(),
+            Timings::default(),
+            Arc::new(Gate::default()),
+            Arc::new(Metrics::new()),
+            view,
+            "s3://test/".to_string(),
+        );
+        member.local = flakes.clone();
+        member
+    }
+
+    /// A joining member that read a lease before its holder listed its new claims tries them
+    /// all, loses, and keeps copies naming that holder. When the holder later releases some for
+    /// spreading, the joiner must take them, not trust its old copies forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_joiner_that_read_a_lease_too_early_still_takes_its_share_once_released() {
+        let store = MemoryStore::new(Utc::now());
+        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let mut first = member(&store, "a", &flakes);
+        assert!(first.cycle().await);
+        assert_eq!(first.held.len(), 30, "alone, it takes every flake");
+
+        // Its lease as it was before it listed the claims just won.
+        let early = MemberRecord { member: "a".to_string(), flakes: flakes.clone(), claims: BTreeSet::new() };
+        store.put(&format!("{MEMBERS}{}", first.id), serde_json::to_vec(&early).unwrap(), Condition::None).await.unwrap();
+        let mut joiner = member(&store, "b", &flakes);
+        assert!(joiner.cycle().await);
+        assert_eq!(joiner.held.len(), 0, "every claim is a's");
+
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(first.cycle().await);
+        assert_eq!(first.held.len(), 15, "two members: a keeps its share and releases the rest");
+        assert!(joiner.cycle().await);
+        assert_eq!(joiner.held.len(), 15, "the joiner takes what a released");
+        assert!(first.held.keys().all(|flake| !joiner.held.contains_key(flake)), "no flake is held twice");
     }
 }
