@@ -60,6 +60,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("namespace-missing", "flakeMetricNamespace", "is required"),
     ("not-an-object", "file", "must hold one JSON object"),
     ("output-unknown", "flakeOutput", "\"xml\" is not an output format"),
+    ("scope-cluster-reboot", "flakeScope", "\"cluster\" with flakeCronstring \"@reboot\", which would run nowhere"),
     ("scope-unknown", "flakeScope", "\"everywhere\"; use \"host\" (every daemon runs it) or \"cluster\""),
     ("scrape-bad-url", "flakeUrl", "must start with http:// or https://"),
     ("scrape-with-command", "flakeCommand", "a scrape flake GETs flakeUrl"),

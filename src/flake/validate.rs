@@ -87,6 +87,15 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
     let enabled = fields.boolean("flakeEnabled", problems).unwrap_or(true);
     let container = parse_container(&fields, path, kind, working_directory.as_deref(), problems);
     let scope = parse_scope(&fields, problems);
+    if scope == Some(FlakeScope::Cluster) && schedule.as_ref().is_some_and(Schedule::is_reboot) {
+        // A member holds no claim yet when its daemon starts, so a cluster @reboot flake would
+        // run nowhere: refused rather than silently never run.
+        problems.error(
+            "flakeScope",
+            "is \"cluster\" with flakeCronstring \"@reboot\", which would run nowhere (a daemon holds no cluster flake when it starts); \
+             use \"host\" to run it as each daemon starts, or give it a schedule",
+        );
+    }
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), output.as_ref().map(|output| output.format), context, problems);
     if let Some(metric) = &metric
         && let Some(window) = metric.aggregate_seconds
