@@ -23,6 +23,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+# Requests made in these first seconds of a minute meet the firing of every flake.
+FIRING_SECONDS = 15
 from pathlib import Path
 
 
@@ -82,6 +85,7 @@ def main() -> None:
     port = free_port()
     daemon = subprocess.Popen([args.snowflake, "--dry-run", "run", "--listen", f"127.0.0.1:{port}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+    print(f"daemon pid {daemon.pid}", flush=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -95,7 +99,8 @@ def main() -> None:
             time.sleep(1)
         size = len(get(port, "/status.json"))
         page_size = len(get(port, "/"))
-        results = {"quiet": {"delta": None, "json": [], "page": []}, "reading": {"delta": None, "json": [], "page": []}}
+        results = {kind: {"delta": None, "json": [], "page": [], "firing": [], "between": []} for kind in ("quiet", "reading")}
+        loads = [os.getloadavg()]
         # Start at a minute boundary plus 30 s: each measured minute holds exactly one firing.
         time.sleep((30 - time.time() % 60) % 60)
         for minute in range(2 * args.minutes):
@@ -106,19 +111,26 @@ def main() -> None:
                 count = 0
                 while time.time() < end:
                     path = "/" if count % 10 == 9 else "/status.json"
+                    second = time.time() % 60
                     start = time.perf_counter()
                     get(port, path)
-                    results[kind]["page" if path == "/" else "json"].append((time.perf_counter() - start) * 1000)
+                    took = (time.perf_counter() - start) * 1000
+                    results[kind]["page" if path == "/" else "json"].append(took)
+                    if path != "/":
+                        results[kind]["firing" if second < FIRING_SECONDS else "between"].append(took)
                     count += 1
             else:
                 time.sleep(max(0, end - time.time()))
             after = buckets(port)
+            loads.append(os.getloadavg())
             delta = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
             previous = results[kind]["delta"]
             results[kind]["delta"] = delta if previous is None else [(le, a + b) for (le, a), (_, b) in zip(delta, previous)]
     finally:
         daemon.terminate()
         daemon.wait(60)
+    print(f"binary {args.snowflake}; 1-minute load average at the start and after each measured minute: "
+          + ", ".join(f"{load[0]:.1f}" for load in loads))
     print(f"{args.flakes} flakes, /status.json {size / 1e6:.1f} MB, / {page_size / 1e6:.1f} MB, {args.minutes} minutes of each kind")
     print("| minutes | runs measured | lateness p50 / p99 ms | /status.json requests | /status.json p50 / p99 / max ms | / requests | / p50 / p99 / max ms |")
     print("|---|---|---|---|---|---|---|")
@@ -133,6 +145,11 @@ def main() -> None:
         else:
             json_cell, page_cell = "0 | -", "0 | -"
         print(f"| {kind} | {runs} | {lateness} | {json_cell} | {page_cell} |")
+    reading = results["reading"]
+    for part, label in (("firing", f"in the first {FIRING_SECONDS} s of a minute (the firing)"), ("between", "in the rest of the minute")):
+        values = reading[part]
+        if values:
+            print(f"/status.json requests {label}: {len(values)}, p50 / p99 / max {pick(values, 0.5):.1f} / {pick(values, 0.99):.1f} / {max(values):.1f} ms")
 
 
 if __name__ == "__main__":
