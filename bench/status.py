@@ -4,12 +4,12 @@ fires every flake each minute, side by side with the same daemon when nobody rea
 
 One daemon (dry run: no AWS needed; its batches go to /dev/null) runs N flakes on `* * * * *`.
 The measurement alternates minutes: in a "quiet" minute nothing but the once-a-minute /metrics
-read touches the listener; in a "reading" minute a client GETs /status.json back to back (and
-/ every tenth request) the whole minute. For each kind of minute it reports the scheduler's
+read touches the listener; in a "reading" minute a client GETs /status.json back to back, or
+--rate times a second (and / every tenth request), the whole minute. For each kind of minute it reports the scheduler's
 lateness (the daemon's own histogram, command start minus scheduled time, the difference of
 the histogram over those minutes) and, for reading minutes, each request's latency.
 
-    python3 bench/status.py --snowflake target/release/snowflake --flakes 10000 --minutes 2
+    python3 bench/status.py --snowflake target/release/snowflake --flakes 10000 --minutes 2 [--rate 10]
 
 Prints Markdown table rows (docs/benchmarks.md, "Status page").
 """
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--snowflake", required=True)
     parser.add_argument("--flakes", type=int, default=10000)
     parser.add_argument("--minutes", type=int, default=2, help="minutes of each kind, alternating")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="requests a second in a reading minute (a page or `status --watch` on that many screens); 0: back to back")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="snowflake-status-bench."))
@@ -109,7 +111,12 @@ def main() -> None:
             end = time.time() + 60
             if kind == "reading":
                 count = 0
+                next_at = time.time()
                 while time.time() < end:
+                    if args.rate:
+                        # Paced: a slow answer delays the next request, never makes a burst of them.
+                        next_at = max(next_at + 1 / args.rate, time.time())
+                        time.sleep(max(0, next_at - time.time()))
                     path = "/" if count % 10 == 9 else "/status.json"
                     second = time.time() % 60
                     start = time.perf_counter()
@@ -131,6 +138,7 @@ def main() -> None:
         daemon.wait(60)
     print(f"binary {args.snowflake}; 1-minute load average at the start and after each measured minute: "
           + ", ".join(f"{load[0]:.1f}" for load in loads))
+    print(f"readers: {'back to back' if not args.rate else f'{args.rate:g} requests a second'}")
     print(f"{args.flakes} flakes, /status.json {size / 1e6:.1f} MB, / {page_size / 1e6:.1f} MB, {args.minutes} minutes of each kind")
     print("| minutes | runs measured | lateness p50 / p99 ms | /status.json requests | /status.json p50 / p99 / max ms | / requests | / p50 / p99 / max ms |")
     print("|---|---|---|---|---|---|---|")
