@@ -44,7 +44,7 @@ draw() {
 
 record() {
     for program in nginx prometheus-nginx-exporter curl; do
-        command -v "$program" >/dev/null || { echo "render_dashboard.sh: missing $program (scripts/deps.sh installs it)" >&2; exit 1; }
+        command -v "$program" >/dev/null || { echo "render_dashboard.sh: missing $program: apt-get install nginx-light prometheus-nginx-exporter curl" >&2; exit 1; }
     done
     if (exec 3<>/dev/tcp/127.0.0.1/9113) 2>/dev/null; then
         echo "render_dashboard.sh: 127.0.0.1:9113 is taken; the scrape example needs it for the NGINX exporter" >&2

@@ -173,11 +173,7 @@ async fn respond(
     status: Option<Arc<StatusSources>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: Bytes| {
-        Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .body(Full::new(body))
-            .expect("static response parts")
+        Response::builder().status(status).header("content-type", content_type).body(Full::new(body)).expect("static response parts")
     };
     Ok(match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => {
@@ -203,7 +199,9 @@ async fn respond(
             page.headers_mut().insert("content-security-policy", PAGE_POLICY.parse().expect("a valid header value"));
             page
         }
-        _ if status.is_some() => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /, /status.json, /healthz or /metrics\n".into()),
+        _ if status.is_some() => {
+            response(StatusCode::NOT_FOUND, "text/plain", "not found: try /, /status.json, /healthz or /metrics\n".into())
+        }
         _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".into()),
     })
 }

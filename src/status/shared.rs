@@ -96,8 +96,9 @@ impl SharedSnapshot {
                 if !self.refreshing.swap(true, Ordering::AcqRel) {
                     let shared = self.clone();
                     tokio::spawn(async move {
+                        // Lowered however the refresh ends, a panic included.
+                        let _refreshing = Lower(&shared.refreshing);
                         shared.rebuild(take).await;
-                        shared.refreshing.store(false, Ordering::Release);
                     });
                 }
                 return latest;
@@ -130,10 +131,19 @@ impl SharedSnapshot {
             }
             snapshot
         })
-            .await
-            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
         *self.latest.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot.clone());
         snapshot
+    }
+}
+
+/// Lowers a flag when dropped.
+struct Lower<'a>(&'a AtomicBool);
+
+impl Drop for Lower<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
