@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -136,6 +137,8 @@ def main() -> None:
     finally:
         daemon.terminate()
         daemon.wait(60)
+    # Only after a run that got this far: 10,000 flake files and their logs are ~80 MB.
+    shutil.rmtree(work, ignore_errors=True)
     print(f"binary {args.snowflake}; 1-minute load average at the start and after each measured minute: "
           + ", ".join(f"{load[0]:.1f}" for load in loads))
     print(f"readers: {'back to back' if not args.rate else f'{args.rate:g} requests a second'}")
