@@ -4,12 +4,12 @@ fires every flake each minute, side by side with the same daemon when nobody rea
 
 One daemon (dry run: no AWS needed; its batches go to /dev/null) runs N flakes on `* * * * *`.
 The measurement alternates minutes: in a "quiet" minute nothing but the once-a-minute /metrics
-read touches the listener; in a "reading" minute a client GETs /status.json back to back (and
-/ every tenth request) the whole minute. For each kind of minute it reports the scheduler's
+read touches the listener; in a "reading" minute a client GETs /status.json back to back, or
+--rate times a second (and / every tenth request), the whole minute. For each kind of minute it reports the scheduler's
 lateness (the daemon's own histogram, command start minus scheduled time, the difference of
 the histogram over those minutes) and, for reading minutes, each request's latency.
 
-    python3 bench/status.py --snowflake target/release/snowflake --flakes 10000 --minutes 2
+    python3 bench/status.py --snowflake target/release/snowflake --flakes 10000 --minutes 2 [--rate 10]
 
 Prints Markdown table rows (docs/benchmarks.md, "Status page").
 """
@@ -18,11 +18,15 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
+
+# Requests made in these first seconds of a minute meet the firing of every flake.
+FIRING_SECONDS = 15
 from pathlib import Path
 
 
@@ -68,6 +72,8 @@ def main() -> None:
     parser.add_argument("--snowflake", required=True)
     parser.add_argument("--flakes", type=int, default=10000)
     parser.add_argument("--minutes", type=int, default=2, help="minutes of each kind, alternating")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="requests a second in a reading minute (a page or `status --watch` on that many screens); 0: back to back")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="snowflake-status-bench."))
@@ -82,6 +88,7 @@ def main() -> None:
     port = free_port()
     daemon = subprocess.Popen([args.snowflake, "--dry-run", "run", "--listen", f"127.0.0.1:{port}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+    print(f"daemon pid {daemon.pid}", flush=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -95,7 +102,8 @@ def main() -> None:
             time.sleep(1)
         size = len(get(port, "/status.json"))
         page_size = len(get(port, "/"))
-        results = {"quiet": {"delta": None, "json": [], "page": []}, "reading": {"delta": None, "json": [], "page": []}}
+        results = {kind: {"delta": None, "json": [], "page": [], "firing": [], "between": []} for kind in ("quiet", "reading")}
+        loads = [os.getloadavg()]
         # Start at a minute boundary plus 30 s: each measured minute holds exactly one firing.
         time.sleep((30 - time.time() % 60) % 60)
         for minute in range(2 * args.minutes):
@@ -104,21 +112,36 @@ def main() -> None:
             end = time.time() + 60
             if kind == "reading":
                 count = 0
+                next_at = time.time()
                 while time.time() < end:
+                    if args.rate:
+                        # Paced: a slow answer delays the next request, never makes a burst of them.
+                        next_at = max(next_at + 1 / args.rate, time.time())
+                        time.sleep(max(0, next_at - time.time()))
                     path = "/" if count % 10 == 9 else "/status.json"
+                    second = time.time() % 60
                     start = time.perf_counter()
                     get(port, path)
-                    results[kind]["page" if path == "/" else "json"].append((time.perf_counter() - start) * 1000)
+                    took = (time.perf_counter() - start) * 1000
+                    results[kind]["page" if path == "/" else "json"].append(took)
+                    if path != "/":
+                        results[kind]["firing" if second < FIRING_SECONDS else "between"].append(took)
                     count += 1
             else:
                 time.sleep(max(0, end - time.time()))
             after = buckets(port)
+            loads.append(os.getloadavg())
             delta = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
             previous = results[kind]["delta"]
             results[kind]["delta"] = delta if previous is None else [(le, a + b) for (le, a), (_, b) in zip(delta, previous)]
     finally:
         daemon.terminate()
         daemon.wait(60)
+    # Only after a run that got this far: 10,000 flake files and their logs are ~80 MB.
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"binary {args.snowflake}; 1-minute load average at the start and after each measured minute: "
+          + ", ".join(f"{load[0]:.1f}" for load in loads))
+    print(f"readers: {'back to back' if not args.rate else f'{args.rate:g} requests a second'}")
     print(f"{args.flakes} flakes, /status.json {size / 1e6:.1f} MB, / {page_size / 1e6:.1f} MB, {args.minutes} minutes of each kind")
     print("| minutes | runs measured | lateness p50 / p99 ms | /status.json requests | /status.json p50 / p99 / max ms | / requests | / p50 / p99 / max ms |")
     print("|---|---|---|---|---|---|---|")
@@ -133,6 +156,11 @@ def main() -> None:
         else:
             json_cell, page_cell = "0 | -", "0 | -"
         print(f"| {kind} | {runs} | {lateness} | {json_cell} | {page_cell} |")
+    reading = results["reading"]
+    for part, label in (("firing", f"in the first {FIRING_SECONDS} s of a minute (the firing)"), ("between", "in the rest of the minute")):
+        values = reading[part]
+        if values:
+            print(f"/status.json requests {label}: {len(values)}, p50 / p99 / max {pick(values, 0.5):.1f} / {pick(values, 0.99):.1f} / {max(values):.1f} ms")
 
 
 if __name__ == "__main__":

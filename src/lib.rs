@@ -49,7 +49,8 @@
 //!   damaged in any way.
 //! - [`metrics`]: the daemon's Prometheus registry, served at `/metrics`.
 //! - [`status`]: what the daemon is doing now: the cells components write as they go, assembled
-//!   into `/status.json` and the page at `/` (SPEC 16), read by `snowflake status`.
+//!   into `/status.json` and the page at `/` (SPEC 16), one snapshot shared by every reader for
+//!   up to a second, read by `snowflake status`.
 //! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
 //!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`;
 //!   a panic in any of its tasks stops it loudly.

@@ -1,6 +1,8 @@
 //! `--listen`: `GET /healthz` (200 while the scheduler is alive, 503 if it stalled),
 //! `GET /metrics` (OpenMetrics text, which Prometheus scrapes natively), and unless
-//! `--status-page off`, `GET /status.json` and the status page at `GET /` (SPEC 16).
+//! `--status-page off`, `GET /status.json` and the status page at `GET /` (SPEC 16). Those two
+//! are served from one snapshot shared by every reader for up to a second
+//! ([`crate::status::shared`]): its bytes are rendered once, on the blocking pool.
 //!
 //! The listener may face a hostile network (the image listens on 0.0.0.0), so what a client can
 //! hold is bounded: a connection must send a request's headers within [`HEADER_READ_TIMEOUT`]
@@ -30,6 +32,7 @@ use super::health::Health;
 use super::shutdown::Shutdown;
 use crate::metrics::Metrics;
 use crate::monitor::SharedMonitors;
+use crate::status::shared::{SharedSnapshot, Snapshot};
 use crate::status::{HealthInput, Status, StatusBoard};
 
 /// The status page loads nothing and runs nothing; its styles are inline.
@@ -52,13 +55,19 @@ const RESERVED_LIFETIME: Duration = Duration::from_secs(5);
 /// Back-off after a failed accept (no descriptors left, say): from the first to the last.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// What `/status.json` and the page are assembled from.
+/// What `/status.json` and the page are assembled from, and the last snapshot of it that
+/// readers share (at most [`crate::status::shared::MAX_AGE`] old).
 pub struct StatusSources {
     pub board: Arc<StatusBoard>,
     pub monitors: Option<SharedMonitors>,
+    shared: Arc<SharedSnapshot>,
 }
 
 impl StatusSources {
+    pub fn new(board: Arc<StatusBoard>, monitors: Option<SharedMonitors>) -> StatusSources {
+        StatusSources { board, monitors, shared: Arc::default() }
+    }
+
     /// The status now.
     pub fn status(&self, health: &Health, metrics: &Metrics) -> Status {
         let report = health.report();
@@ -66,6 +75,12 @@ impl StatusSources {
         // A spool that cannot be written still answers 200 on /healthz, but it is not well.
         let healthy = report.healthy && !health.spool_degraded();
         crate::status::snapshot(&self.board, metrics, self.monitors.as_ref(), HealthInput { healthy, findings }, chrono::Utc::now())
+    }
+
+    /// The snapshot readers share: a new one is taken on the blocking pool when it is too old.
+    async fn shared(self: &Arc<Self>, health: &Arc<Health>, metrics: &Arc<Metrics>) -> Arc<Snapshot> {
+        let (sources, health, metrics) = (self.clone(), health.clone(), metrics.clone());
+        self.shared.get(move || sources.status(&health, &metrics)).await
     }
 }
 
@@ -157,47 +172,38 @@ async fn respond(
     metrics: Arc<Metrics>,
     status: Option<Arc<StatusSources>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = |status: StatusCode, content_type: &str, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("static response parts")
+    let response = |status: StatusCode, content_type: &str, body: Bytes| {
+        Response::builder().status(status).header("content-type", content_type).body(Full::new(body)).expect("static response parts")
     };
     Ok(match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => {
             let report = health.report();
             let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            response(status, "text/plain", report.body)
+            response(status, "text/plain", report.body.into())
         }
-        (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode()),
+        (&Method::GET, "/metrics") => response(StatusCode::OK, OPENMETRICS, metrics.encode().into()),
         (&Method::GET, "/status.json") if let Some(status) = &status => {
-            let body =
-                off_the_runtime(status, &health, &metrics, |snapshot| serde_json::to_string(snapshot).expect("the status serializes"))
-                    .await;
-            response(StatusCode::OK, "application/json", body)
+            response(StatusCode::OK, "application/json", status.shared(&health, &metrics).await.json())
         }
         (&Method::GET, "/") if let Some(status) = &status => {
-            let body = off_the_runtime(status, &health, &metrics, crate::status::html::render).await;
+            let snapshot = status.shared(&health, &metrics).await;
+            let body = match snapshot.rendered_page() {
+                Some(body) => body,
+                // Rendering is CPU (milliseconds at 10,000 flakes): not on a runtime thread.
+                None => tokio::task::spawn_blocking(move || snapshot.page())
+                    .await
+                    .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())),
+            };
             let mut page = response(StatusCode::OK, "text/html; charset=utf-8", body);
             // Says what the page is: no script, nothing fetched from anywhere, styles inline.
             page.headers_mut().insert("content-security-policy", PAGE_POLICY.parse().expect("a valid header value"));
             page
         }
         _ if status.is_some() => {
-            response(StatusCode::NOT_FOUND, "text/plain", "not found: try /, /status.json, /healthz or /metrics\n".to_string())
+            response(StatusCode::NOT_FOUND, "text/plain", "not found: try /, /status.json, /healthz or /metrics\n".into())
         }
-        _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".to_string()),
+        _ => response(StatusCode::NOT_FOUND, "text/plain", "not found: try /healthz or /metrics\n".into()),
     })
-}
-
-/// Assembles the status and turns it into a body on the blocking pool: at 10,000 flakes that is
-/// milliseconds of CPU, which must not hold a runtime thread the scheduler and runs need.
-async fn off_the_runtime(status: &Arc<StatusSources>, health: &Arc<Health>, metrics: &Arc<Metrics>, body: fn(&Status) -> String) -> String {
-    let (status, health, metrics) = (status.clone(), health.clone(), metrics.clone());
-    tokio::task::spawn_blocking(move || body(&status.status(&health, &metrics)))
-        .await
-        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
     let monitors = open_monitors(&config).await?;
     let health = Arc::new(Health::new(metrics.clone()));
     let board = Arc::new(StatusBoard::new(&creds, logs.redactor().clone()));
-    let status = Arc::new(http::StatusSources { board: board.clone(), monitors: Some(monitors.clone()) });
+    let status = Arc::new(http::StatusSources::new(board.clone(), Some(monitors.clone())));
     let (stop_new_runs, shutdown) = shutdown::channel();
     let (stop_running, _) = shutdown::channel();
     let http_task = match config.listen {

@@ -13,12 +13,14 @@
 //! - [`board`]: the cells and who writes them.
 //! - [`snapshot`]: the cells at one instant, as a [`Status`].
 //! - [`html`]: the page.
+//! - [`shared`]: one snapshot and its bodies, shared by the listener's readers for up to a second.
 //! - [`verdict`]: Nagios-style exit codes and status line.
 //! - [`text`]: redacting and bounding untrusted text; spans of time.
 
 pub mod board;
 pub mod html;
 pub mod model;
+pub mod shared;
 pub mod snapshot;
 pub mod text;
 pub mod verdict;
