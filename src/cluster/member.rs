@@ -21,11 +21,12 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::agreement::Agreement;
 use super::gate::{Gate, Held};
 use super::records::{CLAIMS, ClaimRecord, MEMBERS, MemberRecord, affinity};
 use super::store::{Condition, Listed, Put, RequestKind, Store, StoreError};
 use super::view::{ClusterView, FlakeView, MemberView};
-use super::{Timings, WallClock};
+use super::{LocalFlakes, Timings, WallClock};
 use crate::metrics::{ClaimChangeLabels, Metrics, S3RequestLabels};
 
 /// A claim held in the current trust epoch.
@@ -54,6 +55,10 @@ pub struct Member<S: Store> {
     location: String,
     /// This member's cluster flakes: name -> version.
     local: BTreeMap<String, String>,
+    /// Why `local` may lack flakes (announced in the lease: it blocks cluster alarm deletes).
+    incomplete: Option<String>,
+    /// What the live members announce, for the cluster alarms' keeper.
+    agreement: Option<watch::Sender<Arc<Agreement>>>,
     trusted_until: Option<Instant>,
     held: BTreeMap<String, HeldClaim>,
     /// The last claim object seen or written per flake.
@@ -89,6 +94,8 @@ impl<S: Store> Member<S> {
             view,
             location,
             local: BTreeMap::new(),
+            incomplete: None,
+            agreement: None,
             trusted_until: None,
             held: BTreeMap::new(),
             claims: HashMap::new(),
@@ -105,16 +112,23 @@ impl<S: Store> Member<S> {
         self
     }
 
+    /// Publishes what the live members announce on `agreement` whenever it changes.
+    pub fn with_agreement(mut self, agreement: watch::Sender<Arc<Agreement>>) -> Member<S> {
+        self.agreement = Some(agreement);
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// Runs until `stop` turns true, then gives up every claim and leaves.
-    pub async fn run(mut self, mut flakes: watch::Receiver<BTreeMap<String, String>>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut flakes: watch::Receiver<LocalFlakes>, mut stop: watch::Receiver<bool>) {
         tracing::info!(member = self.id, cluster = self.location, "joining the cluster");
         let mut next_cycle = Instant::now();
         loop {
-            self.local = flakes.borrow_and_update().clone();
+            let latest = flakes.borrow_and_update().clone();
+            (self.local, self.incomplete) = (latest.versions, latest.incomplete);
             let started = Instant::now();
             if started >= next_cycle {
                 next_cycle = if self.cycle().await { started + self.timings.cycle } else { Instant::now() + self.timings.retry };
@@ -155,13 +169,57 @@ impl<S: Store> Member<S> {
             self.renew().await;
         }
         self.publish_view(&listing);
+        self.publish_agreement(&listing);
         true
+    }
+
+    /// This member's lease body.
+    fn own_record(&self) -> MemberRecord {
+        MemberRecord {
+            member: self.name.clone(),
+            flakes: self.local.clone(),
+            claims: self.held.keys().cloned().collect(),
+            incomplete: self.incomplete.clone(),
+        }
+    }
+
+    /// Tells the cluster alarms' keeper what the live members announce, when that changed.
+    fn publish_agreement(&self, listing: &Listing) {
+        let Some(sender) = &self.agreement else { return };
+        let mut agreement = Agreement { member: self.id.clone(), live: listing.live.keys().cloned().collect(), ..Agreement::default() };
+        let mut unread = Vec::new();
+        let mut incomplete = Vec::new();
+        for id in listing.live.keys() {
+            let record = if *id == self.id { Some(self.own_record()) } else { self.members.get(id).map(|(_, record)| record.clone()) };
+            let Some(record) = record else {
+                unread.push(id.clone());
+                continue;
+            };
+            if let Some(why) = &record.incomplete {
+                incomplete.push(format!("{id}: {why}"));
+            }
+            for (flake, version) in record.flakes {
+                agreement.flakes.entry(flake).or_default().entry(version).or_default().insert(id.clone());
+            }
+        }
+        agreement.unsure = match (unread.is_empty(), incomplete.is_empty()) {
+            (true, true) => None,
+            (false, _) => Some(format!("the leases of {} could not be read", unread.join(", "))),
+            (true, false) => Some(format!("flake files are incomplete on {}", incomplete.join("; "))),
+        };
+        sender.send_if_modified(|current| {
+            let changed = **current != agreement;
+            if changed {
+                *current = Arc::new(agreement);
+            }
+            changed
+        });
     }
 
     /// Writes the lease. A renewal answered while the previous one was still trusted continues
     /// the claims; otherwise they are forgotten (others may have taken them meanwhile).
     async fn renew(&mut self) -> bool {
-        let record = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let record = self.own_record();
         let body = serde_json::to_vec(&record).expect("a lease serializes");
         let sent = Instant::now();
         let result = self.store.put(&format!("{MEMBERS}{}", self.id), body, Condition::None).await;
@@ -258,7 +316,7 @@ impl<S: Store> Member<S> {
     }
 
     async fn read_live_members(&mut self, listing: &Listing) -> BTreeMap<String, MemberRecord> {
-        let own = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let own = self.own_record();
         let mut live: BTreeMap<String, MemberRecord> = listing
             .live
             .keys()
@@ -477,7 +535,7 @@ impl<S: Store> Member<S> {
         for (id, age) in listing.live.iter().chain(listing.expired.iter()) {
             let live = listing.live.contains_key(id);
             let record = if *id == self.id {
-                Some(MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() })
+                Some(self.own_record())
             } else {
                 self.members.get(id).map(|(_, record)| record.clone())
             };

@@ -25,7 +25,6 @@ pub mod shutdown;
 mod splay;
 mod supervise;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,7 +40,7 @@ use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
 use crate::cluster::memory::MemoryStore;
 use crate::cluster::store::Store;
-use crate::cluster::{Cluster, ClusterView, Location, Timings, cluster_flakes};
+use crate::cluster::{Cluster, ClusterView, LocalFlakes, Location, Timings, cluster_flakes};
 use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
 use crate::creds::Creds;
 use crate::dashboard::{DashboardReconciler, Target};
@@ -217,7 +216,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         monitors: Some(monitors.clone()),
     });
     let splay = splay::Splay::new(config.splay, host_name());
-    let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(cluster_flakes(&loaded.catalog.flakes()));
+    let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(local_cluster_flakes(&Snapshot::of(&loaded.catalog)));
     let cluster = cluster.map(|join| {
         tracing::info!(cluster = %join.location, member = join.member, "cluster flakes run on one member of the cluster at a time");
         Cluster::spawn(join.store, &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx)
@@ -313,15 +312,30 @@ async fn show_cluster(mut views: watch::Receiver<Arc<ClusterView>>, board: Arc<S
 }
 
 /// Keeps the cluster member's list of local cluster flakes (and their versions) current.
-async fn follow_cluster_flakes(mut snapshots: watch::Receiver<Snapshot>, cluster_flakes_tx: watch::Sender<BTreeMap<String, String>>) {
+async fn follow_cluster_flakes(mut snapshots: watch::Receiver<Snapshot>, cluster_flakes_tx: watch::Sender<LocalFlakes>) {
     while snapshots.changed().await.is_ok() {
-        let latest = cluster_flakes(&snapshots.borrow_and_update().flakes);
+        let latest = local_cluster_flakes(&snapshots.borrow_and_update());
         cluster_flakes_tx.send_if_modified(|current| {
             let changed = *current != latest;
             *current = latest;
             changed
         });
     }
+}
+
+/// This daemon's cluster flakes and whether the list may lack some (SPEC 15: while it may, no
+/// member deletes a cluster flake's alarms).
+fn local_cluster_flakes(snapshot: &Snapshot) -> LocalFlakes {
+    let incomplete = if snapshot.dir_missing {
+        Some("its flakes directory cannot be read".to_string())
+    } else if snapshot.flakes.is_empty() {
+        Some("its flakes directory holds no valid flake".to_string())
+    } else if !snapshot.broken_files.is_empty() {
+        Some(format!("{} flake file(s) do not validate", snapshot.broken_files.len()))
+    } else {
+        None
+    };
+    LocalFlakes { versions: cluster_flakes(&snapshot.flakes), incomplete }
 }
 
 impl Daemon {
