@@ -105,6 +105,16 @@ impl Applied {
     pub fn writes(&self) -> usize {
         self.created + self.updated + self.tagged + self.deleted
     }
+
+    /// Adds another reconcile's results to these.
+    pub fn absorb(&mut self, other: Applied) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.tagged += other.tagged;
+        self.deleted += other.deleted;
+        self.failures.extend(other.failures);
+        self.states.extend(other.states);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

@@ -15,6 +15,8 @@ pub struct Agreement {
     pub live: BTreeSet<String>,
     /// Flake -> version -> the live members whose flake files have it.
     pub flakes: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// The flakes this member holds claims on (so that a change of claims is a change here).
+    pub held: BTreeSet<String>,
     /// Why the picture may be incomplete (not listed yet, a lease that could not be read, a member
     /// whose flake files are incomplete); `None`: every live member's lease was read.
     pub unsure: Option<String>,
@@ -26,6 +28,7 @@ impl Default for Agreement {
             member: String::new(),
             live: BTreeSet::new(),
             flakes: BTreeMap::new(),
+            held: BTreeSet::new(),
             unsure: Some("the members have not been listed yet".to_string()),
         }
     }
@@ -82,7 +85,8 @@ mod tests {
         for (flake, version, member) in entries {
             flakes.entry(flake.to_string()).or_default().entry(version.to_string()).or_default().insert(member.to_string());
         }
-        Agreement { member: "a".into(), live: live.iter().map(|id| id.to_string()).collect(), flakes, unsure: None }
+        let live = live.iter().map(|id| id.to_string()).collect();
+        Agreement { member: "a".into(), live, flakes, held: BTreeSet::new(), unsure: None }
     }
 
     #[test]

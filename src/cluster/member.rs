@@ -186,7 +186,12 @@ impl<S: Store> Member<S> {
     /// Tells the cluster alarms' keeper what the live members announce, when that changed.
     fn publish_agreement(&self, listing: &Listing) {
         let Some(sender) = &self.agreement else { return };
-        let mut agreement = Agreement { member: self.id.clone(), live: listing.live.keys().cloned().collect(), ..Agreement::default() };
+        let mut agreement = Agreement {
+            member: self.id.clone(),
+            live: listing.live.keys().cloned().collect(),
+            held: self.held.keys().cloned().collect(),
+            ..Agreement::default()
+        };
         let mut unread = Vec::new();
         let mut incomplete = Vec::new();
         for id in listing.live.keys() {

@@ -12,6 +12,7 @@ pub mod agreement;
 pub mod gate;
 pub mod member;
 pub mod memory;
+pub mod owned;
 pub mod records;
 pub mod s3;
 #[cfg(any(test, feature = "test-support"))]

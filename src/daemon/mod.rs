@@ -39,6 +39,7 @@ use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
 use crate::cluster::memory::MemoryStore;
+use crate::cluster::owned::ClusterAlarms;
 use crate::cluster::store::Store;
 use crate::cluster::{Cluster, ClusterView, LocalFlakes, Location, Timings, cluster_flakes};
 use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
@@ -153,7 +154,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
 
 /// [`start`], as a member of a cluster when `cluster` is given (SPEC 15): cluster flakes then run
 /// only while this member holds their claims.
-pub async fn start_in_cluster<C: CloudWatch, S: Store>(
+pub async fn start_in_cluster<C: CloudWatch, S: Store + Clone>(
     config: DaemonConfig,
     services: Services<C>,
     cluster: Option<ClusterJoin<S>>,
@@ -217,9 +218,12 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
     });
     let splay = splay::Splay::new(config.splay, host_name());
     let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(local_cluster_flakes(&Snapshot::of(&loaded.catalog)));
+    let mut cluster_alarms = None;
     let cluster = cluster.map(|join| {
         tracing::info!(cluster = %join.location, member = join.member, "cluster flakes run on one member of the cluster at a time");
-        Cluster::spawn(join.store, &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx)
+        let cluster = Cluster::spawn(join.store.clone(), &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx);
+        cluster_alarms = Some(ClusterAlarms::new(join.store, cluster.gate.clone(), cluster.agreement.clone(), metrics.clone()));
+        cluster
     });
     let mut scheduler = Scheduler::new(
         context,
@@ -276,6 +280,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
             default_region.clone(),
             board.clone(),
             shutdown.clone(),
+            cluster_alarms,
         )),
     ));
     helpers.extend(http_task);
