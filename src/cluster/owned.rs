@@ -417,3 +417,7 @@ impl<S: Store> Ownership for RecordWriter<'_, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "owned_tests.rs"]
+mod tests;
