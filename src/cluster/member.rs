@@ -353,11 +353,22 @@ impl<S: Store> Member<S> {
 
         let universe: BTreeSet<&String> = live.values().flat_map(|record| record.flakes.keys()).collect();
         // Exact shares: the first F mod M members (by id) take one more, so shares add up to F.
-        let rank = live.keys().position(|id| *id == self.id).unwrap_or(0);
         let members = live.len().max(1);
-        let share = universe.len() / members + usize::from(rank < universe.len() % members);
+        let share_of = |rank: usize| universe.len() / members + usize::from(rank < universe.len() % members);
+        let rank = live.keys().position(|id| *id == self.id).unwrap_or(0);
+        let share = share_of(rank);
+        // Flakes some other live member has room for and could take: only those are given up to
+        // spread, and a flake nobody else with room has is taken even above the share. Members
+        // whose files differ (a rollout, or members that do not have every flake) then still run
+        // every flake, and none is passed back and forth.
+        let others_with_room: BTreeSet<&String> = live
+            .iter()
+            .enumerate()
+            .filter(|(rank, (id, record))| **id != self.id && record.claims.len() < share_of(*rank))
+            .flat_map(|(_, (_, record))| record.flakes.keys())
+            .collect();
         if self.held.len() > share {
-            let mut mine: Vec<String> = self.held.keys().cloned().collect();
+            let mut mine: Vec<String> = self.held.keys().filter(|flake| others_with_room.contains(flake)).cloned().collect();
             mine.sort_by_key(|flake| affinity(&self.name, flake));
             let excess = self.held.len() - share;
             for flake in mine.into_iter().take(excess) {
@@ -377,6 +388,20 @@ impl<S: Store> Member<S> {
                 }
                 changed |= self.acquire(&flake, listing).await;
             }
+        }
+        let hinted: BTreeSet<&String> =
+            live.iter().filter(|(id, _)| **id != self.id).flat_map(|(_, record)| record.claims.iter()).collect();
+        let orphans: Vec<String> = self
+            .local
+            .keys()
+            .filter(|flake| !self.held.contains_key(*flake) && !hinted.contains(flake) && !others_with_room.contains(flake))
+            .cloned()
+            .collect();
+        for flake in orphans {
+            if !self.trusted() {
+                break;
+            }
+            changed |= self.acquire(&flake, listing).await;
         }
         self.metrics.cluster_claims_held.set(self.held.len() as i64);
         changed

@@ -128,6 +128,27 @@ async fn during_a_rollout_the_holder_s_version_runs_and_nobody_fights() {
     assert_eq!(held, 6);
 }
 
+/// A rollout that removes flakes: members whose files lack a flake leave it to those that have
+/// it, even above their share, and every flake keeps running with no duplicate.
+#[tokio::test(start_paused = true)]
+async fn flakes_that_only_some_members_have_still_run_while_files_differ() {
+    let mut sim = Simulation::new(6, Timings::default());
+    for name in ["a", "b", "c"] {
+        sim.start(name);
+    }
+    sim.run_for(2 * MINUTE).await;
+    // a's and b's new files have none of the flakes; c (not yet rolled out) has them all.
+    sim.set_flakes("a", Default::default());
+    sim.set_flakes("b", Default::default());
+    sim.run_for(2 * MINUTE).await;
+    assert_eq!(sim.held("c"), 6, "the only member with the flakes runs them all");
+    assert!(seconds_until_all_run(&mut sim, 10).await.is_some(), "every flake runs");
+    let requests = sim.requests("c");
+    sim.run_for(2 * MINUTE).await;
+    assert!(sim.requests("c") - requests <= 8, "steady again: no claim passed back and forth");
+    assert_eq!(sim.duplicates, 0);
+}
+
 /// SPEC 15's numbers for docs/cluster.md: 10 members, 1,000 cluster flakes, one killed.
 #[tokio::test(start_paused = true)]
 async fn simulation_of_ten_members_and_a_thousand_flakes() {
