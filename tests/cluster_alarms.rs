@@ -28,7 +28,10 @@ fn alarm_exists(endpoint: &str, name: &str) -> bool {
 
 fn objects(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     let listed = aws(endpoint, &["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix]);
-    listed["Contents"].as_array().map(|objects| objects.iter().filter_map(|object| Some(object["Key"].as_str()?.to_string())).collect()).unwrap_or_default()
+    listed["Contents"]
+        .as_array()
+        .map(|objects| objects.iter().filter_map(|object| Some(object["Key"].as_str()?.to_string())).collect())
+        .unwrap_or_default()
 }
 
 fn wait_until(limit: Duration, what: &str, logs: &[&Daemon], mut condition: impl FnMut() -> bool) -> Duration {
@@ -73,10 +76,17 @@ fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_e
         members.iter().map(|(_, _, daemon)| daemon.log()).collect::<Vec<_>>().join("\n-----\n")
     };
 
-    let created = wait_until(Duration::from_secs(60), "the holder to create the alarm", &[&members[0].2, &members[1].2], || alarm_exists(&endpoint, &alarm));
+    let created = wait_until(Duration::from_secs(60), "the holder to create the alarm", &[&members[0].2, &members[1].2], || {
+        alarm_exists(&endpoint, &alarm)
+    });
     eprintln!("alarm created {created:?} after start");
-    assert_eq!(objects(&endpoint, &bucket, "snowflake/owned/"), vec![format!("snowflake/owned/{shared}")], "its ownership record beside the claims");
-    let holders: Vec<usize> = (0..2).filter(|index| members[*index].2.log().contains("reconciled the alarms of the cluster flakes this member holds")).collect();
+    assert_eq!(
+        objects(&endpoint, &bucket, "snowflake/owned/"),
+        vec![format!("snowflake/owned/{shared}")],
+        "its ownership record beside the claims"
+    );
+    let holders: Vec<usize> =
+        (0..2).filter(|index| members[*index].2.log().contains("reconciled the alarms of the cluster flakes this member holds")).collect();
     assert_eq!(holders.len(), 1, "exactly one member created it:\n{}", logs(&members));
     for (workspace, _, _) in &members {
         let list = std::fs::read_to_string(workspace.state().join("alarms.json")).unwrap_or_default();
@@ -99,12 +109,18 @@ fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_e
 
     // Every member dropped it: deleted, by one member, once.
     std::fs::remove_file(&members[1 - holder].1).unwrap();
-    let gone = wait_until(Duration::from_secs(120), "the alarm to be deleted", &[&members[0].2, &members[1].2], || !alarm_exists(&endpoint, &alarm));
+    let gone = wait_until(Duration::from_secs(120), "the alarm to be deleted", &[&members[0].2, &members[1].2], || {
+        !alarm_exists(&endpoint, &alarm)
+    });
     eprintln!("alarm deleted {gone:?} after the last member dropped the flake");
     std::thread::sleep(Duration::from_secs(35));
-    let deleted: f64 = members.iter().map(|(_, _, daemon)| daemon.metric("snowflake_cluster_owned_alarms_total{action=\"deleted\"}").unwrap_or(0.0)).sum();
+    let deleted: f64 =
+        members.iter().map(|(_, _, daemon)| daemon.metric("snowflake_cluster_owned_alarms_total{action=\"deleted\"}").unwrap_or(0.0)).sum();
     assert_eq!(deleted, 1.0, "one alarm deleted once, by one member:\n{}", logs(&members));
-    let deleters = members.iter().filter(|(_, _, daemon)| daemon.log().contains("deleting the alarms of a cluster flake no live member has any more")).count();
+    let deleters = members
+        .iter()
+        .filter(|(_, _, daemon)| daemon.log().contains("deleting the alarms of a cluster flake no live member has any more"))
+        .count();
     assert_eq!(deleters, 1, "{}", logs(&members));
     assert!(objects(&endpoint, &bucket, "snowflake/owned/").is_empty(), "the record goes with the alarms");
     for (_, _, daemon) in members {

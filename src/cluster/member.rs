@@ -564,11 +564,7 @@ impl<S: Store> Member<S> {
         let mut flakes: BTreeMap<String, FlakeView> = BTreeMap::new();
         for (id, age) in listing.live.iter().chain(listing.expired.iter()) {
             let live = listing.live.contains_key(id);
-            let record = if *id == self.id {
-                Some(self.own_record())
-            } else {
-                self.members.get(id).map(|(_, record)| record.clone())
-            };
+            let record = if *id == self.id { Some(self.own_record()) } else { self.members.get(id).map(|(_, record)| record.clone()) };
             let record = record.unwrap_or_default();
             if live {
                 for (flake, version) in &record.flakes {

@@ -85,7 +85,11 @@ impl<S: Store> ClusterAlarms<S> {
     /// The local cluster flakes this member holds a trusted claim on, at its own version: the
     /// ones whose alarms and dashboard graphs it keeps.
     pub fn held(&self, local: &BTreeMap<String, String>) -> BTreeSet<String> {
-        local.iter().filter(|(flake, version)| self.gate.holding(flake).as_ref() == Some(*version)).map(|(flake, _)| flake.clone()).collect()
+        local
+            .iter()
+            .filter(|(flake, version)| self.gate.holding(flake).as_ref() == Some(*version))
+            .map(|(flake, _)| flake.clone())
+            .collect()
     }
 
     /// Reconciles the held flakes' alarms and deletes those of flakes gone from every live member.
@@ -160,7 +164,9 @@ impl<S: Store> ClusterAlarms<S> {
             };
             match &known {
                 Some(Known::Record(_, record)) => {
-                    if let Some(deleter) = record.deleting.as_ref().filter(|deleter| **deleter != agreement.member && agreement.live.contains(*deleter)) {
+                    if let Some(deleter) =
+                        record.deleting.as_ref().filter(|deleter| **deleter != agreement.member && agreement.live.contains(*deleter))
+                    {
                         // The flake came back while another member deletes its alarms: wait until
                         // that ends (its record is then gone), never race it.
                         tracing::info!(flake, deleter, "not reconciling the cluster flake's alarms yet: another member is deleting them");
@@ -170,7 +176,10 @@ impl<S: Store> ClusterAlarms<S> {
                     insert_record(&mut managed, record);
                 }
                 Some(Known::Damaged(_)) => {
-                    tracing::error!(flake, "the ownership record of the cluster flake's alarms cannot be understood: it is replaced, and the alarms it listed are not deleted automatically");
+                    tracing::error!(
+                        flake,
+                        "the ownership record of the cluster flake's alarms cannot be understood: it is replaced, and the alarms it listed are not deleted automatically"
+                    );
                     self.metrics.cluster_owned_alarms.get_or_create(&OwnedAlarmLabels { action: "damaged" }).inc();
                 }
                 None => {}
@@ -214,7 +223,12 @@ impl<S: Store> ClusterAlarms<S> {
 
     /// Deletes the alarms of `flake`, gone from every live member, if this member wins the
     /// deletion mark (or takes over that of a member whose lease expired).
-    async fn delete_gone<C: CloudWatch>(&mut self, reconciler: &Reconciler<C>, flake: &str, declared: &BTreeSet<(String, String)>) -> Applied {
+    async fn delete_gone<C: CloudWatch>(
+        &mut self,
+        reconciler: &Reconciler<C>,
+        flake: &str,
+        declared: &BTreeSet<(String, String)>,
+    ) -> Applied {
         if !self.gate.trusted() {
             return Applied::default();
         }
@@ -225,7 +239,10 @@ impl<S: Store> ClusterAlarms<S> {
                 return Applied::default();
             }
             Ok(Some(Known::Damaged(_))) => {
-                tracing::error!(flake, "the ownership record of a cluster flake that is gone cannot be understood: none of its alarms is deleted; delete them and the object owned/{flake} by hand");
+                tracing::error!(
+                    flake,
+                    "the ownership record of a cluster flake that is gone cannot be understood: none of its alarms is deleted; delete them and the object owned/{flake} by hand"
+                );
                 self.metrics.cluster_owned_alarms.get_or_create(&OwnedAlarmLabels { action: "damaged" }).inc();
                 self.suspects.remove(flake);
                 return Applied::default();
@@ -255,12 +272,21 @@ impl<S: Store> ClusterAlarms<S> {
         }
         let count = record.len();
         match &taking_over {
-            Some(previous) => tracing::info!(flake, alarms = count, previous, "deleting the alarms of a cluster flake no live member has any more (taking over from a member whose lease expired)"),
+            Some(previous) => tracing::info!(
+                flake,
+                alarms = count,
+                previous,
+                "deleting the alarms of a cluster flake no live member has any more (taking over from a member whose lease expired)"
+            ),
             None => tracing::info!(flake, alarms = count, "deleting the alarms of a cluster flake no live member has any more"),
         }
         let mut managed = Managed { version: 1, ..Managed::default() };
         insert_record(&mut managed, &record);
-        let kept: Vec<(String, String)> = managed.iter().filter(|(region, name, _)| declared.contains(&((*region).clone(), (*name).clone()))).map(|(region, name, _)| (region.clone(), name.clone())).collect();
+        let kept: Vec<(String, String)> = managed
+            .iter()
+            .filter(|(region, name, _)| declared.contains(&((*region).clone(), (*name).clone())))
+            .map(|(region, name, _)| (region.clone(), name.clone()))
+            .collect();
         for (region, name) in &kept {
             tracing::info!(flake, region, alarm = name, "not deleting the gone cluster flake's alarm: a flake of this member declares it");
             managed.remove(region, name);
@@ -282,7 +308,11 @@ impl<S: Store> ClusterAlarms<S> {
                 tracing::info!(flake, deleted = applied.deleted, "deleted the alarms of the gone cluster flake and its ownership record");
             }
         } else {
-            tracing::warn!(flake, failures = applied.failures.len(), "some alarms of the gone cluster flake are not deleted yet (tried again next reconcile)");
+            tracing::warn!(
+                flake,
+                failures = applied.failures.len(),
+                "some alarms of the gone cluster flake are not deleted yet (tried again next reconcile)"
+            );
         }
         applied
     }
@@ -326,7 +356,8 @@ impl<S: Store> ClusterAlarms<S> {
     /// wrote first or S3 failed (forgotten: read again next time).
     async fn write(&mut self, flake: &str, record: &OwnedAlarms, condition: Condition) -> bool {
         self.writes += 1;
-        let record = OwnedAlarms { write: format!("{}:{}:{}", self.agreement.borrow().member, self.writes, fastrand::u32(..)), ..record.clone() };
+        let record =
+            OwnedAlarms { write: format!("{}:{}:{}", self.agreement.borrow().member, self.writes, fastrand::u32(..)), ..record.clone() };
         let body = serde_json::to_vec(&record).expect("a record serializes");
         let result = self.store.put(&format!("{OWNED}{flake}"), body, condition).await;
         let label = match &result {
@@ -397,7 +428,9 @@ impl<S: Store> Ownership for RecordWriter<'_, S> {
                 None => Condition::Absent,
             };
             if !self.keeper.write(&flake, &wanted, condition).await {
-                return Err(format!("the ownership record of cluster flake {flake} could not be written; its alarms are reconciled again next time"));
+                return Err(format!(
+                    "the ownership record of cluster flake {flake} could not be written; its alarms are reconciled again next time"
+                ));
             }
         }
         Ok(())

@@ -93,7 +93,10 @@ fn record(bucket: &MemoryStore, flake: &str) -> Option<OwnedAlarms> {
 
 /// DeleteAlarms calls that named `alarm`.
 fn deletes_of(fake: &FakeCloudWatch, alarm: &str) -> usize {
-    fake.alarm_writes().iter().filter(|(operation, names)| *operation == Operation::DeleteAlarms && names.iter().any(|name| name == alarm)).count()
+    fake.alarm_writes()
+        .iter()
+        .filter(|(operation, names)| *operation == Operation::DeleteAlarms && names.iter().any(|name| name == alarm))
+        .count()
 }
 
 #[tokio::test]
