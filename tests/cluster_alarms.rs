@@ -2,7 +2,8 @@
 //! run` daemons share one cluster flake with an alarm through LocalStack's S3 and CloudWatch.
 //! The member holding the flake creates the alarm; when one member's flake files drop the flake
 //! (a rollout in progress) the alarm stays, and that member says why it does not delete it; when
-//! both dropped it the alarm is deleted, by one member, once.
+//! both dropped it the alarm is deleted, by one member, once. The flake's graph is on the
+//! dashboard of the member running it only, and moves with it.
 
 mod common;
 
@@ -24,6 +25,20 @@ fn create_bucket(endpoint: &str, bucket: &str) {
 fn alarm_exists(endpoint: &str, name: &str) -> bool {
     let found = aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-names", name]);
     found["MetricAlarms"].as_array().is_some_and(|alarms| !alarms.is_empty())
+}
+
+/// The body of dashboard `name`, if it exists.
+fn dashboard(endpoint: &str, name: &str) -> Option<String> {
+    let listed = aws(endpoint, &["cloudwatch", "list-dashboards", "--dashboard-name-prefix", name]);
+    let exists = listed["DashboardEntries"].as_array().is_some_and(|entries| entries.iter().any(|entry| entry["DashboardName"] == name));
+    exists.then(|| {
+        aws(endpoint, &["cloudwatch", "get-dashboard", "--dashboard-name", name])["DashboardBody"].as_str().unwrap_or_default().to_string()
+    })
+}
+
+/// Whether the dashboard draws the cluster flake (its namespace's graph, its alarm in the list).
+fn draws(endpoint: &str, name: &str, alarm: &str) -> bool {
+    dashboard(endpoint, name).is_some_and(|body| body.contains("SnowflakeClusterTest") && body.contains(alarm))
 }
 
 fn objects(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
@@ -68,7 +83,9 @@ fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_e
         workspace.add("local", host_flake.clone());
         let mut command = workspace.snowflake();
         with_aws(&mut command, &endpoint);
-        let args = ["--cluster", &location, "--cluster-member", &format!("member-{name}"), "--rescan-interval", "1s"];
+        let dashboard = format!("{bucket}-{name}");
+        let member = format!("member-{name}");
+        let args = ["--cluster", &location, "--cluster-member", &member, "--rescan-interval", "1s", "--dashboard", &dashboard];
         let daemon = Daemon::start(&mut command, &workspace, &args);
         members.push((workspace, file, daemon));
     }
@@ -88,13 +105,21 @@ fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_e
     let holders: Vec<usize> =
         (0..2).filter(|index| members[*index].2.log().contains("reconciled the alarms of the cluster flakes this member holds")).collect();
     assert_eq!(holders.len(), 1, "exactly one member created it:\n{}", logs(&members));
+    let dashboards = [format!("{bucket}-a"), format!("{bucket}-b")];
+    let holder = holders[0];
+    wait_until(Duration::from_secs(30), "both dashboards", &[&members[0].2, &members[1].2], || {
+        dashboards.iter().all(|name| dashboard(&endpoint, name).is_some())
+    });
+    wait_until(Duration::from_secs(30), "the holder's dashboard to draw the flake", &[&members[holder].2], || {
+        draws(&endpoint, &dashboards[holder], &alarm)
+    });
+    assert!(!draws(&endpoint, &dashboards[1 - holder], &alarm), "only the member running the flake draws it");
     for (workspace, _, _) in &members {
         let list = std::fs::read_to_string(workspace.state().join("alarms.json")).unwrap_or_default();
         assert!(!list.contains(&alarm), "a host's own list never holds a cluster flake's alarm: {list}");
     }
 
     // A rollout in progress: the holder's files drop the flake; the other member still has it.
-    let holder = holders[0];
     std::fs::remove_file(&members[holder].1).unwrap();
     wait_until(Duration::from_secs(90), "the member that dropped the flake to decline deleting its alarm", &[&members[holder].2], || {
         members[holder].2.log().contains("not deleting the alarms of the cluster flake this member no longer has")
@@ -102,7 +127,9 @@ fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_e
     wait_until(Duration::from_secs(90), "the other member to take the flake over", &[&members[1 - holder].2], || {
         members[1 - holder].2.log().contains("took the cluster flake")
     });
-    std::thread::sleep(Duration::from_secs(5));
+    wait_until(Duration::from_secs(30), "the flake's graph to move with it", &[&members[0].2, &members[1].2], || {
+        draws(&endpoint, &dashboards[1 - holder], &alarm) && !draws(&endpoint, &dashboards[holder], &alarm)
+    });
     assert!(alarm_exists(&endpoint, &alarm), "the alarm stays while a live member still has the flake:\n{}", logs(&members));
     let declined = members[holder].2.metric("snowflake_cluster_owned_alarms_total{action=\"declined\"}").unwrap_or(0.0);
     assert!(declined >= 1.0, "/metrics counts the declined delete");
