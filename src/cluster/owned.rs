@@ -195,6 +195,21 @@ impl<S: Store> ClusterAlarms<S> {
             return Applied::default();
         }
         let desired: Vec<DesiredAlarm> = desired.iter().filter(|alarm| flakes.contains(&alarm.flake)).cloned().collect();
+        // Recorded alarms the holder's version no longer declares, kept while members disagree.
+        let wanted: BTreeSet<(String, String)> = desired.iter().map(DesiredAlarm::key).collect();
+        for (flake, reason) in &blocked {
+            let dropped = managed
+                .iter()
+                .filter(|(region, name, record)| record.flake == *flake && !wanted.contains(&((*region).clone(), (*name).clone())))
+                .count();
+            if dropped == 0 {
+                self.declined.remove(flake);
+            } else if self.declined.get(flake) != Some(reason) {
+                tracing::info!(flake, alarms = dropped, "not deleting the alarms the held cluster flake no longer declares: {reason}");
+                self.metrics.cluster_owned_alarms.get_or_create(&OwnedAlarmLabels { action: "declined" }).inc();
+                self.declined.insert(flake.clone(), reason.clone());
+            }
+        }
         let mut writer = RecordWriter { keeper: self, flakes: flakes.clone(), deleting: None };
         let result = reconciler.reconcile_owned(&desired, &Scope::Cluster { blocked }, managed, &mut writer).await;
         for flake in &flakes {
@@ -209,7 +224,7 @@ impl<S: Store> ClusterAlarms<S> {
                         created = applied.created,
                         updated = applied.updated,
                         deleted = applied.deleted,
-                        "reconciled the alarms of the cluster flakes this member holds"
+                        "reconciled the alarms of the cluster flakes this member holds (it runs them, so it keeps their alarms)"
                     );
                 }
                 applied

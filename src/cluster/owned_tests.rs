@@ -149,6 +149,7 @@ async fn members_that_disagree_block_every_delete_and_agreement_allows_it() {
     let applied = a.pass(std::slice::from_ref(&v2)).await;
     assert_eq!(applied.deleted, 0);
     assert!(fake.alarm(REGION, "FL-x-low").is_some(), "kept while b has another version");
+    assert_eq!(a.counted("declined"), 1, "the declined delete is counted");
     // A live member whose lease could not be read: still kept.
     a.agreement.send_modify(|agreement| {
         let mut unsure = (**agreement).clone();
