@@ -298,6 +298,10 @@ impl<S: Store> Member<S> {
                 && let Ok(record) = serde_json::from_slice::<MemberRecord>(&object.body)
             {
                 self.members.insert(id, (object.etag, record));
+            } else {
+                // Its lease changed and the new body is unknown: an old one must not stand in
+                // for it (the agreement is then unsure, and no cluster alarm is deleted).
+                self.members.remove(&id);
             }
         }
         // Leases long dead are removed by whoever sees them; their claims are free already.
