@@ -42,7 +42,8 @@
 //!   thresholds and declared limits, the alarm list, reconciled like the alarms (SPEC 11).
 //! - [`cluster`]: cluster flakes (SPEC 15): member leases and exclusive claims in S3 behind a
 //!   small trait (S3, and an in-memory fake), answering the scheduler's one question "may this
-//!   daemon run this flake now?".
+//!   daemon run this flake now?"; cluster flakes' alarms owned by the cluster (`owned/<flake>`
+//!   records), reconciled by the holder only and deleted once when every live member agrees.
 //! - [`cloudwatch`]: the only user of the AWS SDK, behind a small trait with an in-memory fake
 //!   and a dry-run printer.
 //! - [`statefile`]: the small JSON files of `--state-dir`, replaced atomically, set aside when

@@ -71,6 +71,14 @@ pub struct ClaimChangeLabels {
     pub change: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnedAlarmLabels {
+    /// reconciled (a held flake's alarms, by its holder), deleted (alarms of a flake gone from
+    /// every live member), declined (a delete held back: members disagree or may), damaged (an
+    /// ownership record that cannot be understood: nothing in it is deleted)
+    pub action: &'static str,
+}
+
 /// All of the daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -110,6 +118,8 @@ pub struct Metrics {
     pub cluster_members: Gauge,
     pub cluster_claim_changes: Family<ClaimChangeLabels, Counter>,
     pub cluster_s3_requests: Family<S3RequestLabels, Counter>,
+    /// Decisions about cluster flakes' alarms (SPEC 15), per flake (deleted: per alarm).
+    pub cluster_owned_alarms: Family<OwnedAlarmLabels, Counter>,
     /// The last PutMetricData and the oldest undelivered datapoint, for the status page.
     pub publishing: PublishingStatus,
 }
@@ -208,6 +218,7 @@ impl Metrics {
             cluster_members: Gauge::default(),
             cluster_claim_changes: Family::default(),
             cluster_s3_requests: Family::default(),
+            cluster_owned_alarms: Family::default(),
             publishing: PublishingStatus::default(),
             registry: Registry::default(),
         };
@@ -255,6 +266,11 @@ impl Metrics {
             "cluster_s3_requests",
             "S3 requests of the cluster member by kind and result",
             metrics.cluster_s3_requests.clone(),
+        );
+        registry.register(
+            "cluster_owned_alarms",
+            "Cluster flakes' alarms: flakes reconciled by their holder, alarms deleted once their flake is gone, deletes declined while members disagree, damaged ownership records",
+            metrics.cluster_owned_alarms.clone(),
         );
         registry.register("clock_jumps", "Wall-clock jumps the scheduler re-planned around", metrics.clock_jumps.clone());
         registry.register(

@@ -14,4 +14,4 @@ pub use compare::{FieldChange, differences, normalize};
 pub use desired::{DesiredAlarm, Skipped, desired_alarms};
 pub use managed::{Managed, ManagedFile, Record};
 pub use plan::{Delete, Plan, Scope, TagChange, Update};
-pub use reconcile::{Applied, ReconcileConfig, Reconciler};
+pub use reconcile::{Applied, Ownership, ReconcileConfig, Reconciler};

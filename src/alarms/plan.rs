@@ -18,6 +18,10 @@ pub enum Scope {
     All { deletes_allowed: bool, broken_files: Vec<PathBuf> },
     /// Only these flakes (`snowflake once`): their alarms, and their managed alarms they no longer declare.
     Flakes(BTreeSet<String>),
+    /// Cluster flakes' alarms (SPEC 15), their ownership record standing in for the managed list:
+    /// every recorded alarm is covered, but one of a flake named in `blocked` is kept, with the
+    /// reason (members disagree about the flake, or what they announce may be incomplete).
+    Cluster { blocked: BTreeMap<String, String> },
 }
 
 impl Scope {
@@ -31,7 +35,7 @@ impl Scope {
     /// Whether managed alarms recorded for `flake` are in this scope.
     pub fn covers(&self, flake: &str) -> bool {
         match self {
-            Scope::All { .. } => true,
+            Scope::All { .. } | Scope::Cluster { .. } => true,
             Scope::Flakes(flakes) => flakes.contains(flake),
         }
     }
@@ -117,15 +121,16 @@ impl Plan {
             }
             let reason = match scope {
                 Scope::All { deletes_allowed: false, .. } => {
-                    Some("the flakes directory is missing or holds no valid flake, so nothing is deleted")
+                    Some("the flakes directory is missing or holds no valid flake, so nothing is deleted".to_string())
                 }
                 Scope::All { broken_files, .. } if broken_files.contains(&record.file) => {
-                    Some("its flake file does not validate; kept until it does or is removed")
+                    Some("its flake file does not validate; kept until it does or is removed".to_string())
                 }
+                Scope::Cluster { blocked } => blocked.get(&record.flake).cloned(),
                 _ => None,
             };
             match (reason, actual.contains_key(&key)) {
-                (Some(reason), _) => plan.kept.push((region.clone(), name.clone(), reason.to_string())),
+                (Some(reason), _) => plan.kept.push((region.clone(), name.clone(), reason)),
                 (None, true) => plan.deletes.push(Delete { region: region.clone(), name: name.clone(), flake: record.flake.clone() }),
                 (None, false) => plan.forgotten.push((region.clone(), name.clone())),
             }

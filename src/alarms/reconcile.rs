@@ -2,7 +2,7 @@
 //! host declares or manages), plan, then write only what differs, paced below CloudWatch's quotas
 //! and retried when throttled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,6 +105,16 @@ impl Applied {
     pub fn writes(&self) -> usize {
         self.created + self.updated + self.tagged + self.deleted
     }
+
+    /// Adds another reconcile's results to these.
+    pub fn absorb(&mut self, other: Applied) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.tagged += other.tagged;
+        self.deleted += other.deleted;
+        self.failures.extend(other.failures);
+        self.states.extend(other.states);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -159,10 +169,43 @@ impl<C: CloudWatch> Reconciler<C> {
         Ok((plan, actual))
     }
 
-    /// Plans and applies.
+    /// Plans and applies, with this host's managed-alarm list (`<state-dir>/alarms.json`).
     pub async fn reconcile(&self, desired: &[DesiredAlarm], scope: &Scope) -> Result<Applied, String> {
         let _lock = self.managed.lock().await?;
+        let managed = self.load_managed().await?;
+        self.reconcile_owned(desired, scope, managed, &mut HostList(self)).await
+    }
+
+    /// Removes from this host's managed list (without deleting anything) the alarms of these
+    /// flakes and these (region, name)s: cluster flakes' alarms, which belong to the cluster
+    /// (SPEC 15), so this host never deletes them as its own leftovers. Returns how many.
+    pub async fn hand_over(&self, flakes: &BTreeSet<String>, names: &BTreeSet<(String, String)>) -> Result<usize, String> {
+        let _lock = self.managed.lock().await?;
         let mut managed = self.load_managed().await?;
+        let leaving: Vec<(String, String)> = managed
+            .iter()
+            .filter(|(region, name, record)| flakes.contains(&record.flake) || names.contains(&((*region).clone(), (*name).clone())))
+            .map(|(region, name, _)| (region.clone(), name.clone()))
+            .collect();
+        if leaving.is_empty() {
+            return Ok(0);
+        }
+        for (region, name) in &leaving {
+            managed.remove(region, name);
+            tracing::info!(region, alarm = name, "handed to the cluster: a cluster flake declares it, so this host no longer deletes it");
+        }
+        self.save_managed(&managed).await?;
+        Ok(leaving.len())
+    }
+
+    /// Plans and applies with `managed` as the list of alarms that are ours, kept by `owner`.
+    pub async fn reconcile_owned<O: Ownership>(
+        &self,
+        desired: &[DesiredAlarm],
+        scope: &Scope,
+        mut managed: Managed,
+        owner: &mut O,
+    ) -> Result<Applied, String> {
         let (plan, actual) = self.plan_with(desired, &managed, scope).await?;
         let states = desired
             .iter()
@@ -182,7 +225,10 @@ impl<C: CloudWatch> Reconciler<C> {
 
         // Ownership first, and only of what we create: an alarm created just before a crash must
         // still be ours afterwards, and one made elsewhere must never become ours to delete.
-        for alarm in &plan.creates {
+        // (A cluster's record also takes the declared alarms that exist: those a host created
+        // before the flake became a cluster flake are the cluster's to delete now.)
+        let adopted = desired.iter().filter(|alarm| owner.adopts() && actual.contains_key(&alarm.key()));
+        for alarm in plan.creates.iter().chain(adopted) {
             let tags = managed.get(&alarm.region, &alarm.config.name).map(|record| record.tags.clone()).unwrap_or_default();
             managed.insert(&alarm.region, &alarm.config.name, Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags });
         }
@@ -195,7 +241,7 @@ impl<C: CloudWatch> Reconciler<C> {
         for (region, name) in &plan.forgotten {
             managed.remove(region, name);
         }
-        self.save_managed(&managed).await?;
+        owner.save(&managed).await?;
 
         // Metric alarms first, then composites above what they name (SPEC 10).
         let depths = order::depths(desired.iter().filter_map(|alarm| Some((alarm.config.name.as_str(), alarm.config.rule.as_deref()?))));
@@ -241,9 +287,9 @@ impl<C: CloudWatch> Reconciler<C> {
             }
         }
         self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
-        self.apply_deletes(&plan, &actual, &mut managed, &mut applied).await;
+        self.apply_deletes(&plan, &actual, &mut managed, &mut applied, owner).await;
 
-        self.save_managed(&managed).await?;
+        owner.save(&managed).await?;
         Ok(applied)
     }
 
@@ -360,6 +406,7 @@ impl<C: CloudWatch> Reconciler<C> {
         actual: &BTreeMap<(String, String), DescribedAlarm>,
         managed: &mut Managed,
         applied: &mut Applied,
+        owner: &impl Ownership,
     ) {
         let mut by_region: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         for delete in &plan.deletes {
@@ -372,6 +419,13 @@ impl<C: CloudWatch> Reconciler<C> {
                 .filter_map(|((_, name), alarm)| Some((name.as_str(), alarm.rule.as_deref()?)));
             let depths = order::depths(rules);
             for chunk in &order::delete_batches(&names, &depths, DELETE_BATCH) {
+                if let Err(reason) = owner.may_delete() {
+                    for name in chunk {
+                        tracing::warn!(region, alarm = name, "not deleting the alarm now: {reason}");
+                        applied.failures.push(format!("{name}: delete: {reason}"));
+                    }
+                    continue;
+                }
                 match self.call(region, Class::Delete, || self.cloudwatch.delete_alarms(region, chunk)).await {
                     Ok(()) => {
                         applied.deleted += chunk.len();
@@ -419,6 +473,31 @@ impl<C: CloudWatch> Reconciler<C> {
                 }
             })
             .await
+    }
+}
+
+/// Who keeps the list of alarms a reconcile may delete: this host's state file, or (SPEC 15) a
+/// cluster flake's ownership record in S3.
+pub trait Ownership: Send {
+    /// Stores the list; called before any alarm is created (ownership first) and at the end.
+    fn save(&mut self, managed: &Managed) -> impl Future<Output = Result<(), String>> + Send;
+    /// Whether declared alarms that exist become owned too (a cluster's record: yes; a host's
+    /// list: no, another host or a person may have made them).
+    fn adopts(&self) -> bool {
+        false
+    }
+    /// Checked before each DeleteAlarms call: `Err(why not)` stops deleting for now.
+    fn may_delete(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// This host's managed-alarm list, `<state-dir>/alarms.json`.
+struct HostList<'a, C>(&'a Reconciler<C>);
+
+impl<C: CloudWatch> Ownership for HostList<'_, C> {
+    async fn save(&mut self, managed: &Managed) -> Result<(), String> {
+        self.0.save_managed(managed).await
     }
 }
 

@@ -62,6 +62,21 @@ impl Gate {
         self.state.lock().expect("gate lock").held.remove(flake);
     }
 
+    /// The version of `flake` this member holds a trusted claim on, if it does.
+    pub fn holding(&self, flake: &str) -> Option<String> {
+        let state = self.state.lock().expect("gate lock");
+        if state.trusted_until.is_some_and(|until| Instant::now() < until) {
+            state.held.get(flake).map(|held| held.version.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Whether this member's lease is trusted now: it may act for the cluster.
+    pub fn trusted(&self) -> bool {
+        self.state.lock().expect("gate lock").trusted_until.is_some_and(|until| Instant::now() < until)
+    }
+
     /// How many claims are held and trusted now.
     pub fn held_count(&self) -> usize {
         let state = self.state.lock().expect("gate lock");

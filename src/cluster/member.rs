@@ -21,11 +21,12 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::agreement::Agreement;
 use super::gate::{Gate, Held};
 use super::records::{CLAIMS, ClaimRecord, MEMBERS, MemberRecord, affinity};
 use super::store::{Condition, Listed, Put, RequestKind, Store, StoreError};
 use super::view::{ClusterView, FlakeView, MemberView};
-use super::{Timings, WallClock};
+use super::{LocalFlakes, Timings, WallClock};
 use crate::metrics::{ClaimChangeLabels, Metrics, S3RequestLabels};
 
 /// A claim held in the current trust epoch.
@@ -54,6 +55,10 @@ pub struct Member<S: Store> {
     location: String,
     /// This member's cluster flakes: name -> version.
     local: BTreeMap<String, String>,
+    /// Why `local` may lack flakes (announced in the lease: it blocks cluster alarm deletes).
+    incomplete: Option<String>,
+    /// What the live members announce, for the cluster alarms' keeper.
+    agreement: Option<watch::Sender<Arc<Agreement>>>,
     trusted_until: Option<Instant>,
     held: BTreeMap<String, HeldClaim>,
     /// The last claim object seen or written per flake.
@@ -89,6 +94,8 @@ impl<S: Store> Member<S> {
             view,
             location,
             local: BTreeMap::new(),
+            incomplete: None,
+            agreement: None,
             trusted_until: None,
             held: BTreeMap::new(),
             claims: HashMap::new(),
@@ -105,16 +112,23 @@ impl<S: Store> Member<S> {
         self
     }
 
+    /// Publishes what the live members announce on `agreement` whenever it changes.
+    pub fn with_agreement(mut self, agreement: watch::Sender<Arc<Agreement>>) -> Member<S> {
+        self.agreement = Some(agreement);
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// Runs until `stop` turns true, then gives up every claim and leaves.
-    pub async fn run(mut self, mut flakes: watch::Receiver<BTreeMap<String, String>>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut flakes: watch::Receiver<LocalFlakes>, mut stop: watch::Receiver<bool>) {
         tracing::info!(member = self.id, cluster = self.location, "joining the cluster");
         let mut next_cycle = Instant::now();
         loop {
-            self.local = flakes.borrow_and_update().clone();
+            let latest = flakes.borrow_and_update().clone();
+            (self.local, self.incomplete) = (latest.versions, latest.incomplete);
             let started = Instant::now();
             if started >= next_cycle {
                 next_cycle = if self.cycle().await { started + self.timings.cycle } else { Instant::now() + self.timings.retry };
@@ -155,13 +169,62 @@ impl<S: Store> Member<S> {
             self.renew().await;
         }
         self.publish_view(&listing);
+        self.publish_agreement(&listing);
         true
+    }
+
+    /// This member's lease body.
+    fn own_record(&self) -> MemberRecord {
+        MemberRecord {
+            member: self.name.clone(),
+            flakes: self.local.clone(),
+            claims: self.held.keys().cloned().collect(),
+            incomplete: self.incomplete.clone(),
+        }
+    }
+
+    /// Tells the cluster alarms' keeper what the live members announce, when that changed.
+    fn publish_agreement(&self, listing: &Listing) {
+        let Some(sender) = &self.agreement else { return };
+        let mut agreement = Agreement {
+            member: self.id.clone(),
+            live: listing.live.keys().cloned().collect(),
+            held: self.held.keys().cloned().collect(),
+            ..Agreement::default()
+        };
+        let mut unread = Vec::new();
+        let mut incomplete = Vec::new();
+        for id in listing.live.keys() {
+            let record = if *id == self.id { Some(self.own_record()) } else { self.members.get(id).map(|(_, record)| record.clone()) };
+            let Some(record) = record else {
+                unread.push(id.clone());
+                continue;
+            };
+            if let Some(why) = &record.incomplete {
+                incomplete.push(format!("{id}: {why}"));
+            }
+            for (flake, version) in record.flakes {
+                agreement.flakes.entry(flake).or_default().entry(version).or_default().insert(id.clone());
+            }
+        }
+        agreement.unsure = match (unread.is_empty(), incomplete.is_empty()) {
+            (true, true) => None,
+            (false, _) => Some(format!("the leases of {} could not be read", unread.join(", "))),
+            (true, false) => Some(format!("flake files are incomplete on {}", incomplete.join("; "))),
+        };
+        sender.send_if_modified(|current| {
+            let changed = **current != agreement;
+            if changed {
+                *current = Arc::new(agreement);
+            }
+            changed
+        });
     }
 
     /// Writes the lease. A renewal answered while the previous one was still trusted continues
     /// the claims; otherwise they are forgotten (others may have taken them meanwhile).
     async fn renew(&mut self) -> bool {
-        let record = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let record = self.own_record();
         let body = serde_json::to_vec(&record).expect("a lease serializes");
         let sent = Instant::now();
         let result = self.store.put(&format!("{MEMBERS}{}", self.id), body, Condition::None).await;
@@ -235,6 +298,10 @@ impl<S: Store> Member<S> {
                 && let Ok(record) = serde_json::from_slice::<MemberRecord>(&object.body)
             {
                 self.members.insert(id, (object.etag, record));
+            } else {
+                // Its lease changed and the new body is unknown: an old one must not stand in
+                // for it (the agreement is then unsure, and no cluster alarm is deleted).
+                self.members.remove(&id);
             }
         }
         // Leases long dead are removed by whoever sees them; their claims are free already.
@@ -258,7 +325,7 @@ impl<S: Store> Member<S> {
     }
 
     async fn read_live_members(&mut self, listing: &Listing) -> BTreeMap<String, MemberRecord> {
-        let own = MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() };
+        let own = self.own_record();
         let mut live: BTreeMap<String, MemberRecord> = listing
             .live
             .keys()
@@ -290,11 +357,22 @@ impl<S: Store> Member<S> {
 
         let universe: BTreeSet<&String> = live.values().flat_map(|record| record.flakes.keys()).collect();
         // Exact shares: the first F mod M members (by id) take one more, so shares add up to F.
-        let rank = live.keys().position(|id| *id == self.id).unwrap_or(0);
         let members = live.len().max(1);
-        let share = universe.len() / members + usize::from(rank < universe.len() % members);
+        let share_of = |rank: usize| universe.len() / members + usize::from(rank < universe.len() % members);
+        let rank = live.keys().position(|id| *id == self.id).unwrap_or(0);
+        let share = share_of(rank);
+        // Flakes some other live member has room for and could take: only those are given up to
+        // spread, and a flake nobody else with room has is taken even above the share. Members
+        // whose files differ (a rollout, or members that do not have every flake) then still run
+        // every flake, and none is passed back and forth.
+        let others_with_room: BTreeSet<&String> = live
+            .iter()
+            .enumerate()
+            .filter(|(rank, (id, record))| **id != self.id && record.claims.len() < share_of(*rank))
+            .flat_map(|(_, (_, record))| record.flakes.keys())
+            .collect();
         if self.held.len() > share {
-            let mut mine: Vec<String> = self.held.keys().cloned().collect();
+            let mut mine: Vec<String> = self.held.keys().filter(|flake| others_with_room.contains(flake)).cloned().collect();
             mine.sort_by_key(|flake| affinity(&self.name, flake));
             let excess = self.held.len() - share;
             for flake in mine.into_iter().take(excess) {
@@ -314,6 +392,20 @@ impl<S: Store> Member<S> {
                 }
                 changed |= self.acquire(&flake, listing).await;
             }
+        }
+        let hinted: BTreeSet<&String> =
+            live.iter().filter(|(id, _)| **id != self.id).flat_map(|(_, record)| record.claims.iter()).collect();
+        let orphans: Vec<String> = self
+            .local
+            .keys()
+            .filter(|flake| !self.held.contains_key(*flake) && !hinted.contains(flake) && !others_with_room.contains(flake))
+            .cloned()
+            .collect();
+        for flake in orphans {
+            if !self.trusted() {
+                break;
+            }
+            changed |= self.acquire(&flake, listing).await;
         }
         self.metrics.cluster_claims_held.set(self.held.len() as i64);
         changed
@@ -488,11 +580,7 @@ impl<S: Store> Member<S> {
         let mut flakes: BTreeMap<String, FlakeView> = BTreeMap::new();
         for (id, age) in listing.live.iter().chain(listing.expired.iter()) {
             let live = listing.live.contains_key(id);
-            let record = if *id == self.id {
-                Some(MemberRecord { member: self.name.clone(), flakes: self.local.clone(), claims: self.held.keys().cloned().collect() })
-            } else {
-                self.members.get(id).map(|(_, record)| record.clone())
-            };
+            let record = if *id == self.id { Some(self.own_record()) } else { self.members.get(id).map(|(_, record)| record.clone()) };
             let record = record.unwrap_or_default();
             if live {
                 for (flake, version) in &record.flakes {
@@ -554,7 +642,7 @@ mod tests {
         assert_eq!(first.held.len(), 30, "alone, it takes every flake");
 
         // Its lease as it was before it listed the claims just won.
-        let early = MemberRecord { member: "a".to_string(), flakes: flakes.clone(), claims: BTreeSet::new() };
+        let early = MemberRecord { member: "a".to_string(), flakes: flakes.clone(), claims: BTreeSet::new(), ..MemberRecord::default() };
         store.put(&format!("{MEMBERS}{}", first.id), serde_json::to_vec(&early).unwrap(), Condition::None).await.unwrap();
         let mut joiner = member(&store, "b", &flakes);
         assert!(joiner.cycle().await);

@@ -8,9 +8,11 @@
 //! injection) for tests and the simulation. The design and its failure analysis are in
 //! docs/cluster.md.
 
+pub mod agreement;
 pub mod gate;
 pub mod member;
 pub mod memory;
+pub mod owned;
 pub mod records;
 pub mod s3;
 #[cfg(any(test, feature = "test-support"))]
@@ -25,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use agreement::Agreement;
 pub use gate::Gate;
 pub use records::{Location, check_member_name, flake_version, parse_location};
 pub use view::ClusterView;
@@ -94,10 +97,29 @@ pub fn cluster_flakes(flakes: &[Arc<Flake>]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A running member: the gate the scheduler asks, the view the status page reads.
+/// This daemon's cluster flakes, as the member loop follows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalFlakes {
+    /// name -> version
+    pub versions: BTreeMap<String, String>,
+    /// Why the list may lack flakes (the flakes directory is missing or empty, or a file does not
+    /// validate): announced, so that no member deletes a cluster flake's alarms meanwhile.
+    pub incomplete: Option<String>,
+}
+
+impl LocalFlakes {
+    /// A complete list.
+    pub fn complete(versions: BTreeMap<String, String>) -> LocalFlakes {
+        LocalFlakes { versions, incomplete: None }
+    }
+}
+
+/// A running member: the gate the scheduler asks, the view the status page reads, and what the
+/// live members agree on (for cluster flakes' alarms).
 pub struct Cluster {
     pub gate: Arc<Gate>,
     pub view: watch::Receiver<Arc<ClusterView>>,
+    pub agreement: watch::Receiver<Arc<Agreement>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -110,7 +132,7 @@ impl Cluster {
         member_name: String,
         timings: Timings,
         metrics: Arc<Metrics>,
-        flakes: watch::Receiver<BTreeMap<String, String>>,
+        flakes: watch::Receiver<LocalFlakes>,
     ) -> Cluster {
         Cluster::spawn_with_clock(store, location, member_name, timings, metrics, flakes, WallClock::default())
     }
@@ -122,16 +144,18 @@ impl Cluster {
         member_name: String,
         timings: Timings,
         metrics: Arc<Metrics>,
-        flakes: watch::Receiver<BTreeMap<String, String>>,
+        flakes: watch::Receiver<LocalFlakes>,
         wall: WallClock,
     ) -> Cluster {
         let gate = Arc::new(Gate::default());
         let (view_tx, view) = watch::channel(Arc::new(ClusterView { location: location.to_string(), ..ClusterView::default() }));
         let (stop, stop_rx) = watch::channel(false);
-        let member =
-            member::Member::new(store, member_name, timings, gate.clone(), metrics, view_tx, location.to_string()).with_wall_clock(wall);
+        let (agreement_tx, agreement) = watch::channel(Arc::new(Agreement::default()));
+        let member = member::Member::new(store, member_name, timings, gate.clone(), metrics, view_tx, location.to_string())
+            .with_wall_clock(wall)
+            .with_agreement(agreement_tx);
         let task = tokio::spawn(member.run(flakes, stop_rx));
-        Cluster { gate, view, stop, task }
+        Cluster { gate, view, agreement, stop, task }
     }
 
     /// Ends the member loop at once without leaving, as `kill -9` would (the simulation's).

@@ -1,5 +1,6 @@
 //! What lives in the cluster's S3 prefix: where it is (`s3://BUCKET/PREFIX`), the member leases
-//! (`members/<id>`) and the claims (`claims/<flake>`), their JSON bodies, and a flake's version.
+//! (`members/<id>`), the claims (`claims/<flake>`), the ownership records of cluster flakes'
+//! alarms (`owned/<flake>`), their JSON bodies, and a flake's version.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +12,8 @@ use crate::flake::Flake;
 pub const MEMBERS: &str = "members/";
 /// Claims live below this.
 pub const CLAIMS: &str = "claims/";
+/// Ownership records of cluster flakes' alarms live below this.
+pub const OWNED: &str = "owned/";
 
 /// `--cluster s3://BUCKET/PREFIX`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,10 @@ pub struct MemberRecord {
     pub flakes: BTreeMap<String, String>,
     /// The flakes it holds claims on (a hint for others; the claim objects decide).
     pub claims: BTreeSet<String>,
+    /// Why its list of flakes may be incomplete (its flakes directory is missing or empty, or a
+    /// file does not validate): while any live member says so, no cluster alarm is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 /// A claim, `claims/<flake>`: created with `If-None-Match: *`, replaced with `If-Match`.
@@ -73,6 +80,34 @@ pub struct ClaimRecord {
     pub version: String,
     /// Unique per write, so every write changes the ETag and a stale `If-Match` always loses.
     pub write: String,
+}
+
+/// The ownership record of one cluster flake's alarms, `owned/<flake>` (SPEC 15): the alarms the
+/// cluster created or adopted for it, so that any member can delete them once the flake is gone
+/// everywhere. Written only when it changes, always conditionally (`If-None-Match: *` to create,
+/// `If-Match` to replace), by the flake's holder or by the one member deleting its alarms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedAlarms {
+    pub flake: String,
+    /// region -> alarm name -> the tags last applied.
+    pub alarms: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    /// The member id that won the right to delete these alarms (the flake is gone); `None`
+    /// while the flake is alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting: Option<String>,
+    /// Unique per write, so every write changes the ETag and a stale `If-Match` always loses.
+    pub write: String,
+}
+
+impl OwnedAlarms {
+    /// How many alarms it lists.
+    pub fn len(&self) -> usize {
+        self.alarms.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A flake's version: a hash of everything that decides how it runs (not where its file is).

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use super::records::Location;
 use super::store::{Condition, Listed, Object, Put, Store, StoreError};
 
+#[derive(Clone)]
 pub struct S3Store {
     client: Client,
     location: Location,

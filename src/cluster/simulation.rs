@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::memory::MemoryStore;
-use super::{Cluster, Location, Timings, WallClock};
+use super::{Cluster, LocalFlakes, Location, Timings, WallClock};
 use crate::metrics::Metrics;
 
 /// Every flake fires this often (in the simulation).
@@ -32,7 +32,7 @@ pub struct Simulation {
     timings: Timings,
     flakes: BTreeMap<String, String>,
     members: BTreeMap<String, Running>,
-    flake_tx: HashMap<String, watch::Sender<BTreeMap<String, String>>>,
+    flake_tx: HashMap<String, watch::Sender<LocalFlakes>>,
     /// (flake, scheduled second) -> members that ran it.
     ran: HashMap<(String, i64), u32>,
     pub duplicates: u64,
@@ -75,7 +75,7 @@ impl Simulation {
 
     pub fn start_with(&mut self, name: &str, flakes: BTreeMap<String, String>) {
         let store = self.bucket.handle();
-        let (flake_tx, flake_rx) = watch::channel(flakes);
+        let (flake_tx, flake_rx) = watch::channel(LocalFlakes::complete(flakes));
         let location = Location { bucket: "simulated".to_string(), prefix: String::new() };
         let cluster = Cluster::spawn_with_clock(
             store.clone(),
@@ -93,7 +93,7 @@ impl Simulation {
     /// Changes a member's flake versions (a rollout).
     pub fn set_flakes(&mut self, name: &str, flakes: BTreeMap<String, String>) {
         if let Some(sender) = self.flake_tx.get(name) {
-            sender.send_replace(flakes);
+            sender.send_replace(LocalFlakes::complete(flakes));
         }
     }
 

@@ -128,6 +128,27 @@ async fn during_a_rollout_the_holder_s_version_runs_and_nobody_fights() {
     assert_eq!(held, 6);
 }
 
+/// A rollout that removes flakes: members whose files lack a flake leave it to those that have
+/// it, even above their share, and every flake keeps running with no duplicate.
+#[tokio::test(start_paused = true)]
+async fn flakes_that_only_some_members_have_still_run_while_files_differ() {
+    let mut sim = Simulation::new(6, Timings::default());
+    for name in ["a", "b", "c"] {
+        sim.start(name);
+    }
+    sim.run_for(2 * MINUTE).await;
+    // a's and b's new files have none of the flakes; c (not yet rolled out) has them all.
+    sim.set_flakes("a", Default::default());
+    sim.set_flakes("b", Default::default());
+    sim.run_for(2 * MINUTE).await;
+    assert_eq!(sim.held("c"), 6, "the only member with the flakes runs them all");
+    assert!(seconds_until_all_run(&mut sim, 10).await.is_some(), "every flake runs");
+    let requests = sim.requests("c");
+    sim.run_for(2 * MINUTE).await;
+    assert!(sim.requests("c") - requests <= 8, "steady again: no claim passed back and forth");
+    assert_eq!(sim.duplicates, 0);
+}
+
 /// SPEC 15's numbers for docs/cluster.md: 10 members, 1,000 cluster flakes, one killed.
 #[tokio::test(start_paused = true)]
 async fn simulation_of_ten_members_and_a_thousand_flakes() {
@@ -173,4 +194,42 @@ async fn the_duplicate_count_catches_a_member_that_trusts_too_long() {
     sim.cut_off("b", true);
     sim.run_for(2 * MINUTE).await;
     assert!(sim.duplicates > 0);
+}
+
+/// What the member loop publishes for the cluster alarms' keeper: every live member's versions,
+/// and "unsure" while a live member announces incomplete flake files (SPEC 15: no cluster alarm
+/// is deleted then).
+#[tokio::test(start_paused = true)]
+async fn the_agreement_names_every_live_member_s_versions_and_an_incomplete_member_makes_it_unsure() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    use super::memory::MemoryStore;
+    use super::{Cluster, LocalFlakes, Location};
+    use crate::metrics::Metrics;
+
+    let bucket = MemoryStore::new(chrono::Utc::now());
+    let location = Location { bucket: "agreement".to_string(), prefix: String::new() };
+    let flakes = |version: &str| BTreeMap::from([("x".to_string(), version.to_string())]);
+    let (_a_flakes, a_rx) = watch::channel(LocalFlakes::complete(flakes("v1")));
+    let (b_flakes, b_rx) = watch::channel(LocalFlakes::complete(flakes("v2")));
+    let a = Cluster::spawn(bucket.handle(), &location, "a".into(), Timings::default(), Arc::new(Metrics::new()), a_rx);
+    let b = Cluster::spawn(bucket.handle(), &location, "b".into(), Timings::default(), Arc::new(Metrics::new()), b_rx);
+    tokio::time::sleep(MINUTE).await;
+    let agreement = a.agreement.borrow().clone();
+    assert_eq!(agreement.live.len(), 2, "{agreement:?}");
+    assert_eq!(agreement.unsure, None);
+    assert_eq!(agreement.flakes["x"].len(), 2, "both versions, each with its member");
+    assert!(agreement.blocks_removal("x", "v1").is_some(), "a rollout in progress");
+    assert_eq!(agreement.keeps("gone"), None);
+
+    b_flakes.send_replace(LocalFlakes { versions: flakes("v2"), incomplete: Some("1 flake file(s) do not validate".into()) });
+    tokio::time::sleep(MINUTE).await;
+    let agreement = a.agreement.borrow().clone();
+    assert!(agreement.unsure.as_deref().is_some_and(|why| why.contains("do not validate")), "{agreement:?}");
+    assert!(agreement.keeps("gone").is_some(), "nothing is gone while a member's files are incomplete");
+    a.kill();
+    b.kill();
 }

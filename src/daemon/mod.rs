@@ -25,7 +25,6 @@ pub mod shutdown;
 mod splay;
 mod supervise;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,8 +39,9 @@ use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler};
 use crate::catalog::{Catalog, Loader};
 use crate::cloudwatch::CloudWatch;
 use crate::cluster::memory::MemoryStore;
+use crate::cluster::owned::ClusterAlarms;
 use crate::cluster::store::Store;
-use crate::cluster::{Cluster, ClusterView, Location, Timings, cluster_flakes};
+use crate::cluster::{Cluster, ClusterView, LocalFlakes, Location, Timings, cluster_flakes};
 use crate::container::{Engine, ImageKeeper, daemon_owner, remove_leftovers, resolve_socket};
 use crate::creds::Creds;
 use crate::dashboard::{DashboardReconciler, Target};
@@ -154,7 +154,7 @@ pub async fn start<C: CloudWatch>(config: DaemonConfig, services: Services<C>) -
 
 /// [`start`], as a member of a cluster when `cluster` is given (SPEC 15): cluster flakes then run
 /// only while this member holds their claims.
-pub async fn start_in_cluster<C: CloudWatch, S: Store>(
+pub async fn start_in_cluster<C: CloudWatch, S: Store + Clone>(
     config: DaemonConfig,
     services: Services<C>,
     cluster: Option<ClusterJoin<S>>,
@@ -217,10 +217,13 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
         monitors: Some(monitors.clone()),
     });
     let splay = splay::Splay::new(config.splay, host_name());
-    let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(cluster_flakes(&loaded.catalog.flakes()));
+    let (cluster_flakes_tx, cluster_flakes_rx) = watch::channel(local_cluster_flakes(&Snapshot::of(&loaded.catalog)));
+    let mut cluster_alarms = None;
     let cluster = cluster.map(|join| {
         tracing::info!(cluster = %join.location, member = join.member, "cluster flakes run on one member of the cluster at a time");
-        Cluster::spawn(join.store, &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx)
+        let cluster = Cluster::spawn(join.store.clone(), &join.location, join.member, join.timings, metrics.clone(), cluster_flakes_rx);
+        cluster_alarms = Some(ClusterAlarms::new(join.store, cluster.gate.clone(), cluster.agreement.clone(), metrics.clone()));
+        cluster
     });
     let mut scheduler = Scheduler::new(
         context,
@@ -277,6 +280,7 @@ pub async fn start_in_cluster<C: CloudWatch, S: Store>(
             default_region.clone(),
             board.clone(),
             shutdown.clone(),
+            cluster_alarms,
         )),
     ));
     helpers.extend(http_task);
@@ -313,15 +317,30 @@ async fn show_cluster(mut views: watch::Receiver<Arc<ClusterView>>, board: Arc<S
 }
 
 /// Keeps the cluster member's list of local cluster flakes (and their versions) current.
-async fn follow_cluster_flakes(mut snapshots: watch::Receiver<Snapshot>, cluster_flakes_tx: watch::Sender<BTreeMap<String, String>>) {
+async fn follow_cluster_flakes(mut snapshots: watch::Receiver<Snapshot>, cluster_flakes_tx: watch::Sender<LocalFlakes>) {
     while snapshots.changed().await.is_ok() {
-        let latest = cluster_flakes(&snapshots.borrow_and_update().flakes);
+        let latest = local_cluster_flakes(&snapshots.borrow_and_update());
         cluster_flakes_tx.send_if_modified(|current| {
             let changed = *current != latest;
             *current = latest;
             changed
         });
     }
+}
+
+/// This daemon's cluster flakes and whether the list may lack some (SPEC 15: while it may, no
+/// member deletes a cluster flake's alarms).
+fn local_cluster_flakes(snapshot: &Snapshot) -> LocalFlakes {
+    let incomplete = if snapshot.dir_missing {
+        Some("its flakes directory cannot be read".to_string())
+    } else if snapshot.flakes.is_empty() {
+        Some("its flakes directory holds no valid flake".to_string())
+    } else if !snapshot.broken_files.is_empty() {
+        Some(format!("{} flake file(s) do not validate", snapshot.broken_files.len()))
+    } else {
+        None
+    };
+    LocalFlakes { versions: cluster_flakes(&snapshot.flakes), incomplete }
 }
 
 impl Daemon {

@@ -1,0 +1,296 @@
+//! Cluster flakes' alarms on the in-memory S3 and the fake CloudWatch: only the holder
+//! reconciles, a member without the claim touches nothing, disagreement blocks every delete, a
+//! gone flake's alarms are deleted exactly once (also when the deleter dies half-way), a damaged
+//! record deletes nothing, and steady state costs no S3 request.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::*;
+use crate::alarms::{ManagedFile, ReconcileConfig, desired_alarms};
+use crate::cloudwatch::fake::{FakeCloudWatch, Operation};
+use crate::cluster::cluster_flakes;
+use crate::cluster::gate::Held;
+use crate::cluster::memory::MemoryStore;
+use crate::flake::{Context, Flake, parse_flake};
+use crate::placeholders::tests::FixedFacts;
+
+const REGION: &str = "eu-west-1";
+
+/// A cluster flake declaring alarms `names` (threshold `threshold`).
+fn flake(name: &str, names: &[&str], threshold: f64) -> Arc<Flake> {
+    let alarms: Vec<Value> =
+        names.iter().map(|alarm| json!({"alarmName": alarm, "alarmThreshold": threshold, "alarmOperator": ">"})).collect();
+    let text = json!({"flakeName": name, "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "Test", "flakeScope": "cluster", "flakeAlarms": alarms})
+        .to_string();
+    let context = Context { default_zone: chrono_tz::Tz::UTC, facts: &FixedFacts };
+    let (flake, problems) = parse_flake(Path::new(&format!("flakes/{name}.json")), &text, &context);
+    Arc::new(flake.unwrap_or_else(|| panic!("{problems:?}")))
+}
+
+struct Member {
+    id: String,
+    keeper: ClusterAlarms<MemoryStore>,
+    store: MemoryStore,
+    gate: Arc<Gate>,
+    agreement: watch::Sender<Arc<Agreement>>,
+    reconciler: Reconciler<FakeCloudWatch>,
+    metrics: Arc<Metrics>,
+    _state: tempfile::TempDir,
+}
+
+impl Member {
+    fn new(bucket: &MemoryStore, fake: &FakeCloudWatch, id: &str) -> Member {
+        let (store, gate, metrics) = (bucket.handle(), Arc::new(Gate::default()), Arc::new(Metrics::new()));
+        gate.trust_until(tokio::time::Instant::now() + Duration::from_secs(3600));
+        let (agreement, receiver) = watch::channel(Arc::new(Agreement::default()));
+        let state = tempfile::tempdir().unwrap();
+        let config = ReconcileConfig { backoff_min: Duration::from_millis(1), ..ReconcileConfig::default() };
+        let reconciler = Reconciler::new(Arc::new(fake.clone()), ManagedFile::new(state.path()), config, metrics.clone());
+        let keeper = ClusterAlarms::new(store.clone(), gate.clone(), receiver, metrics.clone());
+        Member { id: id.to_string(), keeper, store, gate, agreement, reconciler, metrics, _state: state }
+    }
+
+    fn hold(&self, flake: &Flake) {
+        let version = crate::cluster::flake_version(flake);
+        self.gate.hold(&flake.name, Held { version, since: Utc::now() });
+    }
+
+    /// What the live members announce: (member id, its flakes).
+    fn sees(&self, members: &[(&str, &[&Arc<Flake>])]) {
+        let mut agreement = Agreement { member: self.id.clone(), unsure: None, ..Agreement::default() };
+        for (id, flakes) in members {
+            agreement.live.insert(id.to_string());
+            for flake in *flakes {
+                let version = crate::cluster::flake_version(flake);
+                agreement.flakes.entry(flake.name.clone()).or_default().entry(version).or_default().insert(id.to_string());
+            }
+        }
+        self.agreement.send_replace(Arc::new(agreement));
+    }
+
+    /// One reconcile of the cluster part, as the daemon's loop does it, with these local flakes.
+    async fn pass(&mut self, local: &[Arc<Flake>]) -> Applied {
+        let (desired, _) = desired_alarms(local, Some(REGION));
+        let declared: BTreeSet<(String, String)> = desired.iter().map(DesiredAlarm::key).collect();
+        self.keeper.reconcile(&self.reconciler, &cluster_flakes(local), &desired, &declared).await
+    }
+
+    fn counted(&self, action: &'static str) -> u64 {
+        self.metrics.cluster_owned_alarms.get_or_create(&OwnedAlarmLabels { action }).get()
+    }
+}
+
+fn record(bucket: &MemoryStore, flake: &str) -> Option<OwnedAlarms> {
+    bucket.body(&format!("{OWNED}{flake}")).map(|body| serde_json::from_slice(&body).expect("a record"))
+}
+
+/// DeleteAlarms calls that named `alarm`.
+fn deletes_of(fake: &FakeCloudWatch, alarm: &str) -> usize {
+    fake.alarm_writes()
+        .iter()
+        .filter(|(operation, names)| *operation == Operation::DeleteAlarms && names.iter().any(|name| name == alarm))
+        .count()
+}
+
+#[tokio::test]
+async fn only_the_holder_reconciles_and_records_and_steady_state_costs_no_s3_request() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let (mut a, mut b) = (Member::new(&bucket, &fake, "a"), Member::new(&bucket, &fake, "b"));
+    for member in [&a, &b] {
+        member.sees(&[("a", &[&x]), ("b", &[&x])]);
+    }
+    b.pass(std::slice::from_ref(&x)).await;
+    assert!(fake.alarm("eu-west-1", "FL-x-high").is_none(), "a member without the claim creates nothing");
+    assert!(record(&bucket, "x").is_none());
+
+    a.hold(&x);
+    let applied = a.pass(std::slice::from_ref(&x)).await;
+    assert_eq!(applied.created, 1, "{applied:?}");
+    let owned = record(&bucket, "x").expect("the holder records what it creates");
+    assert!(owned.alarms[REGION].contains_key("FL-x-high"));
+    assert_eq!(a.counted("reconciled"), 1);
+    assert!(ManagedFile::new(a._state.path()).load().unwrap().alarms.is_empty(), "never in the host's own list");
+
+    // Drift: only the holder corrects it.
+    let changed = flake("x", &["high"], 9.0);
+    let writes = fake.alarm_writes().len();
+    b.pass(std::slice::from_ref(&changed)).await;
+    assert_eq!(fake.alarm_writes().len(), writes, "the member without the claim leaves the alarm alone");
+    assert_eq!(fake.alarm(REGION, "FL-x-high").unwrap().threshold, Some(5.0));
+    let requests = a.store.requests();
+    for _ in 0..3 {
+        a.pass(std::slice::from_ref(&x)).await;
+    }
+    assert_eq!(a.store.requests(), requests, "steady state: the record is neither read nor written");
+}
+
+#[tokio::test]
+async fn members_that_disagree_block_every_delete_and_agreement_allows_it() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let v1 = flake("x", &["high", "low"], 5.0);
+    let v2 = flake("x", &["high"], 5.0);
+    let mut a = Member::new(&bucket, &fake, "a");
+    a.hold(&v1);
+    a.sees(&[("a", &[&v1]), ("b", &[&v1])]);
+    a.pass(std::slice::from_ref(&v1)).await;
+    assert!(fake.alarm(REGION, "FL-x-low").is_some());
+
+    // A rollout: the holder has v2 (without "low"), b still v1: "low" stays.
+    a.hold(&v2);
+    a.sees(&[("a", &[&v2]), ("b", &[&v1])]);
+    let applied = a.pass(std::slice::from_ref(&v2)).await;
+    assert_eq!(applied.deleted, 0);
+    assert!(fake.alarm(REGION, "FL-x-low").is_some(), "kept while b has another version");
+    assert_eq!(a.counted("declined"), 1, "the declined delete is counted");
+    // A live member whose lease could not be read: still kept.
+    a.agreement.send_modify(|agreement| {
+        let mut unsure = (**agreement).clone();
+        unsure.flakes.get_mut("x").unwrap().retain(|version, _| *version == crate::cluster::flake_version(&v2));
+        unsure.unsure = Some("the leases of b could not be read".into());
+        *agreement = Arc::new(unsure);
+    });
+    a.pass(std::slice::from_ref(&v2)).await;
+    assert!(fake.alarm(REGION, "FL-x-low").is_some(), "kept while a lease is unread");
+
+    // Everyone has v2: the holder deletes "low" and forgets it.
+    a.sees(&[("a", &[&v2]), ("b", &[&v2])]);
+    let applied = a.pass(std::slice::from_ref(&v2)).await;
+    assert_eq!(applied.deleted, 1);
+    assert!(fake.alarm(REGION, "FL-x-low").is_none());
+    assert!(!record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-low"));
+}
+
+#[tokio::test]
+async fn a_flake_one_live_member_still_has_keeps_its_alarms() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut a = Member::new(&bucket, &fake, "a");
+    a.hold(&x);
+    a.sees(&[("a", &[&x]), ("b", &[&x])]);
+    a.pass(std::slice::from_ref(&x)).await;
+    // a's files drop x; b (alive, older files) still has it.
+    a.gate.drop_claim("x");
+    a.sees(&[("a", &[]), ("b", &[&x])]);
+    for _ in 0..2 {
+        a.pass(&[flake("other", &[], 1.0)]).await;
+    }
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "b still has the flake");
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 0);
+    assert_eq!(a.counted("declined"), 1, "declined once, logged once");
+    // b's lease expires (b is down, not alive with other files): x is gone from every live member.
+    a.sees(&[("a", &[])]);
+    let applied = a.pass(&[flake("other", &[], 1.0)]).await;
+    assert_eq!(applied.deleted, 1);
+    assert!(fake.alarm(REGION, "FL-x-high").is_none());
+    assert!(record(&bucket, "x").is_none(), "the record goes with its alarms");
+}
+
+#[tokio::test]
+async fn a_gone_flake_s_alarms_are_deleted_exactly_once_also_when_the_deleter_dies_half_way() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high", "low"], 5.0);
+    let mut holder = Member::new(&bucket, &fake, "h");
+    holder.hold(&x);
+    holder.sees(&[("h", &[&x])]);
+    holder.pass(std::slice::from_ref(&x)).await;
+    assert_eq!(record(&bucket, "x").unwrap().len(), 2);
+
+    // Three members start without x (the record is found by the one listing at start).
+    let mut members: Vec<Member> = ["a", "b", "c"].iter().map(|id| Member::new(&bucket, &fake, id)).collect();
+    // "a" won the deletion mark and died before deleting anything (its lease is still live).
+    let marked = OwnedAlarms { deleting: Some("a".into()), ..record(&bucket, "x").unwrap() };
+    let etag = bucket.get(&format!("{OWNED}x")).await.unwrap().unwrap().etag;
+    bucket.put(&format!("{OWNED}x"), serde_json::to_vec(&marked).unwrap(), Condition::Matches(etag)).await.unwrap();
+    for member in &mut members[1..] {
+        member.sees(&[("a", &[]), ("b", &[]), ("c", &[])]);
+        member.pass(&[]).await;
+    }
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 0, "nobody deletes while the marking member is live");
+    // a's lease expires: one of b and c takes the mark over and deletes; the other finds nothing.
+    for _ in 0..2 {
+        for member in &mut members[1..] {
+            member.sees(&[("b", &[]), ("c", &[])]);
+            member.pass(&[]).await;
+        }
+    }
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 1, "{:?}", fake.alarm_writes());
+    assert_eq!(deletes_of(&fake, "FL-x-low"), 1);
+    assert!(fake.alarm(REGION, "FL-x-high").is_none() && fake.alarm(REGION, "FL-x-low").is_none());
+    assert!(record(&bucket, "x").is_none());
+    let deleted: u64 = members.iter().map(|member| member.counted("deleted")).sum();
+    assert_eq!(deleted, 2);
+}
+
+#[tokio::test]
+async fn the_deletion_mark_is_won_by_one_member_only() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut holder = Member::new(&bucket, &fake, "h");
+    holder.hold(&x);
+    holder.sees(&[("h", &[&x])]);
+    holder.pass(std::slice::from_ref(&x)).await;
+    let mut members: Vec<Member> = ["a", "b", "c"].iter().map(|id| Member::new(&bucket, &fake, id)).collect();
+    for member in &members {
+        member.sees(&[("a", &[]), ("b", &[]), ("c", &[])]);
+    }
+    // All three at once, on a runtime that interleaves them at every await.
+    let [a, b, c] = &mut members[..] else { unreachable!() };
+    let (one, two, three) = tokio::join!(a.pass(&[]), b.pass(&[]), c.pass(&[]));
+    assert_eq!(one.deleted + two.deleted + three.deleted, 1);
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 1);
+}
+
+#[tokio::test]
+async fn a_damaged_record_deletes_nothing_and_a_holder_replaces_it() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut holder = Member::new(&bucket, &fake, "h");
+    holder.hold(&x);
+    holder.sees(&[("h", &[&x])]);
+    holder.pass(std::slice::from_ref(&x)).await;
+    bucket.put(&format!("{OWNED}x"), b"{ not a record".to_vec(), Condition::None).await.unwrap();
+
+    let mut other = Member::new(&bucket, &fake, "o");
+    other.sees(&[("o", &[])]);
+    other.pass(&[]).await;
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "a record that cannot be understood deletes nothing");
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 0);
+    assert_eq!(other.counted("damaged"), 1);
+    assert_eq!(bucket.body(&format!("{OWNED}x")).unwrap(), b"{ not a record".to_vec(), "left for a human");
+
+    // A (new) holder replaces it with what it declares.
+    let mut holder = Member::new(&bucket, &fake, "h2");
+    holder.hold(&x);
+    holder.sees(&[("h2", &[&x])]);
+    holder.pass(std::slice::from_ref(&x)).await;
+    assert!(record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-high"));
+    assert_eq!(deletes_of(&fake, "FL-x-high"), 0);
+}
+
+#[tokio::test]
+async fn a_host_s_list_hands_cluster_flakes_alarms_over_without_deleting_them() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let a = Member::new(&bucket, &fake, "a");
+    // Before joining the cluster, x ran here as a host flake: its alarm is in the host's list.
+    let (desired, _) = desired_alarms(std::slice::from_ref(&x), Some(REGION));
+    a.reconciler.reconcile(&desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
+    assert_eq!(ManagedFile::new(a._state.path()).load().unwrap().alarms.len(), 1);
+    let handed = a.reconciler.hand_over(&BTreeSet::from(["x".to_string()]), &BTreeSet::new()).await.unwrap();
+    assert_eq!(handed, 1);
+    // The host part now reconciles without x: nothing of x is deleted.
+    let other = flake("other", &[], 1.0);
+    let (host_desired, _) = desired_alarms(std::slice::from_ref(&other), Some(REGION));
+    a.reconciler.reconcile(&host_desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
+    assert!(fake.alarm(REGION, "FL-x-high").is_some());
+    assert!(ManagedFile::new(a._state.path()).load().unwrap().alarms.is_empty());
+    let _ = BTreeMap::<String, String>::new();
+}
