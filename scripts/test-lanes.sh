@@ -15,10 +15,10 @@ cd "$(dirname "$0")/.."
 
 # Lanes of their own: the slowest waiting tests (minutes each), with a few shorter ones so the
 # three lanes take about as long (seconds in a run at load 9: monitor_localstack 424,
-# once_localstack 73, hostile_input 43, daemon 38; cluster 130-315, long_running 241; the rest
-# about 730 together).
+# once_localstack 73, hostile_input 43, daemon 38, cluster_alarms 80; cluster 315,
+# long_running 241; the rest about 730 together).
 WAITING_LANES=(
-    "monitor:--test monitor_localstack --test once_localstack --test hostile_input --test daemon"
+    "monitor:--test monitor_localstack --test once_localstack --test hostile_input --test daemon --test cluster_alarms"
     "cluster:--test cluster --test long_running"
 )
 

@@ -116,13 +116,15 @@ struct Collected {
 
 /// (region, namespace, metric name)
 type GraphKey = (String, String, String);
+/// (region, namespace, dimension values) of a multi-metric flake's search.
+type SearchKey = (String, String, BTreeMap<String, String>);
 
 /// The dashboard of these flakes and alarms: one graph per published metric name (its lines or a
 /// `SEARCH`), every alarm threshold on its metric's graph (a graph of its own if no flake
 /// publishes that metric), every `flakeAnnotations` limit on its flake's graph, every alarm listed.
 pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &str, default_region: Option<&str>) -> DashboardInput {
     let mut graphs: BTreeMap<GraphKey, Collected> = BTreeMap::new();
-    let mut flake_searches: Vec<Graph> = Vec::new();
+    let mut flake_searches: BTreeMap<SearchKey, Vec<&Flake>> = BTreeMap::new();
     for flake in flakes.iter().filter(|flake| flake.enabled) {
         let (Some(metric), Some(region)) = (&flake.metric, flake.region.as_deref().or(default_region)) else { continue };
         if flake.monitor.is_some() {
@@ -139,8 +141,11 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
         }
         if flake.output.format.is_multi_metric() {
             // Its metric names come from its output at run time (SPEC 8): one graph finds them
-            // all, by the flake's namespace and its own dimension values.
-            flake_searches.push(flake_search(flake, &metric.namespace, &metric.dimensions, region));
+            // all, by the flake's namespace and its own dimension values. Flakes that share both
+            // cannot be told apart by a search: they share the graph rather than draw the same
+            // one each.
+            let key = (region.to_string(), metric.namespace.clone(), metric.dimensions.clone());
+            flake_searches.entry(key).or_default().push(flake);
             continue;
         }
         let graph = graphs.entry((region.to_string(), metric.namespace.clone(), metric.metric_name.clone())).or_default();
@@ -176,7 +181,7 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
         graph.alarms.push((config.name.clone(), statistic, config.period));
     }
 
-    flake_searches.sort_by(|a, b| (&a.region, &a.title).cmp(&(&b.region, &b.title)));
+    let flake_searches = flake_searches.into_iter().map(|(key, flakes)| flake_search(key, &flakes));
     let graphs = graphs.into_iter().map(|(key, collected)| graph_of(key, collected)).chain(flake_searches).collect();
     let mut alarm_refs: Vec<AlarmRef> =
         alarms.iter().map(|alarm| AlarmRef { region: alarm.region.clone(), name: alarm.config.name.clone() }).collect();
@@ -185,23 +190,25 @@ pub fn dashboard_input(flakes: &[Arc<Flake>], alarms: &[DesiredAlarm], host: &st
     DashboardInput { host: host.to_string(), graphs, alarms: alarm_refs }
 }
 
-/// The graph of a multi-metric flake: every series in its namespace with its dimension values,
-/// with its declared limits. (Its alarms, which name their metrics, get graphs of their own.)
-fn flake_search(flake: &Flake, namespace: &str, dimensions: &BTreeMap<String, String>, region: &str) -> Graph {
-    let mut annotations: Vec<Annotation> =
-        flake.annotations.iter().map(|limit| Annotation { label: limit.label.clone(), value: limit.value, fill: Fill::None }).collect();
+/// The graph of multi-metric flakes (usually one) publishing into one namespace with the same
+/// dimension values: every series there, with their declared limits. (Their alarms, which name
+/// their metrics, get graphs of their own.)
+fn flake_search((region, namespace, dimensions): SearchKey, flakes: &[&Flake]) -> Graph {
+    let mut annotations: Vec<Annotation> = flakes
+        .iter()
+        .flat_map(|flake| &flake.annotations)
+        .map(|limit| Annotation { label: limit.label.clone(), value: limit.value, fill: Fill::None })
+        .collect();
     annotations.sort_by(|a, b| a.value.total_cmp(&b.value).then_with(|| a.label.cmp(&b.label)));
+    annotations.dedup();
+    let mut names: Vec<&str> = flakes.iter().map(|flake| flake.name.as_str()).collect();
+    names.sort_unstable();
     Graph {
-        title: format!("{} (every metric, {namespace})", flake.name),
-        region: region.to_string(),
+        title: format!("{} (every metric, {namespace})", names.join(", ")),
+        region,
         stat: DEFAULT_STAT.to_string(),
         period: DEFAULT_PERIOD,
-        series: Series::Search(Search {
-            namespace: namespace.to_string(),
-            metric_name: None,
-            dimension_names: None,
-            fixed: dimensions.clone(),
-        }),
+        series: Series::Search(Search { namespace, metric_name: None, dimension_names: None, fixed: dimensions }),
         annotations,
     }
 }

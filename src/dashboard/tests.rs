@@ -86,11 +86,20 @@ fn the_shipped_examples_every_metric_on_a_graph_with_its_thresholds() {
             assert!(lines.iter().any(|line| line["label"] == alarm.name.as_str() && line["value"] == alarm.threshold), "{graph}");
         }
     }
-    // A multi-metric example's names are known only at run time: one SEARCH graph finds them.
+    // A multi-metric example's names are known only at run time: one SEARCH graph finds them,
+    // shared by the examples with the same namespace and dimension values.
     for flake in flakes.iter().filter(|flake| flake.output.format.is_multi_metric()) {
         let metric = flake.metric.as_ref().unwrap();
-        let graph = graph(&body, &format!("{} (every metric, {})", flake.name, metric.namespace));
-        let expression = graph["properties"]["metrics"][0][0]["expression"].as_str().unwrap();
+        let suffix = format!(" (every metric, {})", metric.namespace);
+        let graphs: Vec<&Value> = widgets(&body)
+            .iter()
+            .filter(|widget| {
+                let title = widget["properties"]["title"].as_str().unwrap_or_default();
+                title.ends_with(&suffix) && title.trim_end_matches(&suffix).split(", ").any(|name| name == flake.name)
+            })
+            .collect();
+        assert_eq!(graphs.len(), 1, "{} is on one search graph", flake.name);
+        let expression = graphs[0]["properties"]["metrics"][0][0]["expression"].as_str().unwrap();
         assert!(expression.starts_with(&format!("SEARCH('Namespace=\"{}\"", metric.namespace)), "{expression}");
     }
     let header = &widgets(&body)[0]["properties"]["markdown"];
@@ -374,4 +383,29 @@ mod reconcile {
             plan.render()
         );
     }
+}
+
+#[test]
+fn multi_metric_flakes_a_search_cannot_tell_apart_share_one_graph() {
+    let multi = |name: &str, dimensions: Value, limit: f64| {
+        flake(json!({"flakeName": name, "flakeCronstring": "* * * * *", "flakeCommand": "echo '{}'", "flakeOutput": "json",
+                     "flakeMetricNamespace": "Multi", "flakeDimensions": dimensions,
+                     "flakeAnnotations": [{"label": format!("{name} limit"), "value": limit}]}))
+    };
+    let flakes = vec![
+        multi("nginx", json!({"Host": "web-1"}), 1.0),
+        multi("json", json!({"Host": "web-1"}), 2.0),
+        multi("redis", json!({"Host": "web-1", "Role": "cache"}), 3.0),
+    ];
+    let body = generate(&flakes);
+    let shared = graph(&body, "json, nginx (every metric, Multi)");
+    let limits: Vec<&str> =
+        shared["properties"]["annotations"]["horizontal"].as_array().unwrap().iter().map(|line| line["label"].as_str().unwrap()).collect();
+    assert_eq!(limits, ["nginx limit", "json limit"], "both flakes' limits, by value");
+    let own = graph(&body, "redis (every metric, Multi)");
+    let expression = own["properties"]["metrics"][0][0]["expression"].as_str().unwrap();
+    assert!(expression.contains("\"Role\"=\"cache\""), "{expression}");
+    let searches =
+        widgets(&body).iter().filter(|widget| widget["properties"]["title"].as_str().is_some_and(|t| t.contains("every metric"))).count();
+    assert_eq!(searches, 2);
 }
