@@ -55,6 +55,8 @@ impl Creds {
 /// (masking "1" would mask every 1 in every log). Secrets are longer.
 const MIN_SECRET_LEN: usize = 4;
 const MASK: &str = "********";
+/// The shortest AWS credential value masked (see `Redactor::with_aws_secrets`).
+const MIN_AWS_SECRET_LEN: usize = 16;
 /// The most bytes of one piece of untrusted text (a command's output, a metric name from an
 /// exporter, a server's error) that any output shows: a log line, the terminal, the status page.
 pub const SHOWN_BYTES: usize = 1024;
@@ -90,7 +92,12 @@ impl Redactor {
     fn with_aws_secrets() -> Redactor {
         let redactor = Redactor::default();
         for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"] {
-            if let Ok(value) = std::env::var(name) {
+            // Real AWS keys are at least 16 characters (IAM's shortest access key id); shorter
+            // values are stand-ins such as LocalStack's "test", and masking those would mask
+            // ordinary words (a path's "tests/") in every line the program prints.
+            if let Ok(value) = std::env::var(name)
+                && value.len() >= MIN_AWS_SECRET_LEN
+            {
                 redactor.register(&value);
             }
         }
