@@ -308,3 +308,17 @@ fn check_says_a_cluster_flake_runs_locally_without_a_cluster() {
     assert!(!stdout.contains("runs it locally"), "{stdout}{stderr}");
     assert!(format!("{stdout}{stderr}").contains("0 warning(s)"), "{stdout}{stderr}");
 }
+
+#[test]
+fn check_warns_that_cluster_scope_does_nothing_on_an_alarms_only_flake() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_flake(
+        dir.path(),
+        "watchers",
+        &serde_json::json!({ "flakeName": "watchers", "flakeType": "alarms", "flakeScope": "cluster",
+            "flakeAlarms": [{"alarmName": "slow", "alarmNamespace": "Shop", "alarmMetricName": "Latency", "alarmOperator": ">", "alarmThreshold": 1}] }),
+    );
+    let (code, stdout, stderr) = run(snowflake().env("SNOWFLAKE_CLUSTER", "s3://bucket/prefix").arg("check").arg(dir.path()));
+    assert_eq!(code, 0, "a warning, not an error: {stdout}{stderr}");
+    assert!(stdout.contains("flakeScope: warning: \"cluster\" has no effect on an alarms-only flake"), "{stdout}{stderr}");
+}

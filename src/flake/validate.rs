@@ -96,6 +96,14 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
              use \"host\" to run it as each daemon starts, or give it a schedule",
         );
     }
+    if scope == Some(FlakeScope::Cluster) && kind == FlakeKind::Alarms {
+        // Nothing of it runs, so no member claims it: its alarms stay every member's, as a host's.
+        problems.warning(
+            "flakeScope",
+            "\"cluster\" has no effect on an alarms-only flake: nothing runs, so no member holds it and every daemon keeps its \
+             alarms as a host flake's; remove it, or put the alarms on the cluster flake whose metric they watch",
+        );
+    }
     let alarms = parse_alarms(&fields, name.as_deref(), metric.as_ref(), output.as_ref().map(|output| output.format), context, problems);
     if let Some(metric) = &metric
         && let Some(window) = metric.aggregate_seconds
