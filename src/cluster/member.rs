@@ -63,6 +63,13 @@ pub struct Member<S: Store> {
     held: BTreeMap<String, HeldClaim>,
     /// The last claim object seen or written per flake.
     claims: HashMap<String, (String, ClaimRecord)>,
+    /// Per kept claim copy naming another member: that member's lease ETag when the copy was read
+    /// (`None`: its lease was unread). The copy is read again only once that lease changed.
+    claim_read_at: HashMap<String, Option<String>>,
+    /// Flakes this member gave up whose release could not be written (an S3 error): the claim
+    /// still names it, so nobody else may take them until the release is written; retried each
+    /// cycle.
+    unreleased: BTreeSet<String>,
     /// The last lease body read per member id (by ETag).
     members: HashMap<String, (String, MemberRecord)>,
     writes: u64,
@@ -99,6 +106,8 @@ impl<S: Store> Member<S> {
             trusted_until: None,
             held: BTreeMap::new(),
             claims: HashMap::new(),
+            claim_read_at: HashMap::new(),
+            unreleased: BTreeSet::new(),
             members: HashMap::new(),
             writes: 0,
             wall: WallClock::default(),
@@ -339,7 +348,7 @@ impl<S: Store> Member<S> {
     /// Gives up what it should not hold, takes its share of what nobody holds. True if any
     /// claim changed.
     async fn rebalance(&mut self, listing: &Listing, live: &BTreeMap<String, MemberRecord>) -> bool {
-        let mut changed = false;
+        let mut changed = self.retry_releases().await;
         let gone: Vec<String> = self.held.keys().filter(|flake| !self.local.contains_key(*flake)).cloned().collect();
         for flake in gone {
             changed |= self.release(&flake, "it is no longer a cluster flake here").await;
@@ -395,10 +404,14 @@ impl<S: Store> Member<S> {
         }
         let hinted: BTreeSet<&String> =
             live.iter().filter(|(id, _)| **id != self.id).flat_map(|(_, record)| record.claims.iter()).collect();
+        // Above its share only with the whole picture: a live lease that could not be read
+        // looks like a member with no flakes and no claims, whose flakes would all seem orphans.
+        let every_lease_read = listing.live.keys().all(|id| *id == self.id || self.members.contains_key(id));
         let orphans: Vec<String> = self
             .local
             .keys()
             .filter(|flake| !self.held.contains_key(*flake) && !hinted.contains(flake) && !others_with_room.contains(flake))
+            .filter(|_| every_lease_read)
             .cloned()
             .collect();
         for flake in orphans {
@@ -427,16 +440,17 @@ impl<S: Store> Member<S> {
         let mut known = self.claims.get(flake).cloned();
         // Whether `known` was read in this call. A copy kept from earlier may name a holder
         // that has since released the flake: only flakes no live lease lists reach here, so a
-        // copy naming a live holder is read again once before giving up, or a member that read
-        // a lease before its holder listed its new claims would never take them (seen under
-        // load: a joining member left with none).
+        // copy naming a live holder is read again, once, if that holder's lease changed since
+        // the copy was read; or a member that read a lease before its holder listed its new
+        // claims would never take them (seen under load: a joining member left with none). An
+        // unchanged lease means an unchanged claim, so no request is made for it.
         let mut fresh = false;
         for _attempt in 0..3 {
             let (condition, why) = match &known {
                 None => (Condition::Absent, "nobody had claimed it".to_string()),
                 Some((etag, record)) => match self.takeable(record, listing) {
                     Some(why) => (Condition::Matches(etag.clone()), why),
-                    None if !fresh => {
+                    None if !fresh && self.holder_lease_changed(flake, record) => {
                         let Ok(read) = self.read_claim(flake).await else { return false };
                         (known, fresh) = (read, true);
                         continue;
@@ -490,7 +504,19 @@ impl<S: Store> Member<S> {
             Some(claim) => self.claims.insert(flake.to_string(), claim.clone()),
             None => self.claims.remove(flake),
         };
+        let holder = read.as_ref().and_then(|(_, record)| record.holder.as_deref());
+        self.claim_read_at.insert(flake.to_string(), holder.and_then(|holder| self.lease_etag(holder)));
         Ok(read)
+    }
+
+    fn lease_etag(&self, member: &str) -> Option<String> {
+        self.members.get(member).map(|(etag, _)| etag.clone())
+    }
+
+    /// Whether the lease of the member `record` names has changed since this copy was read.
+    fn holder_lease_changed(&self, flake: &str, record: &ClaimRecord) -> bool {
+        let Some(holder) = record.holder.as_deref() else { return true };
+        self.claim_read_at.get(flake).is_none_or(|read_at| *read_at != self.lease_etag(holder))
     }
 
     /// Why `record`'s claim may be taken now, or `None` if its holder still holds it.
@@ -511,16 +537,48 @@ impl<S: Store> Member<S> {
         // Stop first: from here on no firing of it starts on this member.
         self.gate.drop_claim(flake);
         let Some(held) = self.held.remove(flake) else { return false };
-        let record = ClaimRecord { flake: flake.to_string(), holder: None, version: held.version, write: self.next_write() };
-        let body = serde_json::to_vec(&record).expect("a claim serializes");
-        let result = self.store.put(&format!("{CLAIMS}{flake}"), body, Condition::Matches(held.etag)).await;
-        self.count(RequestKind::Put, &result.as_ref().map(|put| *put != Put::Lost));
-        if let Ok(Put::Written(etag)) = result {
-            self.claims.insert(flake.to_string(), (etag, record));
-        }
+        self.write_release(flake, held.etag, held.version).await;
         self.metrics.cluster_claim_changes.get_or_create(&ClaimChangeLabels { change: "released" }).inc();
         tracing::info!(member = self.id, flake, "gave up the cluster flake: {why}");
         true
+    }
+
+    /// Writes `flake`'s claim as nobody's. On an S3 error the flake is kept in `unreleased`
+    /// and retried: the claim still names this member, which no longer runs it, and no other
+    /// member may take a claim naming a live member, so without the retry nobody would run it.
+    async fn write_release(&mut self, flake: &str, etag: String, version: String) {
+        let record = ClaimRecord { flake: flake.to_string(), holder: None, version, write: self.next_write() };
+        let body = serde_json::to_vec(&record).expect("a claim serializes");
+        let result = self.store.put(&format!("{CLAIMS}{flake}"), body, Condition::Matches(etag)).await;
+        self.count(RequestKind::Put, &result.as_ref().map(|put| *put != Put::Lost));
+        match result {
+            Ok(Put::Written(etag)) => {
+                self.claims.insert(flake.to_string(), (etag, record));
+                self.unreleased.remove(flake);
+            }
+            // Someone else wrote it since: it is not this member's to release any more.
+            Ok(Put::Lost) => {
+                self.unreleased.remove(flake);
+            }
+            Err(error) => {
+                tracing::warn!(member = self.id, flake, "cannot write the release of the claim (retried next cycle): {error}");
+                self.unreleased.insert(flake.to_string());
+            }
+        }
+    }
+
+    /// Retries the releases that could not be written. True if any was.
+    async fn retry_releases(&mut self) -> bool {
+        let mut written = false;
+        for flake in std::mem::take(&mut self.unreleased) {
+            let Some((etag, record)) = self.claims.get(&flake).cloned() else { continue };
+            if self.held.contains_key(&flake) || record.holder.as_deref() != Some(self.id.as_str()) {
+                continue;
+            }
+            self.write_release(&flake, etag, record.version).await;
+            written |= !self.unreleased.contains(&flake);
+        }
+        written
     }
 
     /// Rewrites a held claim for the version this member now has.
@@ -654,5 +712,65 @@ mod tests {
         assert!(joiner.cycle().await);
         assert_eq!(joiner.held.len(), 15, "the joiner takes what a released");
         assert!(first.held.keys().all(|flake| !joiner.held.contains_key(flake)), "no flake is held twice");
+    }
+
+    /// Two members, 15 flakes each.
+    async fn steady_pair(store: &MemoryStore, flakes: &BTreeMap<String, String>) -> (Member<MemoryStore>, Member<MemoryStore>) {
+        let mut first = member(store, "a", flakes);
+        let mut second = member(store, "b", flakes);
+        for _ in 0..3 {
+            assert!(first.cycle().await && second.cycle().await);
+            tokio::time::advance(Duration::from_secs(30)).await;
+        }
+        assert_eq!((first.held.len(), second.held.len()), (15, 15));
+        (first, second)
+    }
+
+    /// A live lease that cannot be read makes its member look like one with no flakes and no
+    /// claims. Its flakes must not be tried as orphans: that cost two requests per flake per
+    /// cycle, however many flakes (the bound is 4 requests a minute per member).
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_lease_costs_no_request_per_flake() {
+        let store = MemoryStore::new(Utc::now());
+        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let (mut first, second) = steady_pair(&store, &flakes).await;
+        store.put(&format!("{MEMBERS}{}", second.id), b"not a lease".to_vec(), Condition::None).await.unwrap();
+        // Two cycles while that lease is live (it expires 50 s after it was written).
+        for _ in 0..2 {
+            let before = first.store.requests();
+            assert!(first.cycle().await);
+            // The renewal, the listing and one read of the changed lease.
+            assert_eq!(first.store.requests() - before, 3, "no request per flake");
+            assert_eq!(first.held.len(), 15);
+            tokio::time::advance(Duration::from_secs(20)).await;
+        }
+    }
+
+    /// A release whose write failed leaves the claim naming a member that no longer runs the
+    /// flake; no other member may take it while that member is live, and the member that gave
+    /// it up does not take it back while another member has room for it. It is written again at
+    /// the next cycle, and the flake runs elsewhere.
+    #[tokio::test(start_paused = true)]
+    async fn a_release_that_could_not_be_written_is_retried_and_the_flake_runs_elsewhere() {
+        let store = MemoryStore::new(Utc::now());
+        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let mut first = member(&store, "a", &flakes);
+        assert!(first.cycle().await);
+        let mut second = member(&store, "b", &flakes);
+        assert!(second.cycle().await);
+        assert_eq!((first.held.len(), second.held.len()), (30, 0));
+        // a gives one flake up to spread, and that release is not written.
+        let flake = first.held.keys().next().unwrap().clone();
+        first.store.cut_off(true);
+        assert!(first.release(&flake, "spreading").await);
+        first.store.cut_off(false);
+        assert!(!first.gate.may_run(&flake, "v1", Utc::now() + chrono::TimeDelta::hours(1)), "a released flake stops at once");
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(20)).await;
+            assert!(first.cycle().await && second.cycle().await);
+        }
+        assert!(second.held.contains_key(&flake) || first.held.contains_key(&flake), "{flake} runs somewhere");
+        assert_eq!((first.held.len(), second.held.len()), (15, 15));
+        assert!(first.unreleased.is_empty());
     }
 }
