@@ -168,9 +168,13 @@ impl<S: Store> Member<S> {
     async fn check(&mut self) -> bool {
         self.stale_expires = None;
         if !self.trusted() {
+            self.doubt_agreement("this member's lease is not trusted");
             return false;
         }
-        let Ok(listing) = self.list().await else { return false };
+        let Ok(listing) = self.list().await else {
+            self.doubt_agreement("the members could not be listed");
+            return false;
+        };
         let live = self.read_live_members(&listing).await;
         let changed = self.rebalance(&listing, &live).await;
         if changed {
@@ -227,6 +231,22 @@ impl<S: Store> Member<S> {
                 *current = Arc::new(agreement);
             }
             changed
+        });
+    }
+
+    /// The last picture may be out of date (the listing failed, or this member's lease is not
+    /// trusted): it is marked unsure, so no cluster alarm is deleted on it until a listing
+    /// succeeds again.
+    fn doubt_agreement(&self, why: &str) {
+        let Some(sender) = &self.agreement else { return };
+        sender.send_if_modified(|current| {
+            if current.unsure.is_some() {
+                return false;
+            }
+            let mut doubted = (**current).clone();
+            doubted.unsure = Some(why.to_string());
+            *current = Arc::new(doubted);
+            true
         });
     }
 
@@ -772,5 +792,25 @@ mod tests {
         assert!(second.held.contains_key(&flake) || first.held.contains_key(&flake), "{flake} runs somewhere");
         assert_eq!((first.held.len(), second.held.len()), (15, 15));
         assert!(first.unreleased.is_empty());
+    }
+
+    /// A listing that fails leaves the last picture out of date: it must say so, or a member
+    /// could delete a flake's alarms on a picture older than a member that has the flake again.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_listing_makes_the_picture_unsure() {
+        let store = MemoryStore::new(Utc::now());
+        let flakes: BTreeMap<String, String> = (0..4).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let (agreement, seen) = watch::channel(Arc::new(Agreement::default()));
+        let mut only = member(&store, "a", &flakes).with_agreement(agreement);
+        assert!(only.cycle().await);
+        assert_eq!(seen.borrow().unsure, None, "every live lease was read");
+        assert!(only.renew().await);
+        only.store.cut_off(true);
+        assert!(!only.check().await);
+        assert_eq!(seen.borrow().unsure.as_deref(), Some("the members could not be listed"));
+        only.store.cut_off(false);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(only.cycle().await);
+        assert_eq!(seen.borrow().unsure, None, "listed again");
     }
 }
