@@ -26,7 +26,7 @@ pub fn cap_series(entries: Vec<Entry>, max_series: usize) -> Guarded {
     if entries.len() <= max_series {
         // No more entries than series allowed: nothing to drop, only the distinct ones to count,
         // which needs no order.
-        let series = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect::<HashSet<_>>().len();
+        let series = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect::<foldhash::HashSet<_>>().len();
         return Guarded { entries, series, dropped_series: 0 };
     }
     let keys: Vec<(&str, &[Dimension])> = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect();
