@@ -195,7 +195,6 @@ pub fn main() -> ExitCode {
     } else {
         init_logging(&cli.options, "warn", std::io::stderr);
     }
-    limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -205,23 +204,6 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(dispatch(cli))
 }
-
-/// glibc gives threads that allocate at the same time arenas of their own (up to eight per core)
-/// and seldom returns their freed pages: with scrapes parsed on tokio's blocking threads that was
-/// a fifth of the daemon's RSS at 10,000 series a second (bench/peer.sh: 50-52 MB, 40-41 MB with
-/// two arenas, at the same CPU). An operator's own MALLOC_ARENA_MAX still wins.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: sets one allocator parameter, before any thread of ours starts.
-        unsafe {
-            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
 
 async fn dispatch(cli: Cli) -> ExitCode {
     crate::runner::direct::set_direct_exec(!cli.options.no_direct_exec);
