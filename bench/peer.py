@@ -361,7 +361,7 @@ class Bench:
 # -- the plan ----------------------------------------------------------------------------------
 def points(quick: bool, live_series: int) -> list[dict]:
     """(targets, total series, interval) points: series scaling, target scaling, interval scaling."""
-    window = {1: 20, 10: 60, 60: 180} if not quick else {1: 10, 10: 30, 60: 120}
+    window = {1: 20, 10: 40, 60: 120} if not quick else {1: 10, 10: 30, 60: 120}
     plan = [
         ("live node_exporter", 1, live_series, 1, True),
         ("series", 1, 1_000, 1, False),

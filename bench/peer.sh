@@ -2,7 +2,7 @@
 # Scrape flakes side by side with Prometheus in agent mode (issue 27); the report goes to
 # target/bench-peer.md and is copied by hand into docs/benchmarks.md ("Side by side with Prometheus").
 #
-#   bench/peer.sh                          # every point, our PutMetricData to a local sink: about 35 minutes
+#   bench/peer.sh                          # every point, our PutMetricData to a local sink: about 28 minutes
 #   bench/peer.sh --quick                  # shorter windows, no 100,000-series or 60 s point: about 12 minutes
 #   bench/peer.sh --cycles 3               # each point three times, interleaved, median shown
 #   bench/peer.sh --cloudwatch localstack  # our PutMetricData to LocalStack instead (slow: see bench/peer.py)
