@@ -13,7 +13,11 @@ Both scrape the same targets in turn, one system at a time, never together:
     summaries and histograms.
 
 Prometheus agent remote-writes to a local sink that reads and discards the body (its CPU is not
-counted); `snowflake run` publishes for real to LocalStack (its CPU is not counted either).
+counted); `snowflake run` publishes for real through the AWS SDK, by default to a local PutMetricData
+sink that reads, counts and discards the datums the same way (`--cloudwatch sink`), or to LocalStack
+(`--cloudwatch localstack`), which stores them but on a busy two-core machine takes seconds per
+1,000-datum request, so at 10,000 series a second it measures our backlog rather than our work.
+Neither sink's CPU is counted.
 
 Measured per point, over a steady window after a warm-up: the scraper's own CPU (utime + stime
 from /proc, the process only), its RSS (largest and last sample, once a second), and the scrapes
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import http.server
 import json
 import math
@@ -86,11 +91,14 @@ def with_shard(line: str, shard: int) -> str:
     return f"{name}{{{inner}}} {rest}"
 
 
+MAX_SERIES = 10_000  # the most flakeMaxSeries allows: no target serves more, so nothing is dropped
+
+
 def exposition(series: int) -> tuple[bytes, int]:
     """An exposition of about `series` sample lines made from the real capture; the exact count."""
     blocks = families(CAPTURE.read_text())
     base = sum(len(samples) for _, samples in blocks)
-    copies = max(1, round(series / base))
+    copies = max(1, min(round(series / base), MAX_SERIES // base))
     lines: list[str] = []
     for header, samples in blocks:
         lines.extend(header)
@@ -136,6 +144,51 @@ class Targets:
     def hits_of(self, system: str) -> int:
         with self.lock:
             return self.hits.get(system, 0)
+
+
+class CloudWatchSink:
+    """A PutMetricData receiver for `--cloudwatch sink`: reads each request (the AWS SDK's CBOR
+    body, gzipped above 10 KB), counts its datums and answers 200 like CloudWatch, doing nothing
+    with them: the same treatment as the peer's remote-write sink. LocalStack (the default when
+    asked for `--cloudwatch localstack`) stores every datum and, on a busy two-core machine, takes
+    seconds per 1,000-datum request, so at 10,000 series a second the daemon's backlog, not its
+    work, would be measured."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.datums = 0
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if (self.headers.get("Content-Encoding") or "").strip() == "gzip":
+                    body = gzip.decompress(body)
+                if b"PutMetricData" not in self.path.encode():
+                    self.send_error(400, f"not PutMetricData: {self.path}")
+                    return
+                with sink.lock:
+                    sink.requests += 1
+                    # Each datum is a CBOR map with the text key MetricName.
+                    sink.datums += body.count(b"jMetricName")
+                self.send_response(200)
+                self.send_header("smithy-protocol", "rpc-v2-cbor")
+                self.send_header("Content-Type", "application/cbor")
+                self.send_header("Content-Length", "1")
+                self.end_headers()
+                self.wfile.write(b"\xa0")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 class Sink:
@@ -193,14 +246,16 @@ def stop(process: subprocess.Popen) -> None:
 
 # -- the systems -------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, args: argparse.Namespace, targets: Targets, sink: Sink, node_port: int):
+    def __init__(self, args: argparse.Namespace, targets: Targets, sink: Sink, node_port: int,
+                 cloudwatch: CloudWatchSink | None):
         self.args = args
         self.snowflake = str(Path(args.snowflake).resolve())
         self.work = Path(args.work)
         self.targets = targets
         self.sink = sink
         self.node_port = node_port
-        self.localstack_log = Path(os.environ["SNOWFLAKE_LOCALSTACK_LOG"])
+        self.cloudwatch = cloudwatch
+        self.localstack_log = None if cloudwatch else Path(os.environ["SNOWFLAKE_LOCALSTACK_LOG"])
         self.counter = 0
 
     def fresh(self, name: str) -> Path:
@@ -210,7 +265,12 @@ class Bench:
         return path
 
     def puts(self) -> int:
+        if self.cloudwatch is not None:
+            return self.cloudwatch.requests
         return self.localstack_log.read_text(errors="replace").count("AWS cloudwatch.PutMetricData => 200")
+
+    def datums(self) -> int | None:
+        return self.cloudwatch.datums if self.cloudwatch is not None else None
 
     def urls(self, system: str, point: dict) -> list[str]:
         if point["live"]:
@@ -242,10 +302,13 @@ class Bench:
         (root / "flakes").mkdir()
         for i, url in enumerate(self.urls("snowflake", point)):
             flake = {"flakeName": f"t{i:03d}", "flakeType": "scrape", "flakeUrl": url,
-                     "flakeCronstring": f"@every {point['interval']}s", "flakeMaxSeries": 10000,
+                     "flakeCronstring": f"@every {point['interval']}s", "flakeMaxSeries": MAX_SERIES,
                      "flakeMetricNamespace": f"Bench/Peer{self.counter}"}
             (root / "flakes" / f"t{i:03d}.json").write_text(json.dumps(flake))
         env = dict(os.environ)
+        if self.cloudwatch is not None:
+            env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{self.cloudwatch.port}", AWS_REGION="us-east-1",
+                       AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true")
         env.update(SNOWFLAKE_FLAKES=str(root / "flakes"), SNOWFLAKE_LOG_DIR=str(root / "logs"),
                    SNOWFLAKE_STATE_DIR=str(root / "state"), SNOWFLAKE_LOG_LEVEL="warn",
                    SNOWFLAKE_LISTEN="off", SNOWFLAKE_TIMEZONE="UTC")
@@ -254,7 +317,6 @@ class Bench:
 
     def measure(self, system: str, point: dict) -> dict:
         start = self.prometheus if system == "prometheus" else self.snowflake_run
-        puts_before = self.puts()
         sink_before = self.sink.requests
         process, root = start(point)
         try:
@@ -263,12 +325,14 @@ class Bench:
                 raise SystemExit(f"peer: {system} exited early:\n{(root / 'out.log').read_text()[-2000:]}")
             hits_before = self.live_hits() if point["live"] else self.targets.hits_of(system)
             cpu_before = cpu_seconds(process.pid)
+            puts_before, datums_before = self.puts(), self.datums()
             began = time.monotonic()
             rss: list[float] = []
             while time.monotonic() - began < point["window"]:
                 rss.append(rss_mb(process.pid))
                 time.sleep(1)
             cpu = cpu_seconds(process.pid) - cpu_before
+            puts, datums = self.puts() - puts_before, self.datums()
             hits_after = self.live_hits() if point["live"] else self.targets.hits_of(system)
             loadavg = load_average()
         finally:
@@ -277,10 +341,11 @@ class Bench:
         if scrapes <= 0:
             raise SystemExit(f"peer: {system} made no scrape at {point['label']}; see {root / 'out.log'}")
         series = point["series_per_target"]
-        return {"cpu": cpu, "scrapes": scrapes, "series": series,
+        delivered = None if datums is None else datums - datums_before
+        return {"cpu": cpu, "delivered": delivered, "scrapes": scrapes, "series": series,
                 "cpu_us_per_series": cpu / (scrapes * series) * 1e6,
                 "rss_max": max(rss), "rss_last": rss[-1], "load": loadavg,
-                "puts": self.puts() - puts_before, "remote_writes": self.sink.requests - sink_before}
+                "puts": puts, "remote_writes": self.sink.requests - sink_before}
 
     def live_hits(self) -> int:
         """The live exporter counts its own scrapes in promhttp_metric_handler_requests_total."""
@@ -296,14 +361,16 @@ class Bench:
 # -- the plan ----------------------------------------------------------------------------------
 def points(quick: bool, live_series: int) -> list[dict]:
     """(targets, total series, interval) points: series scaling, target scaling, interval scaling."""
-    window = {1: 20, 10: 60, 60: 180} if not quick else {1: 10, 10: 30, 60: 120}
+    window = {1: 20, 10: 40, 60: 120} if not quick else {1: 10, 10: 30, 60: 120}
     plan = [
         ("live node_exporter", 1, live_series, 1, True),
+        ("series", 1, 1_000, 1, False),
         ("series", 10, 1_000, 10, False),
         ("series", 10, 10_000, 10, False),
         ("series", 10, 100_000, 10, False),
         ("targets", 1, 10_000, 10, False),
         ("targets", 50, 10_000, 10, False),
+        ("targets", 50, 100_000, 10, False),
         ("interval", 10, 10_000, 1, False),
         ("interval", 10, 10_000, 60, False),
     ]
@@ -324,6 +391,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter windows, no 100,000-series or 60 s point")
     parser.add_argument("--cycles", type=int, default=1, help="measure each point this many times, interleaved")
     parser.add_argument("--output", required=True, help="where the Markdown report goes")
+    parser.add_argument("--cloudwatch", choices=("sink", "localstack"), default="sink",
+                        help="where our PutMetricData goes: a local sink that counts and discards (default), or LocalStack")
     args = parser.parse_args()
 
     targets, sink = Targets(), Sink()
@@ -332,7 +401,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1)
-        bench = Bench(args, targets, sink, node_port)
+        bench = Bench(args, targets, sink, node_port, CloudWatchSink() if args.cloudwatch == "sink" else None)
         live_body = subprocess.run(["curl", "-fsS", f"http://127.0.0.1:{node_port}/metrics"], capture_output=True,
                                    check=True).stdout.decode()
         live_series = sum(1 for line in live_body.splitlines() if line and not line.startswith("#"))
@@ -368,25 +437,31 @@ def median(results: list[dict], key: str) -> float:
 def report(rows: list, args: argparse.Namespace) -> str:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    target = ("a local PutMetricData sink (counts and discards, like the peer's)" if args.cloudwatch == "sink"
+              else "LocalStack")
+    flags = "".join(f" {flag}" for flag, on in (("--quick", args.quick), (f"--cycles {args.cycles}", args.cycles > 1),
+                                                  ("--cloudwatch localstack", args.cloudwatch == "localstack")) if on)
     lines = [
-        f"Measured {when} by `bench/peer.sh{' --quick' if args.quick else ''}` ({args.cycles} cycle(s) a point, "
-        f"median shown), {os.cpu_count()} CPUs; peer: {version}, agent mode, remote write to a local sink; "
-        "SpecialSnowflake: `snowflake run` (release) with one scrape flake per target, publishing to LocalStack.",
+        f"Measured {when} by `bench/peer.sh{flags}` ({args.cycles} cycle(s) a point, median shown), "
+        f"{os.cpu_count()} CPUs; peer: {version}, agent mode, remote write to a local sink; SpecialSnowflake: "
+        f"`snowflake run` (release) with one scrape flake per target, publishing through the AWS SDK to {target}. "
+        "CPU ms per 1,000 series = µs per series.",
         "",
-        "| point | series per scrape | Prometheus agent µs CPU per series | SpecialSnowflake µs CPU per series | "
-        "ratio (ours / peer) | peer RSS MB (max) | our RSS MB (max) | RSS ratio | load average (peer; ours) | "
-        "our PutMetricData calls |",
+        "| point | series per scrape | Prometheus agent CPU ms per 1,000 series | SpecialSnowflake CPU ms per 1,000 series | "
+        "CPU ratio (ours / peer) | peer RSS MB (max) | our RSS MB (max) | RSS ratio | load average (peer; ours) | "
+        "our PutMetricData calls (datums) in the window |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for point, results in rows:
         peer, ours = results["prometheus"], results["snowflake"]
         p_cpu, o_cpu = median(peer, "cpu_us_per_series"), median(ours, "cpu_us_per_series")
         p_rss, o_rss = median(peer, "rss_max"), median(ours, "rss_max")
+        delivered = ours[len(ours) // 2]["delivered"]
         lines.append(
             f"| {point['axis']}: {point['targets']} x {point['series_per_target']:,} series, every {point['interval']} s | "
             f"{point['series_per_target']:,} | {p_cpu:.2f} | {o_cpu:.2f} | {o_cpu / p_cpu:.2f}x | "
             f"{p_rss:.0f} | {o_rss:.0f} | {o_rss / p_rss:.2f}x | {peer[-1]['load']}; {ours[-1]['load']} | "
-            f"{median(ours, 'puts')} |")
+            f"{median(ours, 'puts')}{'' if delivered is None else f' ({delivered:,})'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -223,7 +223,11 @@ pub async fn execute(prepared: &Prepared, scheduled: DateTime<Utc>, context: &Ru
         match &mut verdict {
             Verdict::Ok { value: Some(value) } => points.push(Datapoint { series: series.clone(), value: *value, timestamp_ms }),
             Verdict::Read(readout) => {
-                points = datapoints(series, std::mem::take(&mut readout.entries), timestamp_ms);
+                let entries = std::mem::take(&mut readout.entries);
+                points = match &prepared.reader {
+                    Some(reader) => reader.datapoints(series, entries, timestamp_ms),
+                    None => datapoints(series, entries, timestamp_ms),
+                };
                 first_values = points.iter().take(FIRST_VALUES).map(|point| (series_label(point), point.value)).collect();
             }
             _ => {}

@@ -60,6 +60,8 @@ pub struct OutputReader {
     max_series: usize,
     counters: Mutex<CounterState>,
     keep_raw_counters: bool,
+    /// The series of the last run's datapoints, in order (see [`OutputReader::datapoints`]).
+    last_series: Mutex<Vec<Arc<Series>>>,
 }
 
 impl OutputReader {
@@ -79,6 +81,7 @@ impl OutputReader {
             max_series: output.max_series,
             counters: Mutex::new(CounterState::default()),
             keep_raw_counters: false,
+            last_series: Mutex::default(),
         }))
     }
 
@@ -91,6 +94,7 @@ impl OutputReader {
             max_series: self.max_series,
             counters: Mutex::new(CounterState::default()),
             keep_raw_counters: true,
+            last_series: Mutex::default(),
         }
     }
 
@@ -133,6 +137,65 @@ impl OutputReader {
         readout.dropped_series = guarded.dropped_series + cap.dropped_series();
         Ok(readout)
     }
+}
+
+impl OutputReader {
+    /// Like [`datapoints`], sharing the last run's [`Series`] where an entry names the same one at
+    /// the same place: an exporter prints its series in the same order every time, so a scrape's
+    /// datapoints mostly reuse the series already built instead of copying every name, label and
+    /// the flake's own strings again (and freeing them after delivery).
+    pub fn datapoints(&self, base: &Series, entries: Vec<Entry>, timestamp_ms: i64) -> Vec<Datapoint> {
+        let mut last = self.last_series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let same_base = |series: &Series| {
+            series.flake == base.flake
+                && series.region == base.region
+                && series.namespace == base.namespace
+                && series.storage_resolution == base.storage_resolution
+                && series.aggregate_seconds == base.aggregate_seconds
+        };
+        let mut slots: Vec<Option<Datapoint>> = Vec::with_capacity(entries.len());
+        let mut unknown = Vec::new();
+        for (index, entry) in entries.into_iter().enumerate() {
+            let unit = entry.unit.unwrap_or(base.unit.as_str());
+            match last.get(index).filter(|series| same_base(series) && names_series(series, base, &entry, unit)) {
+                Some(series) => slots.push(Some(Datapoint { series: series.clone(), value: entry.value, timestamp_ms })),
+                None => {
+                    slots.push(None);
+                    unknown.push(entry);
+                }
+            }
+        }
+        let mut built = datapoints(base, unknown, timestamp_ms).into_iter();
+        let points: Vec<Datapoint> =
+            slots.into_iter().map(|slot| slot.or_else(|| built.next()).expect("one built datapoint for each unknown entry")).collect();
+        *last = points.iter().map(|point| point.series.clone()).collect();
+        points
+    }
+}
+
+/// Whether `series` is the one [`datapoints`] builds for `entry` (with `unit`) on `base`.
+fn names_series(series: &Series, base: &Series, entry: &Entry, unit: &str) -> bool {
+    let flakes = base.dimensions.len();
+    if series.metric_name != entry.name || series.unit != unit || series.dimensions.len() < flakes {
+        return false;
+    }
+    let (first, rest) = series.dimensions.split_at(flakes);
+    if first != base.dimensions.as_slice() {
+        return false;
+    }
+    let mut rest = rest.iter();
+    for (position, dimension) in entry.dimensions.iter().enumerate() {
+        let shadowed = base.dimensions.iter().any(|(name, _)| *name == dimension.name)
+            || entry.dimensions[..position].iter().any(|earlier| earlier.name == dimension.name);
+        if shadowed {
+            continue;
+        }
+        match rest.next() {
+            Some((name, value)) if *name == dimension.name && *value == dimension.value => {}
+            _ => return false,
+        }
+    }
+    rest.next().is_none()
 }
 
 /// The datapoints of `entries` in `base`'s region and namespace: each entry's name, the flake's
@@ -219,6 +282,7 @@ mod tests {
             max_series,
             counters: Mutex::new(CounterState::default()),
             keep_raw_counters: false,
+            last_series: Mutex::default(),
         }
     }
 
@@ -250,5 +314,39 @@ mod tests {
         let entry = |value| Entry { name: "g".to_string(), value, unit: None, dimensions: Vec::new() };
         let points = datapoints(&base(), vec![entry(1.0), entry(2.0)], 0);
         assert!(Arc::ptr_eq(&points[0].series, &points[1].series));
+    }
+
+    #[test]
+    fn a_readers_datapoints_are_those_of_datapoints_and_share_the_last_runs_series() {
+        let reader = prometheus_reader(100);
+        let run = |values: &[(&str, &str, f64)]| -> Vec<Entry> {
+            values
+                .iter()
+                .map(|(name, cpu, value)| Entry {
+                    name: name.to_string(),
+                    value: *value,
+                    unit: None,
+                    dimensions: vec![Dimension::new("cpu", *cpu), Dimension::new("host", "shadowed")],
+                })
+                .collect()
+        };
+        let first = run(&[("a", "0", 1.0), ("a", "1", 2.0), ("b", "0", 3.0)]);
+        let points = reader.datapoints(&base(), first.clone(), 10);
+        assert_eq!(points, datapoints(&base(), first, 10));
+        // The same series again, one more in the middle, one name changed at the end.
+        let second = run(&[("a", "0", 4.0), ("c", "9", 5.0), ("a", "1", 6.0), ("x", "0", 7.0)]);
+        let again = reader.datapoints(&base(), second.clone(), 20);
+        assert_eq!(again, datapoints(&base(), second, 20));
+        assert!(Arc::ptr_eq(&again[0].series, &points[0].series), "a{{cpu=0}} kept its place");
+        assert!(!Arc::ptr_eq(&again[2].series, &points[2].series));
+        let third = run(&[("a", "0", 8.0), ("c", "9", 9.0)]);
+        let last = reader.datapoints(&base(), third.clone(), 30);
+        assert_eq!(last, datapoints(&base(), third, 30));
+        assert!(Arc::ptr_eq(&last[1].series, &again[1].series));
+        // Another base (a reloaded flake's series) shares nothing.
+        let mut other = base();
+        other.namespace = "Other".to_string();
+        let moved = reader.datapoints(&other, run(&[("a", "0", 1.0)]), 40);
+        assert_eq!(moved[0].series.namespace, "Other");
     }
 }

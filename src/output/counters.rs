@@ -8,22 +8,20 @@
 //! merged series cannot distort the others: merged counters' increases are added; merged gauges
 //! stay separate values of one series, next to each other, for one datum with `Values`.
 
-use std::collections::HashMap;
-
 use super::entry::{Dimension, Entry};
 use super::prometheus::{Kind, Sample, SeriesKey};
 
 /// Previous counter values of one flake, from its last run.
 #[derive(Debug, Clone, Default)]
 pub struct CounterState {
-    previous: HashMap<SeriesKey, f64>,
+    previous: foldhash::HashMap<SeriesKey, f64>,
 }
 
 impl CounterState {
     /// The entries to publish for this run's `samples`, and the counters remembered for the next
     /// run. Series absent from this run are forgotten, so memory follows the exposition.
     pub fn entries(&mut self, samples: Vec<Sample>) -> Vec<Entry> {
-        let mut current = HashMap::with_capacity(self.previous.len());
+        let mut current = foldhash::HashMap::with_capacity_and_hasher(self.previous.len(), Default::default());
         let mut increases = Vec::with_capacity(samples.len());
         for sample in samples {
             match sample.kind {
@@ -61,7 +59,8 @@ pub fn raw_entries(samples: Vec<Sample>) -> Vec<Entry> {
 /// Entries with equal name and dimensions merged: cumulative ones added into one, gauges kept
 /// as separate values placed together, all at the position of the series' first entry.
 fn merge(entries: Vec<(Entry, Kind)>) -> Vec<Entry> {
-    let mut series: HashMap<(&str, &[Dimension]), usize> = HashMap::with_capacity(entries.len());
+    let mut series: foldhash::HashMap<(&str, &[Dimension]), usize> =
+        foldhash::HashMap::with_capacity_and_hasher(entries.len(), Default::default());
     let group_of: Vec<usize> = entries
         .iter()
         .map(|(entry, _)| {

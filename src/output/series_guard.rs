@@ -23,6 +23,12 @@ pub struct Guarded {
 
 /// At most `max_series` distinct series of `entries`, the first in sorted order.
 pub fn cap_series(entries: Vec<Entry>, max_series: usize) -> Guarded {
+    if entries.len() <= max_series {
+        // No more entries than series allowed: nothing to drop, only the distinct ones to count,
+        // which needs no order.
+        let series = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect::<foldhash::HashSet<_>>().len();
+        return Guarded { entries, series, dropped_series: 0 };
+    }
     let keys: Vec<(&str, &[Dimension])> = entries.iter().map(|entry| (entry.name.as_str(), entry.dimensions.as_slice())).collect();
     let sorted: BTreeSet<(&str, &[Dimension])> = keys.iter().copied().collect();
     let total = sorted.len();
@@ -39,9 +45,17 @@ pub fn cap_series(entries: Vec<Entry>, max_series: usize) -> Guarded {
 /// at once when 200 are kept (issue 22): it keeps the first `max_series` series in sorted order
 /// seen so far, and counts every distinct series (by a 64-bit hash) to say how many it dropped.
 /// Which series survive is the same as [`cap_series`] would choose from all of them.
+///
+/// The caller keeps every item `admit` lets through in one candidates list and calls `prune`
+/// after each push. As long as that list holds no more items than `max_series`, no series can be
+/// over the cap, so nothing is tracked at all (the usual case, where bookkeeping every sample's
+/// series cost a sixth of a big scrape's CPU); the first item beyond it starts the tracking, with
+/// the candidates so far admitted again, in order.
 #[derive(Debug)]
 pub struct SeriesCap {
     max_series: usize,
+    /// False while every item offered has been let through untracked (see above).
+    tracking: bool,
     kept: BTreeSet<(String, Vec<Dimension>)>,
     seen: HashSet<u64>,
     /// The candidates list is pruned of evicted series when it reaches this length.
@@ -51,7 +65,13 @@ pub struct SeriesCap {
 impl SeriesCap {
     /// `usize::MAX` keeps everything and counts nothing.
     pub fn new(max_series: usize) -> Self {
-        SeriesCap { max_series, kept: BTreeSet::new(), seen: HashSet::new(), prune_at: 2 * max_series.clamp(1024, 1 << 20) }
+        SeriesCap {
+            max_series,
+            tracking: false,
+            kept: BTreeSet::new(),
+            seen: HashSet::new(),
+            prune_at: 2 * max_series.clamp(1024, 1 << 20),
+        }
     }
 
     fn uncapped(&self) -> bool {
@@ -60,9 +80,13 @@ impl SeriesCap {
 
     /// Whether `entry`'s series is, for now, among the kept ones; it is counted as seen either way.
     pub fn admit(&mut self, entry: &Entry) -> bool {
-        if self.uncapped() {
+        if self.uncapped() || !self.tracking {
             return true;
         }
+        self.admit_tracked(entry)
+    }
+
+    fn admit_tracked(&mut self, entry: &Entry) -> bool {
         let mut hasher = std::hash::DefaultHasher::new();
         (entry.name.as_str(), entry.dimensions.as_slice()).hash(&mut hasher);
         self.seen.insert(hasher.finish());
@@ -85,7 +109,21 @@ impl SeriesCap {
 
     /// Drops from `candidates` the items of series evicted since, once the list has grown enough.
     pub fn prune<T>(&mut self, candidates: &mut Vec<T>, entry: impl Fn(&T) -> &Entry) {
-        if !self.uncapped() && candidates.len() >= self.prune_at {
+        if self.uncapped() {
+            return;
+        }
+        if !self.tracking {
+            if candidates.len() <= self.max_series {
+                return;
+            }
+            self.tracking = true;
+            for item in std::mem::take(candidates) {
+                if self.admit_tracked(entry(&item)) {
+                    candidates.push(item);
+                }
+            }
+        }
+        if candidates.len() >= self.prune_at {
             self.finish(candidates, entry);
             self.prune_at = (2 * candidates.len()).max(self.prune_at);
         }
@@ -93,7 +131,7 @@ impl SeriesCap {
 
     /// Leaves in `candidates` only the items of the kept series.
     pub fn finish<T>(&self, candidates: &mut Vec<T>, entry: impl Fn(&T) -> &Entry) {
-        if self.uncapped() {
+        if self.uncapped() || !self.tracking {
             return;
         }
         candidates.retain(|item| {
@@ -183,5 +221,25 @@ mod tests {
         assert_eq!(candidates, whole.entries);
         assert_eq!(cap.dropped_series(), whole.dropped_series);
         assert_eq!(cap.dropped_series(), 493);
+    }
+
+    #[test]
+    fn the_streaming_cap_at_exactly_as_many_items_as_series_allowed_keeps_them_all() {
+        for max_series in [0, 1, 5, 6] {
+            let printed: Vec<Entry> = (0..6).rev().map(|index| entry(&format!("m{index}"), None, 1.0)).collect();
+            let mut cap = SeriesCap::new(max_series);
+            let mut candidates = Vec::new();
+            for entry in printed.clone() {
+                if cap.admit(&entry) {
+                    candidates.push(entry);
+                    cap.prune(&mut candidates, |entry| entry);
+                }
+            }
+            cap.finish(&mut candidates, |entry| entry);
+            let whole = cap_series(printed, max_series);
+            assert_eq!(candidates, whole.entries, "max_series {max_series}");
+            assert_eq!(cap.dropped_series(), whole.dropped_series, "max_series {max_series}");
+            assert_eq!(whole.series + whole.dropped_series, 6);
+        }
     }
 }

@@ -5,8 +5,6 @@
 //! CloudWatch computes every statistic, percentiles included, from the values and their counts,
 //! so a folded datum yields the same statistics as the datapoints sent one by one.
 
-use std::collections::HashMap;
-
 use super::datapoint::{Datapoint, Series};
 use crate::cloudwatch::Datum;
 
@@ -42,7 +40,7 @@ pub fn fold_front<'a>(points: impl IntoIterator<Item = &'a Datapoint>, namespace
     let mut groups: Vec<Group<'a>> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     // The datum each (series, timestamp) is filling now; a full one is replaced by a new one.
-    let mut filling: HashMap<(&'a Series, i64), usize> = HashMap::new();
+    let mut filling: foldhash::HashMap<(&'a Series, i64), usize> = foldhash::HashMap::default();
     let mut taken = 0;
     for (index, point) in points.into_iter().enumerate() {
         let timestamp_ms = point.datum_timestamp_ms();

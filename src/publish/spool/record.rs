@@ -34,10 +34,14 @@ struct Stored<'a> {
 /// Appends the framed record of `point` with sequence number `seq` to `buffer`.
 pub fn encode(buffer: &mut Vec<u8>, seq: u64, point: &Datapoint) {
     let stored = Stored { seq, timestamp_ms: point.timestamp_ms, value: point.value, series: std::borrow::Cow::Borrowed(&point.series) };
-    let payload = serde_json::to_vec(&stored).expect("a datapoint always serializes");
-    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    buffer.extend_from_slice(&payload);
+    // Written in place after a header filled in afterwards: no payload buffer per record.
+    let header = buffer.len();
+    buffer.extend_from_slice(&[0; HEADER]);
+    serde_json::to_writer(&mut *buffer, &stored).expect("a datapoint always serializes");
+    let payload = &buffer[header + HEADER..];
+    let (length, crc) = ((payload.len() as u32).to_le_bytes(), crc32fast::hash(payload).to_le_bytes());
+    buffer[header..header + 4].copy_from_slice(&length);
+    buffer[header + 4..header + HEADER].copy_from_slice(&crc);
 }
 
 /// A record read back from a segment.
