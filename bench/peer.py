@@ -107,6 +107,14 @@ def exposition(series: int) -> tuple[bytes, int]:
     return ("\n".join(lines) + "\n").encode(), base * copies
 
 
+
+def serve_in_background(handler: type) -> tuple[http.server.ThreadingHTTPServer, int]:
+    """An HTTP server of `handler` on a free loopback port, serving from a thread of its own."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
 class Targets:
     """The static exposition server: /<system>/<target>/metrics, hits counted per system."""
 
@@ -136,10 +144,7 @@ class Targets:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve_in_background(Handler)
 
     def hits_of(self, system: str) -> int:
         with self.lock:
@@ -185,10 +190,7 @@ class CloudWatchSink:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve_in_background(Handler)
 
 
 class Sink:
@@ -214,10 +216,7 @@ class Sink:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve_in_background(Handler)
 
 
 # -- measuring a process -----------------------------------------------------------------------

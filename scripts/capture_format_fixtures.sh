@@ -13,6 +13,8 @@
 # The fixtures are host-specific (metric counts, disk names, load values); the tests check
 # properties that hold on any host, so re-capturing elsewhere must keep them green.
 set -euo pipefail
+# shellcheck source=scripts/nginx-stub-status.sh
+. "$(dirname "$0")/nginx-stub-status.sh"
 
 out=tests/fixtures/formats
 plugins=/usr/lib/nagios/plugins
@@ -85,26 +87,7 @@ scrape node_exporter.second.prom "http://127.0.0.1:$node_port/metrics" "$text_fo
 
 # --- nginx with stub_status, and the NGINX exporter scraping it ------------------------------
 mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location = /stub_status { stub_status; }
-        location / { return 200 "snowflake\n"; }
-    }
-}
-EOF
+nginx_stub_status_conf "$work/nginx" "$nginx_port" >"$work/nginx/nginx.conf"
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 started+=($!)
 wait_for "http://127.0.0.1:$nginx_port/"

@@ -19,6 +19,8 @@
 # SNOWFLAKE_BIN=path uses an existing binary instead of `cargo build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/nginx-stub-status.sh
+. scripts/nginx-stub-status.sh
 CACHE="${SNOWFLAKE_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/specialsnowflake}"
 mode="${1:-draw}"
 [ $# -gt 0 ] && shift
@@ -83,26 +85,7 @@ record() {
     local nginx_port
     nginx_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     mkdir -p "$work/nginx/logs"
-    cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location = /stub_status { stub_status; }
-        location / { return 200 "snowflake\n"; }
-    }
-}
-EOF
+    nginx_stub_status_conf "$work/nginx" "$nginx_port" >"$work/nginx/nginx.conf"
     nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
     pids+=($!)
     prometheus-nginx-exporter -nginx.scrape-uri="http://127.0.0.1:$nginx_port/stub_status" \

@@ -158,6 +158,20 @@ mod tests {
         guarded.entries.iter().map(|e| (format!("{}{:?}", e.name, e.dimensions.first().map(|d| &d.value)), e.value)).collect()
     }
 
+    /// `printed` through the streaming cap as the parsers use it: the kept entries and the cap.
+    fn streamed(printed: &[Entry], max_series: usize) -> (Vec<Entry>, SeriesCap) {
+        let mut cap = SeriesCap::new(max_series);
+        let mut candidates = Vec::new();
+        for entry in printed.iter().cloned() {
+            if cap.admit(&entry) {
+                candidates.push(entry);
+                cap.prune(&mut candidates, |entry| entry);
+            }
+        }
+        cap.finish(&mut candidates, |entry| entry);
+        (candidates, cap)
+    }
+
     #[test]
     fn under_the_cap_nothing_is_dropped() {
         let guarded = cap_series(vec![entry("b", None, 1.0), entry("a", None, 2.0), entry("a", None, 3.0)], 2);
@@ -208,15 +222,7 @@ mod tests {
                 printed.push(entry(&format!("m{index:03}"), Some(if index % 2 == 0 { "a" } else { "b" }), f64::from(round)));
             }
         }
-        let mut cap = SeriesCap::new(7);
-        let mut candidates = Vec::new();
-        for entry in printed.clone() {
-            if cap.admit(&entry) {
-                candidates.push(entry);
-                cap.prune(&mut candidates, |entry| entry);
-            }
-        }
-        cap.finish(&mut candidates, |entry| entry);
+        let (candidates, cap) = streamed(&printed, 7);
         let whole = cap_series(printed, 7);
         assert_eq!(candidates, whole.entries);
         assert_eq!(cap.dropped_series(), whole.dropped_series);
@@ -227,15 +233,7 @@ mod tests {
     fn the_streaming_cap_at_exactly_as_many_items_as_series_allowed_keeps_them_all() {
         for max_series in [0, 1, 5, 6] {
             let printed: Vec<Entry> = (0..6).rev().map(|index| entry(&format!("m{index}"), None, 1.0)).collect();
-            let mut cap = SeriesCap::new(max_series);
-            let mut candidates = Vec::new();
-            for entry in printed.clone() {
-                if cap.admit(&entry) {
-                    candidates.push(entry);
-                    cap.prune(&mut candidates, |entry| entry);
-                }
-            }
-            cap.finish(&mut candidates, |entry| entry);
+            let (candidates, cap) = streamed(&printed, max_series);
             let whole = cap_series(printed, max_series);
             assert_eq!(candidates, whole.entries, "max_series {max_series}");
             assert_eq!(cap.dropped_series(), whole.dropped_series, "max_series {max_series}");
