@@ -176,15 +176,17 @@ impl<C: CloudWatch> Reconciler<C> {
         self.reconcile_owned(desired, scope, managed, &mut HostList(self)).await
     }
 
-    /// Removes from this host's managed list (without deleting anything) the alarms of these
-    /// flakes and these (region, name)s: cluster flakes' alarms, which belong to the cluster
-    /// (SPEC 15), so this host never deletes them as its own leftovers. Returns how many.
-    pub async fn hand_over(&self, flakes: &BTreeSet<String>, names: &BTreeSet<(String, String)>) -> Result<usize, String> {
+    /// Removes from this host's managed list (without deleting anything) these (region, name)s:
+    /// the alarms this host's cluster flakes declare, which belong to the cluster (SPEC 15), so
+    /// this host never deletes them as its own leftovers. Alarms of those flakes that the cluster
+    /// versions no longer declare stay in the list: this host deletes them as its leftovers (no
+    /// cluster record would ever name them). Returns how many were handed over.
+    pub async fn hand_over(&self, names: &BTreeSet<(String, String)>) -> Result<usize, String> {
         let _lock = self.managed.lock().await?;
         let mut managed = self.load_managed().await?;
         let leaving: Vec<(String, String)> = managed
             .iter()
-            .filter(|(region, name, record)| flakes.contains(&record.flake) || names.contains(&((*region).clone(), (*name).clone())))
+            .filter(|(region, name, _)| names.contains(&((*region).clone(), (*name).clone())))
             .map(|(region, name, _)| (region.clone(), name.clone()))
             .collect();
         if leaving.is_empty() {

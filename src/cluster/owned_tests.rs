@@ -3,7 +3,7 @@
 //! gone flake's alarms are deleted exactly once (also when the deleter dies half-way), a damaged
 //! record deletes nothing, and steady state costs no S3 request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -280,17 +280,21 @@ async fn a_host_s_list_hands_cluster_flakes_alarms_over_without_deleting_them() 
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
     let a = Member::new(&bucket, &fake, "a");
-    // Before joining the cluster, x ran here as a host flake: its alarm is in the host's list.
-    let (desired, _) = desired_alarms(std::slice::from_ref(&x), Some(REGION));
+    // Before joining the cluster, x ran here as a host flake with two alarms: both in the host's list.
+    let host_era = flake("x", &["high", "old"], 5.0);
+    let (desired, _) = desired_alarms(std::slice::from_ref(&host_era), Some(REGION));
     a.reconciler.reconcile(&desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
-    assert_eq!(ManagedFile::new(a._state.path()).load().unwrap().alarms.len(), 1);
-    let handed = a.reconciler.hand_over(&BTreeSet::from(["x".to_string()]), &BTreeSet::new()).await.unwrap();
+    assert_eq!(ManagedFile::new(a._state.path()).load().unwrap().iter().count(), 2);
+    // The cluster version declares only "high": only that one is handed over.
+    let (cluster_desired, _) = desired_alarms(std::slice::from_ref(&x), Some(REGION));
+    let handed = a.reconciler.hand_over(&cluster_desired.iter().map(DesiredAlarm::key).collect()).await.unwrap();
     assert_eq!(handed, 1);
-    // The host part now reconciles without x: nothing of x is deleted.
+    // The host part now reconciles without x: "high" is the cluster's and stays; "old", which no
+    // cluster record will ever list, is deleted as this host's leftover.
     let other = flake("other", &[], 1.0);
     let (host_desired, _) = desired_alarms(std::slice::from_ref(&other), Some(REGION));
     a.reconciler.reconcile(&host_desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
     assert!(fake.alarm(REGION, "FL-x-high").is_some());
+    assert!(fake.alarm(REGION, "FL-x-old").is_none(), "the host-era alarm the cluster version drops is deleted");
     assert!(ManagedFile::new(a._state.path()).load().unwrap().alarms.is_empty());
-    let _ = BTreeMap::<String, String>::new();
 }
