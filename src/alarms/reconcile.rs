@@ -230,7 +230,12 @@ impl<C: CloudWatch> Reconciler<C> {
         // (A cluster's record also takes the declared alarms that exist: those a host created
         // before the flake became a cluster flake are the cluster's to delete now.)
         let adopted = desired.iter().filter(|alarm| owner.adopts() && actual.contains_key(&alarm.key()));
+        // The flakes that gain alarms now: their owner confirms its list is still there.
+        let mut claimed: BTreeSet<String> = plan.creates.iter().map(|alarm| alarm.flake.clone()).collect();
         for alarm in plan.creates.iter().chain(adopted) {
+            if managed.get(&alarm.region, &alarm.config.name).is_none() {
+                claimed.insert(alarm.flake.clone());
+            }
             let tags = managed.get(&alarm.region, &alarm.config.name).map(|record| record.tags.clone()).unwrap_or_default();
             managed.insert(&alarm.region, &alarm.config.name, Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags });
         }
@@ -243,7 +248,7 @@ impl<C: CloudWatch> Reconciler<C> {
         for (region, name) in &plan.forgotten {
             managed.remove(region, name);
         }
-        owner.save(&managed).await?;
+        owner.save(&managed, &claimed).await?;
 
         // Metric alarms first, then composites above what they name (SPEC 10).
         let depths = order::depths(desired.iter().filter_map(|alarm| Some((alarm.config.name.as_str(), alarm.config.rule.as_deref()?))));
@@ -291,7 +296,7 @@ impl<C: CloudWatch> Reconciler<C> {
         self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
         self.apply_deletes(&plan, &actual, &mut managed, &mut applied, owner).await;
 
-        owner.save(&managed).await?;
+        owner.save(&managed, &BTreeSet::new()).await?;
         Ok(applied)
     }
 
@@ -482,7 +487,10 @@ impl<C: CloudWatch> Reconciler<C> {
 /// cluster flake's ownership record in S3.
 pub trait Ownership: Send {
     /// Stores the list; called before any alarm is created (ownership first) and at the end.
-    fn save(&mut self, managed: &Managed) -> impl Future<Output = Result<(), String>> + Send;
+    /// `claimed`: the flakes whose alarms are about to be created or newly adopted (the first
+    /// call only); their list is written even if it did not change, so one that vanished is
+    /// noticed before alarms exist that no list names.
+    fn save(&mut self, managed: &Managed, claimed: &BTreeSet<String>) -> impl Future<Output = Result<(), String>> + Send;
     /// Whether declared alarms that exist become owned too (a cluster's record: yes; a host's
     /// list: no, another host or a person may have made them).
     fn adopts(&self) -> bool {
@@ -498,7 +506,7 @@ pub trait Ownership: Send {
 struct HostList<'a, C>(&'a Reconciler<C>);
 
 impl<C: CloudWatch> Ownership for HostList<'_, C> {
-    async fn save(&mut self, managed: &Managed) -> Result<(), String> {
+    async fn save(&mut self, managed: &Managed, _claimed: &BTreeSet<String>) -> Result<(), String> {
         self.0.save_managed(managed).await
     }
 }
