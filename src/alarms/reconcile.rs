@@ -200,6 +200,18 @@ impl<C: CloudWatch> Reconciler<C> {
         Ok(leaving.len())
     }
 
+    /// Adds to this host's managed list alarms a gone cluster flake's record listed that a host
+    /// flake here declares: the record is deleted, and this host deletes them once its flake no
+    /// longer declares them (otherwise no list would own them).
+    pub async fn take_from_cluster(&self, alarms: &[(String, String, Record)]) -> Result<(), String> {
+        let _lock = self.managed.lock().await?;
+        let mut managed = self.load_managed().await?;
+        for (region, name, record) in alarms {
+            managed.insert(region, name, record.clone());
+        }
+        self.save_managed(&managed).await
+    }
+
     /// Plans and applies with `managed` as the list of alarms that are ours, kept by `owner`.
     pub async fn reconcile_owned<O: Ownership>(
         &self,

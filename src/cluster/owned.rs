@@ -108,7 +108,7 @@ impl<S: Store> ClusterAlarms<S> {
         reconciler: &Reconciler<C>,
         local: &BTreeMap<String, String>,
         desired: &[DesiredAlarm],
-        declared: &BTreeSet<(String, String)>,
+        declared: &[DesiredAlarm],
     ) -> Applied {
         let agreement = self.agreement.borrow_and_update().clone();
         if agreement.unsure.is_none() {
@@ -251,12 +251,7 @@ impl<S: Store> ClusterAlarms<S> {
 
     /// Deletes the alarms of `flake`, gone from every live member, if this member wins the
     /// deletion mark (or takes over that of a member whose lease expired).
-    async fn delete_gone<C: CloudWatch>(
-        &mut self,
-        reconciler: &Reconciler<C>,
-        flake: &str,
-        declared: &BTreeSet<(String, String)>,
-    ) -> Applied {
+    async fn delete_gone<C: CloudWatch>(&mut self, reconciler: &Reconciler<C>, flake: &str, declared: &[DesiredAlarm]) -> Applied {
         if !self.gate.trusted() {
             return Applied::default();
         }
@@ -310,13 +305,29 @@ impl<S: Store> ClusterAlarms<S> {
         }
         let mut managed = Managed { version: 1, ..Managed::default() };
         insert_record(&mut managed, &record);
-        let kept: Vec<(String, String)> = managed
+        // Alarms a flake of this member declares (the flake became a host flake here) are not
+        // deleted: they go to this host's list first, so that one owner still lists them.
+        let kept: Vec<(String, String, Record)> = declared
             .iter()
-            .filter(|(region, name, _)| declared.contains(&((*region).clone(), (*name).clone())))
-            .map(|(region, name, _)| (region.clone(), name.clone()))
+            .filter_map(|alarm| {
+                let record = managed.get(&alarm.region, &alarm.config.name)?;
+                let record = Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags: record.tags.clone() };
+                Some((alarm.region.clone(), alarm.config.name.clone(), record))
+            })
             .collect();
-        for (region, name) in &kept {
-            tracing::info!(flake, region, alarm = name, "not deleting the gone cluster flake's alarm: a flake of this member declares it");
+        if !kept.is_empty()
+            && let Err(reason) = reconciler.take_from_cluster(&kept).await
+        {
+            tracing::warn!(flake, "the gone cluster flake's alarms are not deleted yet (tried again next reconcile): {reason}");
+            return Applied { failures: vec![reason], ..Applied::default() };
+        }
+        for (region, name, _) in &kept {
+            tracing::info!(
+                flake,
+                region,
+                alarm = name,
+                "not deleting the gone cluster flake's alarm: a flake of this member declares it, so it is now this host's"
+            );
             managed.remove(region, name);
         }
         let mut writer = RecordWriter { keeper: self, flakes: BTreeSet::from([flake.to_string()]), deleting: Some(me) };

@@ -3,7 +3,7 @@
 //! gone flake's alarms are deleted exactly once (also when the deleter dies half-way), a damaged
 //! record deletes nothing, and steady state costs no S3 request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +78,7 @@ impl Member {
     /// One reconcile of the cluster part, as the daemon's loop does it, with these local flakes.
     async fn pass(&mut self, local: &[Arc<Flake>]) -> Applied {
         let (desired, _) = desired_alarms(local, Some(REGION));
-        let declared: BTreeSet<(String, String)> = desired.iter().map(DesiredAlarm::key).collect();
-        self.keeper.reconcile(&self.reconciler, &cluster_flakes(local), &desired, &declared).await
+        self.keeper.reconcile(&self.reconciler, &cluster_flakes(local), &desired, &desired).await
     }
 
     fn counted(&self, action: &'static str) -> u64 {
@@ -394,7 +393,7 @@ async fn a_deletion_mark_that_could_not_be_taken_off_is_taken_off_later() {
     let metrics = Arc::new(Metrics::new());
     let reconciler = Reconciler::new(Arc::new(fake.clone()), ManagedFile::new(state.path()), ReconcileConfig::default(), metrics.clone());
     let mut d = ClusterAlarms::new(store, gate, receiver, metrics);
-    d.reconcile(&reconciler, &BTreeMap::new(), &[], &BTreeSet::new()).await;
+    d.reconcile(&reconciler, &BTreeMap::new(), &[], &[]).await;
     assert_eq!(record(&bucket, "x").unwrap().deleting.as_deref(), Some("d"), "the mark stayed");
     assert!(fake.alarm(REGION, "FL-x-high").is_some());
 
@@ -402,10 +401,35 @@ async fn a_deletion_mark_that_could_not_be_taken_off_is_taken_off_later() {
     fake.delete_alarms_now(REGION, &["FL-x-high"]);
     h.pass(std::slice::from_ref(&x)).await;
     assert!(fake.alarm(REGION, "FL-x-high").is_none(), "blocked by d's mark");
-    d.reconcile(&reconciler, &BTreeMap::new(), &[], &BTreeSet::new()).await;
+    d.reconcile(&reconciler, &BTreeMap::new(), &[], &[]).await;
     assert_eq!(record(&bucket, "x").unwrap().deleting, None, "the mark is taken off");
     h.pass(std::slice::from_ref(&x)).await;
     assert!(fake.alarm(REGION, "FL-x-high").is_some(), "the holder reconciles x's alarms again");
     assert!(record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-high"));
     drop(sender);
+}
+
+#[tokio::test]
+async fn a_gone_flake_s_alarm_a_host_flake_here_declares_goes_to_the_host_s_list() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut a = Member::new(&bucket, &fake, "a");
+    a.hold(&x);
+    a.sees(&[("a", &[&x]), ("d", &[])]);
+    a.pass(std::slice::from_ref(&x)).await;
+    // On d, x is now a host flake declaring the same alarm; no live member has x as a cluster flake.
+    let text = serde_json::to_string(&json!({"flakeName": "x", "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "Test", "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 5.0, "alarmOperator": ">"}]})).unwrap();
+    let context = Context { default_zone: chrono_tz::Tz::UTC, facts: &FixedFacts };
+    let host_x = Arc::new(parse_flake(Path::new("flakes/x.json"), &text, &context).0.unwrap());
+    let mut d = Member::new(&bucket, &fake, "d");
+    d.sees(&[("a", &[]), ("d", &[])]);
+    let applied = d.pass(std::slice::from_ref(&host_x)).await;
+    assert_eq!(applied.deleted, 0);
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "declared here: not deleted");
+    assert!(record(&bucket, "x").is_none(), "the record is gone");
+    assert!(ManagedFile::new(d._state.path()).load().unwrap().get(REGION, "FL-x-high").is_some(), "the host's list owns it now");
+    // The host flake drops the alarm: the host deletes it as its own leftover.
+    let (host_desired, _) = desired_alarms(&[flake("other", &[], 1.0)], Some(REGION));
+    d.reconciler.reconcile(&host_desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
+    assert!(fake.alarm(REGION, "FL-x-high").is_none(), "no alarm left that no list owns");
 }

@@ -88,8 +88,7 @@ async fn reconcile<C: CloudWatch, S: Store>(
     let mut result = reconciler.reconcile(&desired, &scope).await;
     let mut held = BTreeSet::new();
     if let Some(cluster) = cluster {
-        let declared: BTreeSet<(String, String)> = all_desired.iter().map(DesiredAlarm::key).collect();
-        let cluster_applied = cluster.reconcile(reconciler, &local_cluster, &cluster_desired, &declared).await;
+        let cluster_applied = cluster.reconcile(reconciler, &local_cluster, &cluster_desired, &all_desired).await;
         held = cluster.held(&local_cluster);
         if let Ok(applied) = &mut result {
             applied.absorb(cluster_applied);
