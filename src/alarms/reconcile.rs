@@ -176,15 +176,17 @@ impl<C: CloudWatch> Reconciler<C> {
         self.reconcile_owned(desired, scope, managed, &mut HostList(self)).await
     }
 
-    /// Removes from this host's managed list (without deleting anything) the alarms of these
-    /// flakes and these (region, name)s: cluster flakes' alarms, which belong to the cluster
-    /// (SPEC 15), so this host never deletes them as its own leftovers. Returns how many.
-    pub async fn hand_over(&self, flakes: &BTreeSet<String>, names: &BTreeSet<(String, String)>) -> Result<usize, String> {
+    /// Removes from this host's managed list (without deleting anything) these (region, name)s:
+    /// the alarms this host's cluster flakes declare, which belong to the cluster (SPEC 15), so
+    /// this host never deletes them as its own leftovers. Alarms of those flakes that the cluster
+    /// versions no longer declare stay in the list: this host deletes them as its leftovers (no
+    /// cluster record would ever name them). Returns how many were handed over.
+    pub async fn hand_over(&self, names: &BTreeSet<(String, String)>) -> Result<usize, String> {
         let _lock = self.managed.lock().await?;
         let mut managed = self.load_managed().await?;
         let leaving: Vec<(String, String)> = managed
             .iter()
-            .filter(|(region, name, record)| flakes.contains(&record.flake) || names.contains(&((*region).clone(), (*name).clone())))
+            .filter(|(region, name, _)| names.contains(&((*region).clone(), (*name).clone())))
             .map(|(region, name, _)| (region.clone(), name.clone()))
             .collect();
         if leaving.is_empty() {
@@ -196,6 +198,18 @@ impl<C: CloudWatch> Reconciler<C> {
         }
         self.save_managed(&managed).await?;
         Ok(leaving.len())
+    }
+
+    /// Adds to this host's managed list alarms a gone cluster flake's record listed that a host
+    /// flake here declares: the record is deleted, and this host deletes them once its flake no
+    /// longer declares them (otherwise no list would own them).
+    pub async fn take_from_cluster(&self, alarms: &[(String, String, Record)]) -> Result<(), String> {
+        let _lock = self.managed.lock().await?;
+        let mut managed = self.load_managed().await?;
+        for (region, name, record) in alarms {
+            managed.insert(region, name, record.clone());
+        }
+        self.save_managed(&managed).await
     }
 
     /// Plans and applies with `managed` as the list of alarms that are ours, kept by `owner`.
@@ -228,7 +242,12 @@ impl<C: CloudWatch> Reconciler<C> {
         // (A cluster's record also takes the declared alarms that exist: those a host created
         // before the flake became a cluster flake are the cluster's to delete now.)
         let adopted = desired.iter().filter(|alarm| owner.adopts() && actual.contains_key(&alarm.key()));
+        // The flakes that gain alarms now: their owner confirms its list is still there.
+        let mut claimed: BTreeSet<String> = plan.creates.iter().map(|alarm| alarm.flake.clone()).collect();
         for alarm in plan.creates.iter().chain(adopted) {
+            if managed.get(&alarm.region, &alarm.config.name).is_none() {
+                claimed.insert(alarm.flake.clone());
+            }
             let tags = managed.get(&alarm.region, &alarm.config.name).map(|record| record.tags.clone()).unwrap_or_default();
             managed.insert(&alarm.region, &alarm.config.name, Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags });
         }
@@ -241,7 +260,7 @@ impl<C: CloudWatch> Reconciler<C> {
         for (region, name) in &plan.forgotten {
             managed.remove(region, name);
         }
-        owner.save(&managed).await?;
+        owner.save(&managed, &claimed).await?;
 
         // Metric alarms first, then composites above what they name (SPEC 10).
         let depths = order::depths(desired.iter().filter_map(|alarm| Some((alarm.config.name.as_str(), alarm.config.rule.as_deref()?))));
@@ -289,7 +308,7 @@ impl<C: CloudWatch> Reconciler<C> {
         self.apply_tags(&plan, &actual, &mut managed, &mut applied).await;
         self.apply_deletes(&plan, &actual, &mut managed, &mut applied, owner).await;
 
-        owner.save(&managed).await?;
+        owner.save(&managed, &BTreeSet::new()).await?;
         Ok(applied)
     }
 
@@ -480,7 +499,10 @@ impl<C: CloudWatch> Reconciler<C> {
 /// cluster flake's ownership record in S3.
 pub trait Ownership: Send {
     /// Stores the list; called before any alarm is created (ownership first) and at the end.
-    fn save(&mut self, managed: &Managed) -> impl Future<Output = Result<(), String>> + Send;
+    /// `claimed`: the flakes whose alarms are about to be created or newly adopted (the first
+    /// call only); their list is written even if it did not change, so one that vanished is
+    /// noticed before alarms exist that no list names.
+    fn save(&mut self, managed: &Managed, claimed: &BTreeSet<String>) -> impl Future<Output = Result<(), String>> + Send;
     /// Whether declared alarms that exist become owned too (a cluster's record: yes; a host's
     /// list: no, another host or a person may have made them).
     fn adopts(&self) -> bool {
@@ -496,7 +518,7 @@ pub trait Ownership: Send {
 struct HostList<'a, C>(&'a Reconciler<C>);
 
 impl<C: CloudWatch> Ownership for HostList<'_, C> {
-    async fn save(&mut self, managed: &Managed) -> Result<(), String> {
+    async fn save(&mut self, managed: &Managed, _claimed: &BTreeSet<String>) -> Result<(), String> {
         self.0.save_managed(managed).await
     }
 }

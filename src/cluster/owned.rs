@@ -10,8 +10,9 @@
 //!   the record; the mark of a member whose lease expired is taken over by another;
 //! - a record that cannot be understood is never acted on (nothing in it is deleted).
 //!
-//! The record is read when a member takes a flake or sees one leave, and written only when the
-//! set of alarms changes: nothing in steady state. The design is in docs/cluster.md.
+//! The record is read when a member takes a flake or sees one leave (its absence is remembered
+//! too), and written only when the set of alarms changes or alarms are about to be created or
+//! adopted: nothing in steady state. The design is in docs/cluster.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -27,9 +28,12 @@ use crate::alarms::{Applied, DesiredAlarm, Managed, Ownership, Reconciler, Recor
 use crate::cloudwatch::CloudWatch;
 use crate::metrics::{Metrics, OwnedAlarmLabels, S3RequestLabels};
 
-/// A record as last read or written: its ETag and body, or damage.
+/// A record as last read or written: its ETag and body, damage, or none.
 #[derive(Debug, Clone)]
 enum Known {
+    /// No record: remembered for a held flake without alarms, so it is not read again each
+    /// reconcile (only its holder creates a live flake's record).
+    Absent,
     Record(String, OwnedAlarms),
     /// The body cannot be understood (its ETag): never acted on, only replaced by a holder.
     Damaged(String),
@@ -54,6 +58,9 @@ pub struct ClusterAlarms<S: Store> {
     dropped: BTreeSet<String>,
     /// Deletes declined, by flake, with the reason last logged (logged again only when it changes).
     declined: BTreeMap<String, String>,
+    /// Flakes whose record may carry this member's deletion mark: cleared again each reconcile
+    /// while the flake is alive somewhere (a live member's mark blocks the holder).
+    marked: BTreeSet<String>,
     writes: u64,
 }
 
@@ -71,6 +78,7 @@ impl<S: Store> ClusterAlarms<S> {
             previous_local: BTreeSet::new(),
             dropped: BTreeSet::new(),
             declined: BTreeMap::new(),
+            marked: BTreeSet::new(),
             writes: 0,
         }
     }
@@ -100,7 +108,7 @@ impl<S: Store> ClusterAlarms<S> {
         reconciler: &Reconciler<C>,
         local: &BTreeMap<String, String>,
         desired: &[DesiredAlarm],
-        declared: &BTreeSet<(String, String)>,
+        declared: &[DesiredAlarm],
     ) -> Applied {
         let agreement = self.agreement.borrow_and_update().clone();
         if agreement.unsure.is_none() {
@@ -125,6 +133,11 @@ impl<S: Store> ClusterAlarms<S> {
         self.dropped.extend(dropped);
         self.dropped.retain(|flake| !now_local.contains(flake));
         self.previous_local = now_local;
+        for flake in self.marked.clone() {
+            if agreement.keeps(&flake).is_some() {
+                self.clear_mark(&flake).await;
+            }
+        }
         let mut applied = self.reconcile_held(reconciler, local, desired, &agreement).await;
         let gone: Vec<String> = self.suspects.iter().filter(|flake| !local.contains_key(*flake)).cloned().collect();
         for flake in gone {
@@ -156,14 +169,14 @@ impl<S: Store> ClusterAlarms<S> {
         self.records.retain(|flake, _| held.contains(flake));
         for flake in held {
             let known = match self.records.get(&flake) {
-                Some(known) => Some(known.clone()),
+                Some(known) => known.clone(),
                 None => match self.read(&flake).await {
                     Ok(known) => known,
                     Err(()) => continue,
                 },
             };
             match &known {
-                Some(Known::Record(_, record)) => {
+                Known::Record(_, record) => {
                     if let Some(deleter) =
                         record.deleting.as_ref().filter(|deleter| **deleter != agreement.member && agreement.live.contains(*deleter))
                     {
@@ -175,14 +188,14 @@ impl<S: Store> ClusterAlarms<S> {
                     }
                     insert_record(&mut managed, record);
                 }
-                Some(Known::Damaged(_)) => {
+                Known::Damaged(_) => {
                     tracing::error!(
                         flake,
                         "the ownership record of the cluster flake's alarms cannot be understood: it is replaced, and the alarms it listed are not deleted automatically"
                     );
                     self.metrics.cluster_owned_alarms.get_or_create(&OwnedAlarmLabels { action: "damaged" }).inc();
                 }
-                None => {}
+                Known::Absent => {}
             }
             if let Some(version) = local.get(&flake)
                 && let Some(reason) = agreement.blocks_removal(&flake, version)
@@ -238,22 +251,18 @@ impl<S: Store> ClusterAlarms<S> {
 
     /// Deletes the alarms of `flake`, gone from every live member, if this member wins the
     /// deletion mark (or takes over that of a member whose lease expired).
-    async fn delete_gone<C: CloudWatch>(
-        &mut self,
-        reconciler: &Reconciler<C>,
-        flake: &str,
-        declared: &BTreeSet<(String, String)>,
-    ) -> Applied {
+    async fn delete_gone<C: CloudWatch>(&mut self, reconciler: &Reconciler<C>, flake: &str, declared: &[DesiredAlarm]) -> Applied {
         if !self.gate.trusted() {
             return Applied::default();
         }
         let (etag, mut record) = match self.read(flake).await {
             Err(()) => return Applied::default(),
-            Ok(None) => {
+            Ok(Known::Absent) => {
                 self.suspects.remove(flake);
+                self.marked.remove(flake);
                 return Applied::default();
             }
-            Ok(Some(Known::Damaged(_))) => {
+            Ok(Known::Damaged(_)) => {
                 tracing::error!(
                     flake,
                     "the ownership record of a cluster flake that is gone cannot be understood: none of its alarms is deleted; delete them and the object owned/{flake} by hand"
@@ -262,7 +271,7 @@ impl<S: Store> ClusterAlarms<S> {
                 self.suspects.remove(flake);
                 return Applied::default();
             }
-            Ok(Some(Known::Record(etag, record))) => (etag, record),
+            Ok(Known::Record(etag, record)) => (etag, record),
         };
         let me = self.agreement.borrow().member.clone();
         let live = self.agreement.borrow().live.clone();
@@ -275,13 +284,12 @@ impl<S: Store> ClusterAlarms<S> {
         if !self.write(flake, &record, Condition::Matches(etag)).await {
             return Applied::default();
         }
+        // Until the record is deleted or the mark cleared, this member's mark may stay on it.
+        self.marked.insert(flake.to_string());
         // The mark is ours: only this member deletes. Look once more: a member may have come back.
         let keeps = self.agreement.borrow().keeps(flake);
         if let Some(reason) = keeps {
-            record.deleting = None;
-            if let Some(Known::Record(etag, _)) = self.records.get(flake).cloned() {
-                self.write(flake, &record, Condition::Matches(etag)).await;
-            }
+            self.clear_mark(flake).await;
             self.decline(flake, &reason);
             return Applied::default();
         }
@@ -297,13 +305,29 @@ impl<S: Store> ClusterAlarms<S> {
         }
         let mut managed = Managed { version: 1, ..Managed::default() };
         insert_record(&mut managed, &record);
-        let kept: Vec<(String, String)> = managed
+        // Alarms a flake of this member declares (the flake became a host flake here) are not
+        // deleted: they go to this host's list first, so that one owner still lists them.
+        let kept: Vec<(String, String, Record)> = declared
             .iter()
-            .filter(|(region, name, _)| declared.contains(&((*region).clone(), (*name).clone())))
-            .map(|(region, name, _)| (region.clone(), name.clone()))
+            .filter_map(|alarm| {
+                let record = managed.get(&alarm.region, &alarm.config.name)?;
+                let record = Record { flake: alarm.flake.clone(), file: alarm.file.clone(), tags: record.tags.clone() };
+                Some((alarm.region.clone(), alarm.config.name.clone(), record))
+            })
             .collect();
-        for (region, name) in &kept {
-            tracing::info!(flake, region, alarm = name, "not deleting the gone cluster flake's alarm: a flake of this member declares it");
+        if !kept.is_empty()
+            && let Err(reason) = reconciler.take_from_cluster(&kept).await
+        {
+            tracing::warn!(flake, "the gone cluster flake's alarms are not deleted yet (tried again next reconcile): {reason}");
+            return Applied { failures: vec![reason], ..Applied::default() };
+        }
+        for (region, name, _) in &kept {
+            tracing::info!(
+                flake,
+                region,
+                alarm = name,
+                "not deleting the gone cluster flake's alarm: a flake of this member declares it, so it is now this host's"
+            );
             managed.remove(region, name);
         }
         let mut writer = RecordWriter { keeper: self, flakes: BTreeSet::from([flake.to_string()]), deleting: Some(me) };
@@ -320,6 +344,7 @@ impl<S: Store> ClusterAlarms<S> {
                 self.records.remove(flake);
                 self.suspects.remove(flake);
                 self.dropped.remove(flake);
+                self.marked.remove(flake);
                 tracing::info!(flake, deleted = applied.deleted, "deleted the alarms of the gone cluster flake and its ownership record");
             }
         } else {
@@ -330,6 +355,32 @@ impl<S: Store> ClusterAlarms<S> {
             );
         }
         applied
+    }
+
+    /// Takes this member's deletion mark off the record of `flake`, alive again: while the mark
+    /// stays (this member being live), the flake's holder does not reconcile its alarms. Kept in
+    /// `marked` (tried again next reconcile) until done or the mark is no longer this member's.
+    async fn clear_mark(&mut self, flake: &str) {
+        let me = self.agreement.borrow().member.clone();
+        let known = match self.records.get(flake) {
+            Some(known) => known.clone(),
+            None => match self.read(flake).await {
+                Ok(known) => known,
+                Err(()) => return,
+            },
+        };
+        match known {
+            Known::Record(etag, record) if record.deleting.as_ref() == Some(&me) => {
+                let record = OwnedAlarms { deleting: None, ..record };
+                if self.write(flake, &record, Condition::Matches(etag)).await {
+                    tracing::info!(flake, "took this member's deletion mark off the record of the cluster flake: it is alive again");
+                    self.marked.remove(flake);
+                }
+            }
+            _ => {
+                self.marked.remove(flake);
+            }
+        }
     }
 
     /// Logs and counts a delete held back, once per flake and reason.
@@ -346,7 +397,7 @@ impl<S: Store> ClusterAlarms<S> {
     }
 
     /// Reads `owned/<flake>` (and remembers it). `Err` when S3 could not be asked.
-    async fn read(&mut self, flake: &str) -> Result<Option<Known>, ()> {
+    async fn read(&mut self, flake: &str) -> Result<Known, ()> {
         let result = self.store.get(&format!("{OWNED}{flake}")).await;
         self.count(RequestKind::Get, result.is_ok());
         let object = match result {
@@ -356,14 +407,14 @@ impl<S: Store> ClusterAlarms<S> {
                 return Err(());
             }
         };
-        let known = object.map(|object| match serde_json::from_slice::<OwnedAlarms>(&object.body) {
-            Ok(record) if record.flake == flake => Known::Record(object.etag, record),
-            _ => Known::Damaged(object.etag),
-        });
-        match &known {
-            Some(known) => self.records.insert(flake.to_string(), known.clone()),
-            None => self.records.remove(flake),
+        let known = match object {
+            None => Known::Absent,
+            Some(object) => match serde_json::from_slice::<OwnedAlarms>(&object.body) {
+                Ok(record) if record.flake == flake => Known::Record(object.etag, record),
+                _ => Known::Damaged(object.etag),
+            },
         };
+        self.records.insert(flake.to_string(), known.clone());
         Ok(known)
     }
 
@@ -415,7 +466,10 @@ fn insert_record(managed: &mut Managed, record: &OwnedAlarms) {
 }
 
 /// The reconciler's [`Ownership`] for cluster flakes: each flake's part of the list goes to its
-/// record, written (conditionally) only when it changed.
+/// record, written (conditionally) when it changed or when the flake's alarms are about to be
+/// created or adopted: then a record that vanished since it was read (deleted by a member that
+/// found the flake gone) fails the condition, instead of alarms being created that no record
+/// lists.
 struct RecordWriter<'a, S: Store> {
     keeper: &'a mut ClusterAlarms<S>,
     flakes: BTreeSet<String>,
@@ -424,7 +478,7 @@ struct RecordWriter<'a, S: Store> {
 }
 
 impl<S: Store> Ownership for RecordWriter<'_, S> {
-    async fn save(&mut self, managed: &Managed) -> Result<(), String> {
+    async fn save(&mut self, managed: &Managed, claimed: &BTreeSet<String>) -> Result<(), String> {
         for flake in self.flakes.clone() {
             let mut alarms: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
             for (region, name, record) in managed.iter().filter(|(_, _, record)| record.flake == flake) {
@@ -433,14 +487,14 @@ impl<S: Store> Ownership for RecordWriter<'_, S> {
             let wanted = OwnedAlarms { flake: flake.clone(), alarms, deleting: self.deleting.clone(), write: String::new() };
             let condition = match self.keeper.records.get(&flake) {
                 Some(Known::Record(etag, current)) => {
-                    if current.alarms == wanted.alarms && current.deleting == wanted.deleting {
+                    if current.alarms == wanted.alarms && current.deleting == wanted.deleting && !claimed.contains(&flake) {
                         continue;
                     }
                     Condition::Matches(etag.clone())
                 }
                 Some(Known::Damaged(etag)) => Condition::Matches(etag.clone()),
-                None if wanted.is_empty() => continue,
-                None => Condition::Absent,
+                Some(Known::Absent) | None if wanted.is_empty() => continue,
+                Some(Known::Absent) | None => Condition::Absent,
             };
             if !self.keeper.write(&flake, &wanted, condition).await {
                 return Err(format!(

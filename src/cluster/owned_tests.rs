@@ -1,9 +1,12 @@
 //! Cluster flakes' alarms on the in-memory S3 and the fake CloudWatch: only the holder
 //! reconciles, a member without the claim touches nothing, disagreement blocks every delete, a
 //! gone flake's alarms are deleted exactly once (also when the deleter dies half-way), a damaged
-//! record deletes nothing, and steady state costs no S3 request.
+//! record deletes nothing, steady state costs no S3 request (also for a held flake without
+//! alarms), a record deleted under a holder's cache is written again before alarms are created,
+//! a deletion mark left by a failed put is taken off later, and no alarm ends in no list (host
+//! hand-over by declared name, a gone flake's alarm a host flake here declares).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use crate::cloudwatch::fake::{FakeCloudWatch, Operation};
 use crate::cluster::cluster_flakes;
 use crate::cluster::gate::Held;
 use crate::cluster::memory::MemoryStore;
+use crate::cluster::store::{Listed, Object, StoreError};
 use crate::flake::{Context, Flake, parse_flake};
 use crate::placeholders::tests::FixedFacts;
 
@@ -78,8 +82,7 @@ impl Member {
     /// One reconcile of the cluster part, as the daemon's loop does it, with these local flakes.
     async fn pass(&mut self, local: &[Arc<Flake>]) -> Applied {
         let (desired, _) = desired_alarms(local, Some(REGION));
-        let declared: BTreeSet<(String, String)> = desired.iter().map(DesiredAlarm::key).collect();
-        self.keeper.reconcile(&self.reconciler, &cluster_flakes(local), &desired, &declared).await
+        self.keeper.reconcile(&self.reconciler, &cluster_flakes(local), &desired, &desired).await
     }
 
     fn counted(&self, action: &'static str) -> u64 {
@@ -103,6 +106,8 @@ fn deletes_of(fake: &FakeCloudWatch, alarm: &str) -> usize {
 async fn only_the_holder_reconciles_and_records_and_steady_state_costs_no_s3_request() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
+    // A held cluster flake without alarms: it never gets a record, and is not looked for again.
+    let quiet = flake("quiet", &[], 1.0);
     let (mut a, mut b) = (Member::new(&bucket, &fake, "a"), Member::new(&bucket, &fake, "b"));
     for member in [&a, &b] {
         member.sees(&[("a", &[&x]), ("b", &[&x])]);
@@ -125,11 +130,14 @@ async fn only_the_holder_reconciles_and_records_and_steady_state_costs_no_s3_req
     b.pass(std::slice::from_ref(&changed)).await;
     assert_eq!(fake.alarm_writes().len(), writes, "the member without the claim leaves the alarm alone");
     assert_eq!(fake.alarm(REGION, "FL-x-high").unwrap().threshold, Some(5.0));
+    a.hold(&quiet);
+    a.pass(&[x.clone(), quiet.clone()]).await;
+    assert!(record(&bucket, "quiet").is_none());
     let requests = a.store.requests();
     for _ in 0..3 {
-        a.pass(std::slice::from_ref(&x)).await;
+        a.pass(&[x.clone(), quiet.clone()]).await;
     }
-    assert_eq!(a.store.requests(), requests, "steady state: the record is neither read nor written");
+    assert_eq!(a.store.requests(), requests, "steady state: no record is read or written");
 }
 
 #[tokio::test]
@@ -280,17 +288,152 @@ async fn a_host_s_list_hands_cluster_flakes_alarms_over_without_deleting_them() 
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
     let a = Member::new(&bucket, &fake, "a");
-    // Before joining the cluster, x ran here as a host flake: its alarm is in the host's list.
-    let (desired, _) = desired_alarms(std::slice::from_ref(&x), Some(REGION));
+    // Before joining the cluster, x ran here as a host flake with two alarms: both in the host's list.
+    let host_era = flake("x", &["high", "old"], 5.0);
+    let (desired, _) = desired_alarms(std::slice::from_ref(&host_era), Some(REGION));
     a.reconciler.reconcile(&desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
-    assert_eq!(ManagedFile::new(a._state.path()).load().unwrap().alarms.len(), 1);
-    let handed = a.reconciler.hand_over(&BTreeSet::from(["x".to_string()]), &BTreeSet::new()).await.unwrap();
+    assert_eq!(ManagedFile::new(a._state.path()).load().unwrap().iter().count(), 2);
+    // The cluster version declares only "high": only that one is handed over.
+    let (cluster_desired, _) = desired_alarms(std::slice::from_ref(&x), Some(REGION));
+    let handed = a.reconciler.hand_over(&cluster_desired.iter().map(DesiredAlarm::key).collect()).await.unwrap();
     assert_eq!(handed, 1);
-    // The host part now reconciles without x: nothing of x is deleted.
+    // The host part now reconciles without x: "high" is the cluster's and stays; "old", which no
+    // cluster record will ever list, is deleted as this host's leftover.
     let other = flake("other", &[], 1.0);
     let (host_desired, _) = desired_alarms(std::slice::from_ref(&other), Some(REGION));
     a.reconciler.reconcile(&host_desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
     assert!(fake.alarm(REGION, "FL-x-high").is_some());
+    assert!(fake.alarm(REGION, "FL-x-old").is_none(), "the host-era alarm the cluster version drops is deleted");
     assert!(ManagedFile::new(a._state.path()).load().unwrap().alarms.is_empty());
-    let _ = BTreeMap::<String, String>::new();
+}
+
+#[tokio::test]
+async fn a_holder_whose_cached_record_vanished_writes_it_again_before_creating_alarms() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut b = Member::new(&bucket, &fake, "b");
+    b.hold(&x);
+    b.sees(&[("b", &[&x])]);
+    b.pass(std::slice::from_ref(&x)).await;
+    assert!(record(&bucket, "x").is_some());
+    // b drops x for a moment: a, seeing it gone from every live member, deletes its alarms and
+    // its record, while b (holding x again) still has the record in memory.
+    let mut a = Member::new(&bucket, &fake, "a");
+    a.sees(&[("a", &[]), ("b", &[])]);
+    assert_eq!(a.pass(&[]).await.deleted, 1);
+    assert!(fake.alarm(REGION, "FL-x-high").is_none() && record(&bucket, "x").is_none());
+    // b re-creates the alarm: never without a record listing it (a later delete finds it).
+    for _ in 0..2 {
+        b.pass(std::slice::from_ref(&x)).await;
+        if fake.alarm(REGION, "FL-x-high").is_some() {
+            let owned = record(&bucket, "x").expect("an alarm the cluster created is in a record");
+            assert!(owned.alarms[REGION].contains_key("FL-x-high"));
+        }
+    }
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "re-created once the record is written again");
+    // Steady state again: nothing written.
+    let requests = b.store.requests();
+    b.pass(std::slice::from_ref(&x)).await;
+    assert_eq!(b.store.requests(), requests);
+}
+
+/// A store whose puts are first shown to `on_put` (with their number, from 1): false fails the put.
+#[derive(Clone)]
+struct Hooked {
+    inner: MemoryStore,
+    puts: Arc<std::sync::atomic::AtomicUsize>,
+    on_put: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+impl Store for Hooked {
+    async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> Result<Put, StoreError> {
+        let number = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if !(self.on_put)(number) {
+            return Err(StoreError("put failed (test)".into()));
+        }
+        self.inner.put(key, body, condition).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_mark_that_could_not_be_taken_off_is_taken_off_later() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut h = Member::new(&bucket, &fake, "h");
+    h.hold(&x);
+    h.sees(&[("h", &[&x]), ("d", &[])]);
+    h.pass(std::slice::from_ref(&x)).await;
+
+    // d finds x gone and writes its mark; x is back at h before d deletes anything, and the put
+    // that takes d's mark off again fails.
+    let version = crate::cluster::flake_version(&x);
+    let gone = Agreement { member: "d".into(), unsure: None, live: ["h".to_string(), "d".to_string()].into(), ..Agreement::default() };
+    let mut back = gone.clone();
+    back.flakes.entry("x".into()).or_default().entry(version).or_default().insert("h".into());
+    let (sender, receiver) = watch::channel(Arc::new(gone));
+    let sender = Arc::new(sender);
+    let flip = sender.clone();
+    let on_put = move |number: usize| match number {
+        1 => {
+            flip.send_replace(Arc::new(back.clone()));
+            true
+        }
+        2 => false,
+        _ => true,
+    };
+    let store = Hooked { inner: bucket.handle(), puts: Arc::default(), on_put: Arc::new(on_put) };
+    let gate = Arc::new(Gate::default());
+    gate.trust_until(tokio::time::Instant::now() + Duration::from_secs(3600));
+    let state = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let reconciler = Reconciler::new(Arc::new(fake.clone()), ManagedFile::new(state.path()), ReconcileConfig::default(), metrics.clone());
+    let mut d = ClusterAlarms::new(store, gate, receiver, metrics);
+    d.reconcile(&reconciler, &BTreeMap::new(), &[], &[]).await;
+    assert_eq!(record(&bucket, "x").unwrap().deleting.as_deref(), Some("d"), "the mark stayed");
+    assert!(fake.alarm(REGION, "FL-x-high").is_some());
+
+    // While d's mark stays (d being live), h leaves x's alarms alone: d takes it off next time.
+    fake.delete_alarms_now(REGION, &["FL-x-high"]);
+    h.pass(std::slice::from_ref(&x)).await;
+    assert!(fake.alarm(REGION, "FL-x-high").is_none(), "blocked by d's mark");
+    d.reconcile(&reconciler, &BTreeMap::new(), &[], &[]).await;
+    assert_eq!(record(&bucket, "x").unwrap().deleting, None, "the mark is taken off");
+    h.pass(std::slice::from_ref(&x)).await;
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "the holder reconciles x's alarms again");
+    assert!(record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-high"));
+    drop(sender);
+}
+
+#[tokio::test]
+async fn a_gone_flake_s_alarm_a_host_flake_here_declares_goes_to_the_host_s_list() {
+    let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
+    let x = flake("x", &["high"], 5.0);
+    let mut a = Member::new(&bucket, &fake, "a");
+    a.hold(&x);
+    a.sees(&[("a", &[&x]), ("d", &[])]);
+    a.pass(std::slice::from_ref(&x)).await;
+    // On d, x is now a host flake declaring the same alarm; no live member has x as a cluster flake.
+    let text = serde_json::to_string(&json!({"flakeName": "x", "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeMetricNamespace": "Test", "flakeAlarms": [{"alarmName": "high", "alarmThreshold": 5.0, "alarmOperator": ">"}]})).unwrap();
+    let context = Context { default_zone: chrono_tz::Tz::UTC, facts: &FixedFacts };
+    let host_x = Arc::new(parse_flake(Path::new("flakes/x.json"), &text, &context).0.unwrap());
+    let mut d = Member::new(&bucket, &fake, "d");
+    d.sees(&[("a", &[]), ("d", &[])]);
+    let applied = d.pass(std::slice::from_ref(&host_x)).await;
+    assert_eq!(applied.deleted, 0);
+    assert!(fake.alarm(REGION, "FL-x-high").is_some(), "declared here: not deleted");
+    assert!(record(&bucket, "x").is_none(), "the record is gone");
+    assert!(ManagedFile::new(d._state.path()).load().unwrap().get(REGION, "FL-x-high").is_some(), "the host's list owns it now");
+    // The host flake drops the alarm: the host deletes it as its own leftover.
+    let (host_desired, _) = desired_alarms(&[flake("other", &[], 1.0)], Some(REGION));
+    d.reconciler.reconcile(&host_desired, &Scope::all(false, 1, Vec::new())).await.unwrap();
+    assert!(fake.alarm(REGION, "FL-x-high").is_none(), "no alarm left that no list owns");
 }

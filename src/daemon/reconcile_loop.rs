@@ -76,9 +76,8 @@ async fn reconcile<C: CloudWatch, S: Store>(
     let (cluster_desired, desired): (Vec<DesiredAlarm>, Vec<DesiredAlarm>) =
         all_desired.iter().cloned().partition(|alarm| local_cluster.contains_key(&alarm.flake));
     if !local_cluster.is_empty() {
-        let names: BTreeSet<String> = local_cluster.keys().cloned().collect();
         let keys: BTreeSet<(String, String)> = cluster_desired.iter().map(DesiredAlarm::key).collect();
-        if let Err(reason) = reconciler.hand_over(&names, &keys).await {
+        if let Err(reason) = reconciler.hand_over(&keys).await {
             // Reconciling the host's alarms now could delete them as leftovers: wait.
             tracing::error!("alarm reconcile failed, trying again later: {reason}");
             status.alarm_reconcile_failed(&reason);
@@ -89,8 +88,7 @@ async fn reconcile<C: CloudWatch, S: Store>(
     let mut result = reconciler.reconcile(&desired, &scope).await;
     let mut held = BTreeSet::new();
     if let Some(cluster) = cluster {
-        let declared: BTreeSet<(String, String)> = all_desired.iter().map(DesiredAlarm::key).collect();
-        let cluster_applied = cluster.reconcile(reconciler, &local_cluster, &cluster_desired, &declared).await;
+        let cluster_applied = cluster.reconcile(reconciler, &local_cluster, &cluster_desired, &all_desired).await;
         held = cluster.held(&local_cluster);
         if let Ok(applied) = &mut result {
             applied.absorb(cluster_applied);
