@@ -322,3 +322,21 @@ fn check_warns_that_cluster_scope_does_nothing_on_an_alarms_only_flake() {
     assert_eq!(code, 0, "a warning, not an error: {stdout}{stderr}");
     assert!(stdout.contains("flakeScope: warning: \"cluster\" has no effect on an alarms-only flake"), "{stdout}{stderr}");
 }
+
+#[test]
+fn check_warns_of_member_specific_placeholders_in_a_cluster_flake() {
+    let dir = tempfile::tempdir().unwrap();
+    let flake = |scope: &str| {
+        serde_json::json!({ "flakeName": "orders", "flakeCronstring": "* * * * *", "flakeCommand": "echo 1", "flakeScope": scope,
+            "flakeMetricNamespace": "Shop", "flakeMetricName": "Orders", "flakeDimensions": {"Host": "${hostname}"},
+            "flakeAlarms": [{"alarmName": "none-on-${aws:InstanceId}", "alarmOperator": "<", "alarmThreshold": 1}] })
+    };
+    common::write_flake(dir.path(), "orders", &flake("cluster"));
+    let (code, stdout, stderr) = run(snowflake().env("SNOWFLAKE_CLUSTER", "s3://bucket/prefix").arg("check").arg(dir.path()));
+    assert_eq!(code, 0, "warnings, not errors: {stdout}{stderr}");
+    assert!(stdout.contains("flakeDimensions: warning: uses ${hostname}, which differs on each member"), "{stdout}{stderr}");
+    assert!(stdout.contains("flakeAlarms: warning: uses ${aws:InstanceId}, which differs on each member"), "{stdout}{stderr}");
+    common::write_flake(dir.path(), "orders", &flake("host"));
+    let (_, stdout, stderr) = run(snowflake().arg("check").arg(dir.path()));
+    assert!(!stdout.contains("differs on each member"), "a host flake's are its host's: {stdout}{stderr}");
+}

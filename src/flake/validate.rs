@@ -96,6 +96,9 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
              use \"host\" to run it as each daemon starts, or give it a schedule",
         );
     }
+    if scope == Some(FlakeScope::Cluster) {
+        warn_of_member_specific_placeholders(&fields, problems);
+    }
     if scope == Some(FlakeScope::Cluster) && kind == FlakeKind::Alarms {
         // Nothing of it runs, so no member claims it: its alarms stay every member's, as a host's.
         problems.warning(
@@ -144,6 +147,26 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
         container: container.ok()?,
         scope: scope?,
     })
+}
+
+/// A cluster flake runs on whichever member holds it: a placeholder that differs by member in
+/// its dimensions or alarms gives other series and other alarms each time it moves.
+fn warn_of_member_specific_placeholders(fields: &Fields, problems: &mut Problems) {
+    const MEMBER_SPECIFIC: [&str; 5] =
+        ["${hostname}", "${aws:InstanceId}", "${aws:AvailabilityZone}", "${aws:InstanceType}", "${aws:ImageId}"];
+    for key in ["flakeDimensions", "flakeAlarms"] {
+        let Some(value) = fields.raw(key) else { continue };
+        let text = value.to_string();
+        if let Some(placeholder) = MEMBER_SPECIFIC.iter().find(|placeholder| text.contains(*placeholder)) {
+            problems.warning(
+                key,
+                format!(
+                    "uses {placeholder}, which differs on each member, in a cluster flake: it runs on whichever member holds it, \
+                     so its series and alarms change each time it moves; use values all members share"
+                ),
+            );
+        }
+    }
 }
 
 fn parse_scope(fields: &Fields, problems: &mut Problems) -> Option<FlakeScope> {
