@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -177,14 +176,6 @@ impl Member {
     }
 }
 
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let venv = std::env::var("SNOWFLAKE_TEST_VENV").expect("SNOWFLAKE_TEST_VENV: run with scripts/localstack.sh with");
-    let mut command = Command::new(Path::new(&venv).join("bin/aws"));
-    with_aws(&mut command, endpoint).args(["s3api", "create-bucket", "--bucket", bucket]);
-    let output = command.output().expect("the aws CLI of the test venv runs");
-    assert!(output.status.success(), "create-bucket: {}", String::from_utf8_lossy(&output.stderr));
-}
-
 fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !condition() {
@@ -209,7 +200,7 @@ fn cluster_flakes_run_once_across_real_daemons_through_s3() {
     let endpoint = endpoint();
     let bucket = unique("cluster").to_lowercase().replace('_', "-");
     let bucket: String = bucket.chars().take(63).collect();
-    create_bucket(&endpoint, &bucket);
+    common::aws(&endpoint, &["s3api", "create-bucket", "--bucket", &bucket]);
     let flake_dir = tempfile::tempdir().unwrap();
     let ledger_dir = tempfile::tempdir().unwrap();
     let ledger_path = ledger_dir.path().join("ledger");

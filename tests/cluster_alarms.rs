@@ -7,20 +7,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Workspace, aws, endpoint, unique, with_aws};
 use serde_json::json;
-
-fn create_bucket(endpoint: &str, bucket: &str) {
-    let venv = std::env::var("SNOWFLAKE_TEST_VENV").expect("SNOWFLAKE_TEST_VENV: run with scripts/localstack.sh with");
-    let mut command = Command::new(Path::new(&venv).join("bin/aws"));
-    with_aws(&mut command, endpoint).args(["s3api", "create-bucket", "--bucket", bucket]);
-    let output = command.output().expect("the aws CLI of the test venv runs");
-    assert!(output.status.success(), "create-bucket: {}", String::from_utf8_lossy(&output.stderr));
-}
 
 fn alarm_exists(endpoint: &str, name: &str) -> bool {
     let found = aws(endpoint, &["cloudwatch", "describe-alarms", "--alarm-names", name]);
@@ -65,7 +55,7 @@ fn wait_until(limit: Duration, what: &str, logs: &[&Daemon], mut condition: impl
 fn a_cluster_flake_s_alarm_survives_a_partial_rollout_and_is_deleted_once_when_every_member_dropped_it() {
     let endpoint = endpoint();
     let bucket: String = unique("owned").to_lowercase().replace('_', "-").chars().take(63).collect();
-    create_bucket(&endpoint, &bucket);
+    common::aws(&endpoint, &["s3api", "create-bucket", "--bucket", &bucket]);
     let location = format!("s3://{bucket}/snowflake");
     let shared = unique("shared");
     let alarm = format!("FL-{shared}-high");
