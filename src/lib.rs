@@ -55,7 +55,8 @@
 //! - [`daemon`]: the daemon as a library: a fallible `start` that opens everything before any
 //!   flake runs, the scheduler, hot reload, reconcile loop, `/healthz`, heartbeat, and `stop`;
 //!   a panic in any of its tasks stops it loudly.
-//! - [`cli`]: the command line, signals and process-wide setup; `main.rs` only hands over to it.
+//! - [`cli`]: the command line, signals and process-wide setup (the program's own log writer, which
+//!   masks secrets with the process's one redactor from [`creds`]); `main.rs` only hands over to it.
 
 pub mod alarms;
 pub mod catalog;
