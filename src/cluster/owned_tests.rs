@@ -61,6 +61,15 @@ impl Member {
         Member { id: id.to_string(), keeper, store, gate, agreement, reconciler, metrics, _state: state }
     }
 
+    /// A member that holds `flake` alone and has reconciled its alarms once.
+    async fn holding(bucket: &MemoryStore, fake: &FakeCloudWatch, id: &str, flake: &Arc<Flake>) -> Member {
+        let mut member = Member::new(bucket, fake, id);
+        member.hold(flake);
+        member.sees(&[(id, &[flake])]);
+        member.pass(std::slice::from_ref(flake)).await;
+        member
+    }
+
     fn hold(&self, flake: &Flake) {
         let version = crate::cluster::flake_version(flake);
         self.gate.hold(&flake.name, Held { version, since: Utc::now() });
@@ -205,10 +214,7 @@ async fn a_flake_one_live_member_still_has_keeps_its_alarms() {
 async fn a_gone_flake_s_alarms_are_deleted_exactly_once_also_when_the_deleter_dies_half_way() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high", "low"], 5.0);
-    let mut holder = Member::new(&bucket, &fake, "h");
-    holder.hold(&x);
-    holder.sees(&[("h", &[&x])]);
-    holder.pass(std::slice::from_ref(&x)).await;
+    let _holder = Member::holding(&bucket, &fake, "h", &x).await;
     assert_eq!(record(&bucket, "x").unwrap().len(), 2);
 
     // Three members start without x (the record is found by the one listing at start).
@@ -241,10 +247,7 @@ async fn a_gone_flake_s_alarms_are_deleted_exactly_once_also_when_the_deleter_di
 async fn the_deletion_mark_is_won_by_one_member_only() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
-    let mut holder = Member::new(&bucket, &fake, "h");
-    holder.hold(&x);
-    holder.sees(&[("h", &[&x])]);
-    holder.pass(std::slice::from_ref(&x)).await;
+    let _holder = Member::holding(&bucket, &fake, "h", &x).await;
     let mut members: Vec<Member> = ["a", "b", "c"].iter().map(|id| Member::new(&bucket, &fake, id)).collect();
     for member in &members {
         member.sees(&[("a", &[]), ("b", &[]), ("c", &[])]);
@@ -260,10 +263,7 @@ async fn the_deletion_mark_is_won_by_one_member_only() {
 async fn a_damaged_record_deletes_nothing_and_a_holder_replaces_it() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
-    let mut holder = Member::new(&bucket, &fake, "h");
-    holder.hold(&x);
-    holder.sees(&[("h", &[&x])]);
-    holder.pass(std::slice::from_ref(&x)).await;
+    let mut holder = Member::holding(&bucket, &fake, "h", &x).await;
     bucket.put(&format!("{OWNED}x"), b"{ not a record".to_vec(), Condition::None).await.unwrap();
 
     let mut other = Member::new(&bucket, &fake, "o");
@@ -275,10 +275,7 @@ async fn a_damaged_record_deletes_nothing_and_a_holder_replaces_it() {
     assert_eq!(bucket.body(&format!("{OWNED}x")).unwrap(), b"{ not a record".to_vec(), "left for a human");
 
     // A (new) holder replaces it with what it declares.
-    let mut holder = Member::new(&bucket, &fake, "h2");
-    holder.hold(&x);
-    holder.sees(&[("h2", &[&x])]);
-    holder.pass(std::slice::from_ref(&x)).await;
+    let mut holder = Member::holding(&bucket, &fake, "h2", &x).await;
     assert!(record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-high"));
     assert_eq!(deletes_of(&fake, "FL-x-high"), 0);
 }
@@ -311,10 +308,7 @@ async fn a_host_s_list_hands_cluster_flakes_alarms_over_without_deleting_them() 
 async fn a_holder_whose_cached_record_vanished_writes_it_again_before_creating_alarms() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
-    let mut b = Member::new(&bucket, &fake, "b");
-    b.hold(&x);
-    b.sees(&[("b", &[&x])]);
-    b.pass(std::slice::from_ref(&x)).await;
+    let mut b = Member::holding(&bucket, &fake, "b", &x).await;
     assert!(record(&bucket, "x").is_some());
     // b drops x for a moment: a, seeing it gone from every live member, deletes its alarms and
     // its record, while b (holding x again) still has the record in memory.
