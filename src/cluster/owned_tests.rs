@@ -263,7 +263,7 @@ async fn the_deletion_mark_is_won_by_one_member_only() {
 async fn a_damaged_record_deletes_nothing_and_a_holder_replaces_it() {
     let (bucket, fake) = (MemoryStore::new(Utc::now()), FakeCloudWatch::new());
     let x = flake("x", &["high"], 5.0);
-    let mut holder = Member::holding(&bucket, &fake, "h", &x).await;
+    let _holder = Member::holding(&bucket, &fake, "h", &x).await;
     bucket.put(&format!("{OWNED}x"), b"{ not a record".to_vec(), Condition::None).await.unwrap();
 
     let mut other = Member::new(&bucket, &fake, "o");
@@ -275,7 +275,7 @@ async fn a_damaged_record_deletes_nothing_and_a_holder_replaces_it() {
     assert_eq!(bucket.body(&format!("{OWNED}x")).unwrap(), b"{ not a record".to_vec(), "left for a human");
 
     // A (new) holder replaces it with what it declares.
-    let mut holder = Member::holding(&bucket, &fake, "h2", &x).await;
+    let _holder = Member::holding(&bucket, &fake, "h2", &x).await;
     assert!(record(&bucket, "x").unwrap().alarms[REGION].contains_key("FL-x-high"));
     assert_eq!(deletes_of(&fake, "FL-x-high"), 0);
 }
