@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -60,16 +60,9 @@ impl Drop for Daemon {
     }
 }
 
-/// A plain HTTP/1.0 GET: (status code, body), or `None` when nothing answers.
+/// (status code, body) of a GET, or `None` when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
+    common::http_get(port, path).map(|(code, _, body)| (code, body))
 }
 
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {

@@ -335,3 +335,17 @@ pub fn aws(endpoint: &str, args: &[&str]) -> serde_json::Value {
     assert_eq!(code, 0, "aws {args:?}: {stderr}");
     serde_json::from_str(&stdout).unwrap()
 }
+
+/// A plain HTTP/1.0 GET on a loopback port (no chunked body to undo): (status code, head, body),
+/// or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, head.to_string(), body.to_string()))
+}
