@@ -49,7 +49,10 @@ async fn every_firing_reaches_cloudwatch_with_its_scheduled_time_and_lateness_is
     );
     let daemon = Daemon::start(with_aws(&mut workspace.snowflake(), &endpoint).arg("--flush-interval").arg("500ms"), &workspace, &[]);
     let started = Utc::now();
-    daemon.wait_for(Duration::from_secs(80), "the per-minute flake to run", || workspace.log_of("minutely").contains(" ok "));
+    // The minute may turn a second after start-up, so the per-second flake's own count is waited for too.
+    daemon.wait_for(Duration::from_secs(80), "the per-minute flake to run and ten ticks", || {
+        workspace.log_of("minutely").contains(" ok ") && daemon.metric("snowflake_run_lateness_seconds_count").unwrap_or(0.0) >= 10.0
+    });
     std::thread::sleep(Duration::from_secs(2));
 
     let metrics = daemon.metrics();
