@@ -157,3 +157,58 @@ fn a_job_succeeds_by_exit_status_and_publishes_only_a_single_number() {
     assert!(stdout.contains("1 of 1 value(s)"), "{stdout}");
     assert!(workspace.log_of("talky").contains("  stdout| step two"));
 }
+
+#[test]
+fn with_a_cluster_once_and_plan_leave_a_cluster_flakes_alarms_to_the_cluster() {
+    let workspace = Workspace::new();
+    let alarm = json!([{"alarmName": "high", "alarmThreshold": 9, "alarmOperator": ">"}]);
+    workspace.add(
+        "shared",
+        json!({"flakeName": "shared", "flakeCronstring": "* * * * *", "flakeCommand": "echo 3", "flakeScope": "cluster",
+               "flakeMetricNamespace": "Dry/Cluster", "flakeAlarms": alarm}),
+    );
+    workspace.add(
+        "local",
+        json!({"flakeName": "local", "flakeCronstring": "* * * * *", "flakeCommand": "echo 4", "flakeMetricNamespace": "Dry/Cluster", "flakeAlarms": alarm}),
+    );
+    let dry = |args: &[&str], cluster: Option<&str>| {
+        let mut command = workspace.snowflake();
+        command.args(args).env("AWS_ENDPOINT_URL", "http://127.0.0.1:9").env("AWS_REGION", "eu-central-1");
+        match cluster {
+            Some(location) => command.env("SNOWFLAKE_CLUSTER", location),
+            None => command.env_remove("SNOWFLAKE_CLUSTER"),
+        };
+        run(&mut command)
+    };
+    let alarm_lines = |stdout: &str| -> Vec<String> {
+        let mut names: Vec<String> = stdout
+            .lines()
+            .filter(|line| line.contains("\"dryRun\":\"PutMetricAlarm\""))
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["alarm"]["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Without a cluster, a cluster flake is a host flake, as in a daemon without --cluster.
+    let (code, stdout, stderr) = dry(&["--dry-run", "once"], None);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(alarm_lines(&stdout), ["FL-local-high", "FL-shared-high"], "{stdout}");
+    assert!(stderr.contains("shared: flakeScope is \"cluster\" but no --cluster"), "{stderr}");
+
+    // With one, both flakes run, but only the host flake's alarm is this host's to change.
+    let (code, stdout, stderr) = dry(&["--dry-run", "once"], Some("s3://shared-bucket/fleet"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("shared: ok value=3") && stdout.contains("local: ok value=4"), "{stdout}");
+    assert_eq!(alarm_lines(&stdout), ["FL-local-high"], "{stdout}");
+    assert!(stdout.contains("shared: a cluster flake: its alarms belong to the cluster at s3://shared-bucket/fleet"), "{stdout}");
+
+    let (code, stdout, stderr) = dry(&["--dry-run", "plan", "--cluster", "s3://shared-bucket/fleet"], None);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("+ create FL-local-high"), "{stdout}");
+    assert!(!stdout.contains("FL-shared-high"), "{stdout}");
+    assert!(
+        stdout.contains("= shared: a cluster flake: its alarms and graphs are kept by the member of s3://shared-bucket/fleet"),
+        "{stdout}"
+    );
+}

@@ -4,6 +4,7 @@ mod common;
 
 use common::{LocalStack, Workspace, endpoint, run, sdk, unique, with_aws};
 use serde_json::json;
+use specialsnowflake::cloudwatch::CloudWatch;
 use specialsnowflake::cloudwatch::sdk::MetricQuery;
 
 fn scheduled_of(log: &str) -> chrono::DateTime<chrono::Utc> {
@@ -134,4 +135,33 @@ async fn once_fails_when_cloudwatch_cannot_be_reached() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("a: ok value=1"), "the run itself worked: {stdout}");
     assert!(stderr.contains("1 value(s) could not be delivered"), "{stderr}");
+}
+
+#[tokio::test]
+async fn with_a_cluster_once_keeps_its_hands_off_a_cluster_flakes_alarms() {
+    let endpoint = endpoint();
+    let workspace = Workspace::new();
+    let (shared, local) = (unique("shared"), unique("local"));
+    let alarm = json!([{"alarmName": "high", "alarmThreshold": 9, "alarmOperator": ">"}]);
+    workspace.add(
+        "shared",
+        json!({"flakeName": shared, "flakeCronstring": "* * * * *", "flakeCommand": "echo 3", "flakeScope": "cluster",
+               "flakeMetricNamespace": "Once/Cluster", "flakeAlarms": alarm}),
+    );
+    workspace.add(
+        "local",
+        json!({"flakeName": local, "flakeCronstring": "* * * * *", "flakeCommand": "echo 4", "flakeMetricNamespace": "Once/Cluster", "flakeAlarms": alarm}),
+    );
+    // No S3 request is made: the location only says whose the alarms are.
+    let (code, stdout, stderr) =
+        run(with_aws(&mut workspace.snowflake(), &endpoint).args(["once", "--cluster", "s3://fleet-bucket/snowflake"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("published: 2 of 2 value(s)"), "{stdout}");
+
+    let names = [format!("FL-{shared}-high"), format!("FL-{local}-high")];
+    let found = sdk(&endpoint).await.describe_alarms_named("us-east-1", &names).await.unwrap();
+    let found: Vec<&str> = found.iter().map(|alarm| alarm.name.as_str()).collect();
+    assert_eq!(found, [names[1].as_str()], "only the host flake's alarm is created");
+    let managed = std::fs::read_to_string(workspace.state().join("alarms.json")).unwrap();
+    assert!(managed.contains(&names[1]) && !managed.contains(&shared), "this host lists only its own alarms: {managed}");
 }

@@ -35,7 +35,7 @@ pub async fn run(paths: &[PathBuf], resolve: bool, options: &GlobalOptions) -> E
         if let Some(problem) = report.flake.as_deref().and_then(|flake| missing_working_directory(flake, &options.workdir)) {
             report.problems.push(problem);
         }
-        if let Some(problem) = report.flake.as_deref().and_then(cluster_flake_without_cluster) {
+        if let Some(problem) = report.flake.as_deref().filter(|_| options.cluster.is_none()).and_then(cluster_flake_without_cluster) {
             report.problems.push(problem);
         }
     }
@@ -102,10 +102,10 @@ async fn container_warnings(reports: &mut [crate::catalog::FileReport], options:
     }
 }
 
-/// A cluster flake checked where no cluster is configured (SNOWFLAKE_CLUSTER unset) runs on
-/// every daemon that loads it without `--cluster`: say so, as a warning.
+/// A cluster flake checked where no cluster is configured (no --cluster, SNOWFLAKE_CLUSTER unset)
+/// runs on every daemon that loads it without `--cluster`: say so, as a warning.
 fn cluster_flake_without_cluster(flake: &Flake) -> Option<Problem> {
-    if flake.scope != FlakeScope::Cluster || std::env::var_os("SNOWFLAKE_CLUSTER").is_some_and(|value| !value.is_empty()) {
+    if flake.scope != FlakeScope::Cluster {
         return None;
     }
     Some(Problem::warning(

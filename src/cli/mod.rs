@@ -113,6 +113,12 @@ pub struct GlobalOptions {
     /// is a unix:// URL, else /var/run/docker.sock, else podman's socket.
     #[arg(long, global = true, env = "SNOWFLAKE_CONTAINER_ENGINE", value_name = "PATH")]
     pub container_engine: Option<PathBuf>,
+
+    /// The daemons' cluster (s3://BUCKET/PREFIX). `run` joins the daemons that name it: flakes with
+    /// "flakeScope": "cluster" then run on exactly one of them at a time (SPEC 15). For `once`,
+    /// `plan` and `check` it says those flakes' alarms and graphs are the cluster's.
+    #[arg(long, global = true, env = "SNOWFLAKE_CLUSTER", value_name = "S3URL", value_parser = crate::cluster::parse_location)]
+    pub cluster: Option<crate::cluster::Location>,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {

@@ -4,7 +4,7 @@
 //! It publishes directly (an in-memory spool): a one-shot command must not touch the daemon's
 //! spool, and an operator watching it wants to know now whether the values arrived.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use super::{GlobalOptions, note, print_line};
 use crate::alarms::{ManagedFile, ReconcileConfig, Reconciler, Scope, desired_alarms};
 use crate::catalog::{discover, reject_duplicate_names};
 use crate::cloudwatch::Backend;
+use crate::cluster::cluster_flakes;
 use crate::execution::{Prepared, RunContext, execute};
 use crate::flake::{Flake, FlakeKind};
 use crate::metrics::Metrics;
@@ -136,11 +137,13 @@ async fn reconcile_alarms(
     metrics: &Arc<Metrics>,
     options: &GlobalOptions,
 ) -> bool {
-    let (desired, skipped) = desired_alarms(flakes, backend.default_region().as_deref());
+    let (mut desired, skipped) = desired_alarms(flakes, backend.default_region().as_deref());
     for skip in &skipped {
         note(format_args!("error: {}: alarm {}: {}", skip.flake, skip.alarm, skip.reason));
     }
-    let names = flakes.iter().map(|flake| flake.name.clone()).filter(|name| !held.contains(name)).collect();
+    let clusters = cluster_owned(flakes, options);
+    desired.retain(|alarm| !clusters.contains_key(&alarm.flake));
+    let names = flakes.iter().map(|flake| flake.name.clone()).filter(|name| !held.contains(name) && !clusters.contains_key(name)).collect();
     let reconciler =
         Reconciler::new(Arc::new(backend.clone()), ManagedFile::new(&options.state_dir), ReconcileConfig::default(), metrics.clone());
     match reconciler.reconcile(&desired, &Scope::Flakes(names)).await {
@@ -166,6 +169,27 @@ async fn reconcile_alarms(
             false
         }
     }
+}
+
+/// The cluster flakes among `flakes` whose alarms are the cluster's (with `--cluster`): the member
+/// running the flake keeps them, and `once` neither changes them nor lists them in this host's
+/// `alarms.json`. Without `--cluster` a cluster flake is a host flake, as in a daemon without it.
+fn cluster_owned(flakes: &[Arc<Flake>], options: &GlobalOptions) -> BTreeMap<String, String> {
+    let clusters = cluster_flakes(flakes);
+    for flake in flakes.iter().filter(|flake| clusters.contains_key(&flake.name) && !flake.alarms.is_empty()) {
+        match &options.cluster {
+            Some(location) => print_line(format_args!(
+                "{}: a cluster flake: its alarms belong to the cluster at {location} and are kept by the member running it; not changed here",
+                flake.name
+            )),
+            None => note(format_args!(
+                "note: {}: flakeScope is \"cluster\" but no --cluster (SNOWFLAKE_CLUSTER) is given: its alarms are reconciled here as a host flake's; \
+                 give the daemons' --cluster to leave them to the cluster",
+                flake.name
+            )),
+        }
+    }
+    if options.cluster.is_some() { clusters } else { BTreeMap::new() }
 }
 
 /// Enabled valid flakes matching `pattern`, and the names of those with a rejected alarm; load

@@ -47,11 +47,6 @@ pub struct RunOptions {
     #[arg(long, env = "SNOWFLAKE_SPLAY", default_value = "0s", value_name = "DURATION", value_parser = parse_splay)]
     pub splay: Duration,
 
-    /// Join the daemons that name this S3 location (s3://BUCKET/PREFIX): flakes with
-    /// "flakeScope": "cluster" then run on exactly one of them at a time (SPEC 15).
-    #[arg(long, env = "SNOWFLAKE_CLUSTER", value_name = "S3URL", value_parser = crate::cluster::parse_location)]
-    pub cluster: Option<crate::cluster::Location>,
-
     /// This daemon's name in the cluster (default the host name; placeholders such as ${env:POD_NAME} allowed).
     #[arg(long, env = "SNOWFLAKE_CLUSTER_MEMBER", value_name = "NAME")]
     pub cluster_member: Option<String>,
@@ -136,7 +131,7 @@ async fn serve(options: &GlobalOptions, run: &RunOptions, dashboard: Option<Stri
     crate::runner::supervise_descendants();
     let services =
         Services { default_region: backend.default_region(), cloudwatch: Arc::new(backend), creds, logs, loader: setup::loader(options) };
-    let cluster = match &run.cluster {
+    let cluster = match &options.cluster {
         Some(location) if !options.dry_run => Some(ClusterJoin {
             location: location.clone(),
             member,
