@@ -249,6 +249,7 @@ class Bench:
                  cloudwatch: CloudWatchSink | None):
         self.args = args
         self.snowflake = str(Path(args.snowflake).resolve())
+        self.before = str(Path(args.before).resolve()) if args.before else None
         self.work = Path(args.work)
         self.targets = targets
         self.sink = sink
@@ -296,7 +297,7 @@ class Bench:
         out = open(root / "out.log", "w")
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT), root
 
-    def snowflake_run(self, point: dict) -> tuple[subprocess.Popen, Path]:
+    def snowflake_run(self, point: dict, binary: str) -> tuple[subprocess.Popen, Path]:
         root = self.fresh("snowflake")
         (root / "flakes").mkdir()
         for i, url in enumerate(self.urls("snowflake", point)):
@@ -312,12 +313,14 @@ class Bench:
                    SNOWFLAKE_STATE_DIR=str(root / "state"), SNOWFLAKE_LOG_LEVEL="warn",
                    SNOWFLAKE_LISTEN="off", SNOWFLAKE_TIMEZONE="UTC")
         out = open(root / "out.log", "w")
-        return subprocess.Popen([self.snowflake, "run"], env=env, stdout=out, stderr=subprocess.STDOUT), root
+        return subprocess.Popen([binary, "run"], env=env, stdout=out, stderr=subprocess.STDOUT), root
 
     def measure(self, system: str, point: dict) -> dict:
-        start = self.prometheus if system == "prometheus" else self.snowflake_run
         sink_before = self.sink.requests
-        process, root = start(point)
+        if system == "prometheus":
+            process, root = self.prometheus(point)
+        else:
+            process, root = self.snowflake_run(point, self.snowflake if system == "snowflake" else self.before)
         try:
             time.sleep(point["warmup"])
             if process.poll() is not None:
@@ -390,6 +393,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter windows, no 100,000-series or 60 s point")
     parser.add_argument("--cycles", type=int, default=1, help="measure each point this many times, interleaved")
     parser.add_argument("--output", required=True, help="where the Markdown report goes")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="measure only the points whose label contains TEXT (repeatable), e.g. 'live' or '10 target(s), 10,000'")
+    parser.add_argument("--before", metavar="BINARY",
+                        help="another build of snowflake, measured in the same cycles: the change's effect side by side")
     parser.add_argument("--cloudwatch", choices=("sink", "localstack"), default="sink",
                         help="where our PutMetricData goes: a local sink that counts and discards (default), or LocalStack")
     args = parser.parse_args()
@@ -405,7 +412,11 @@ def main() -> None:
                                    check=True).stdout.decode()
         live_series = sum(1 for line in live_body.splitlines() if line and not line.startswith("#"))
         rows = []
-        for point in points(args.quick, live_series):
+        chosen = [p for p in points(args.quick, live_series) if not args.only or any(t in p["label"] for t in args.only)]
+        if not chosen:
+            raise SystemExit(f"peer: no point's label contains any of {args.only}")
+        systems = ("prometheus", "snowflake") + (("before",) if args.before else ())
+        for point in chosen:
             if point["live"]:
                 point["series_per_target"] = live_series
                 point["key"] = "live"
@@ -415,14 +426,15 @@ def main() -> None:
                 point["key"] = f"{point['axis']}-{point['targets']}-{point['series_total']}-{point['interval']}"
                 targets.bodies[point["key"]] = body
                 point["series_per_target"] = exact
-            results = {"prometheus": [], "snowflake": []}
+            results = {system: [] for system in systems}
             for _ in range(args.cycles):
-                for system in ("prometheus", "snowflake"):
+                for system in systems:
                     log(f"{point['label']}: {system}")
                     results[system].append(bench.measure(system, point))
             rows.append((point, results))
-            log(f"{point['label']}: prometheus {median(results['prometheus'], 'cpu_us_per_series'):.2f} µs/series, "
-                f"snowflake {median(results['snowflake'], 'cpu_us_per_series'):.2f} µs/series")
+            log(f"{point['label']}: " + ", ".join(
+                f"{system} {median(results[system], 'cpu_us_per_series'):.2f} µs/series {median(results[system], 'rss_max'):.0f} MB"
+                for system in systems))
         Path(args.output).write_text(report(rows, args))
     finally:
         stop(node)
@@ -461,6 +473,15 @@ def report(rows: list, args: argparse.Namespace) -> str:
             f"{point['series_per_target']:,} | {p_cpu:.2f} | {o_cpu:.2f} | {o_cpu / p_cpu:.2f}x | "
             f"{p_rss:.0f} | {o_rss:.0f} | {o_rss / p_rss:.2f}x | {peer[-1]['load']}; {ours[-1]['load']} | "
             f"{median(ours, 'puts')}{'' if delivered is None else f' ({delivered:,})'} |")
+    if args.before:
+        lines += ["", f"The change side by side, same cycles: `--before {args.before}` against `--snowflake {args.snowflake}`.", "",
+                  "| point | before: CPU µs per series | after | CPU after / before | before: RSS MB (max) | after | RSS after / before |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for point, results in rows:
+            b_cpu, a_cpu = median(results["before"], "cpu_us_per_series"), median(results["snowflake"], "cpu_us_per_series")
+            b_rss, a_rss = median(results["before"], "rss_max"), median(results["snowflake"], "rss_max")
+            lines.append(f"| {point['label']} | {b_cpu:.2f} | {a_cpu:.2f} | {a_cpu / b_cpu:.2f}x | {b_rss:.0f} | {a_rss:.0f} | "
+                         f"{a_rss / b_rss:.2f}x |")
     return "\n".join(lines) + "\n"
 
 

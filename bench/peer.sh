@@ -6,6 +6,7 @@
 #   bench/peer.sh --quick                  # shorter windows, no 100,000-series or 60 s point: about 12 minutes
 #   bench/peer.sh --cycles 3               # each point three times, interleaved, median shown
 #   bench/peer.sh --cloudwatch localstack  # our PutMetricData to LocalStack instead (slow: see bench/peer.py)
+#   bench/peer.sh --only live --before OLD_BINARY --cycles 3   # a change against the build before it, same run
 #
 # Needs prometheus and prometheus-node-exporter (Debian packages; scripts/deps.sh installs the
 # exporter, this script the peer when missing) and a machine left alone while it runs.
