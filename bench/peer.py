@@ -297,10 +297,10 @@ class Bench:
         out = open(root / "out.log", "w")
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT), root
 
-    def snowflake_run(self, point: dict, binary: str) -> tuple[subprocess.Popen, Path]:
+    def snowflake_run(self, point: dict, system: str, binary: str) -> tuple[subprocess.Popen, Path]:
         root = self.fresh("snowflake")
         (root / "flakes").mkdir()
-        for i, url in enumerate(self.urls("snowflake", point)):
+        for i, url in enumerate(self.urls(system, point)):
             flake = {"flakeName": f"t{i:03d}", "flakeType": "scrape", "flakeUrl": url,
                      "flakeCronstring": f"@every {point['interval']}s", "flakeMaxSeries": MAX_SERIES,
                      "flakeMetricNamespace": f"Bench/Peer{self.counter}"}
@@ -320,7 +320,7 @@ class Bench:
         if system == "prometheus":
             process, root = self.prometheus(point)
         else:
-            process, root = self.snowflake_run(point, self.snowflake if system == "snowflake" else self.before)
+            process, root = self.snowflake_run(point, system, self.snowflake if system == "snowflake" else self.before)
         try:
             time.sleep(point["warmup"])
             if process.poll() is not None:
@@ -431,6 +431,7 @@ def main() -> None:
                 for system in systems:
                     log(f"{point['label']}: {system}")
                     results[system].append(bench.measure(system, point))
+                    log(f"  {system}: {results[system][-1]['cpu_us_per_series']:.2f} µs/series, {results[system][-1]['rss_max']:.0f} MB")
             rows.append((point, results))
             log(f"{point['label']}: " + ", ".join(
                 f"{system} {median(results[system], 'cpu_us_per_series'):.2f} µs/series {median(results[system], 'rss_max'):.0f} MB"

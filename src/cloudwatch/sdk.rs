@@ -23,6 +23,7 @@ use aws_sdk_cloudwatch::types::{
 
 use super::error::{is_credentials_code, is_throttling_code};
 
+mod fast_gzip;
 // Reading data back is for tests only; the shipped binary never reads metrics.
 mod queries;
 #[cfg(any(test, feature = "test-support"))]
@@ -56,7 +57,10 @@ impl SdkCloudWatch {
         if let Some(endpoint) = endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        let config = loader.load().await;
+        Self::from_config(loader.load().await)
+    }
+
+    fn from_config(config: SdkConfig) -> Self {
         SdkCloudWatch { config, clients: Mutex::new(HashMap::new()) }
     }
 
@@ -70,8 +74,12 @@ impl SdkCloudWatch {
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
-                let config = aws_sdk_cloudwatch::config::Builder::from(&self.config).region(Region::new(region.to_string())).build();
-                Client::from_conf(config)
+                let mut config = aws_sdk_cloudwatch::config::Builder::from(&self.config).region(Region::new(region.to_string()));
+                if self.config.disable_request_compression() != Some(true) {
+                    let min_bytes = self.config.request_min_compression_size_bytes().unwrap_or(fast_gzip::DEFAULT_MIN_BYTES);
+                    config = config.disable_request_compression(true).interceptor(fast_gzip::FastGzip { min_bytes });
+                }
+                Client::from_conf(config.build())
             })
             .clone()
     }
