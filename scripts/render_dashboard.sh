@@ -88,9 +88,13 @@ record() {
     nginx_stub_status_conf "$work/nginx" "$nginx_port" >"$work/nginx/nginx.conf"
     nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
     pids+=($!)
+    # The exporter gives up at start when nginx does not answer yet.
+    for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$nginx_port/stub_status" 2>/dev/null && break; sleep 0.2; done
     prometheus-nginx-exporter -nginx.scrape-uri="http://127.0.0.1:$nginx_port/stub_status" \
         -web.listen-address=127.0.0.1:9113 >"$work/nginx-exporter.log" 2>&1 &
     pids+=($!)
+    # The scrape example runs in `once` below: wait until the exporter answers.
+    for _ in $(seq 1 50); do curl -fsS -o /dev/null http://127.0.0.1:9113/metrics 2>/dev/null && break; sleep 0.2; done
     # A small client, so the request graphs move: 0-30 requests every 10 s.
     (while sleep 10; do
         for _ in $(seq 1 $((RANDOM % 31))); do curl -fsS -o /dev/null "http://127.0.0.1:$nginx_port/" || true; done
