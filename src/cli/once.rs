@@ -171,9 +171,10 @@ async fn reconcile_alarms(
     }
 }
 
-/// The cluster flakes among `flakes` whose alarms are the cluster's (with `--cluster`): the member
-/// running the flake keeps them, and `once` neither changes them nor lists them in this host's
-/// `alarms.json`. Without `--cluster` a cluster flake is a host flake, as in a daemon without it.
+/// The cluster flakes among `flakes` whose alarms are the cluster's (with `--cluster`), saying so
+/// for each that declares alarms: the member running the flake keeps them, and `once` neither
+/// changes them nor lists them in this host's `alarms.json`. Without `--cluster` a cluster flake
+/// is a host flake, as in a daemon without it, and none is returned.
 fn cluster_owned(flakes: &[Arc<Flake>], options: &GlobalOptions) -> BTreeMap<String, String> {
     let clusters = cluster_flakes(flakes);
     for flake in flakes.iter().filter(|flake| clusters.contains_key(&flake.name) && !flake.alarms.is_empty()) {
