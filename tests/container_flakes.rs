@@ -112,6 +112,16 @@ fn image_flake(name: &str, command: &str) -> serde_json::Value {
            "flakeImage": base_image(), "flakeImagePull": "never"})
 }
 
+/// A job in the image, due every second, whose run lasts as long as `command` (timeout 900 s): a
+/// container that is running when the test ends the daemon.
+fn long_job_flake(name: &str, command: &str) -> serde_json::Value {
+    let mut flake = image_flake(name, command);
+    flake["flakeType"] = json!("job");
+    flake["flakeTimeout"] = json!(900);
+    flake["flakeCronstring"] = json!("@every 1s");
+    flake
+}
+
 /// Prints 42 only from inside a container, without the daemon's AWS credentials, without the
 /// engine's socket, on a read-only root.
 /// (The repository, where the host runs the tests, is not in the image.)
@@ -227,10 +237,7 @@ fn after_kill_9_a_restarted_daemon_removes_the_leftover_and_only_it() {
     let engine = Engine::start();
     let workspace = Workspace::new();
     let name = unique("left");
-    let mut flake = image_flake(&name, "sleep 600");
-    flake["flakeType"] = json!("job");
-    flake["flakeTimeout"] = json!(900);
-    flake["flakeCronstring"] = json!("@every 1s");
+    let mut flake = long_job_flake(&name, "sleep 600");
     workspace.add(&name, flake.clone());
     // Another owner's container with our labels' keys: it must survive.
     let decoy_flake = unique("decoy");
@@ -268,10 +275,7 @@ fn a_daemon_stopped_mid_run_removes_the_runs_container_before_it_exits() {
     let workspace = Workspace::new();
     let name = unique("stopping");
     // Ignores SIGTERM, so the stop path's SIGKILL and removal are what end it.
-    let mut flake = image_flake(&name, "trap '' TERM; sleep 600");
-    flake["flakeType"] = json!("job");
-    flake["flakeTimeout"] = json!(900);
-    flake["flakeCronstring"] = json!("@every 1s");
+    let flake = long_job_flake(&name, "trap '' TERM; sleep 600");
     workspace.add(&name, flake);
     let daemon = Daemon::start(workspace.snowflake().arg("--dry-run").arg("--container-engine").arg(engine.socket()), &workspace, &[]);
     let label = format!("{FLAKE_LABEL}={name}");

@@ -708,13 +708,18 @@ mod tests {
         member
     }
 
+    /// flake-00 to flake-29, all at version v1.
+    fn thirty_flakes() -> BTreeMap<String, String> {
+        (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect()
+    }
+
     /// A joining member that read a lease before its holder listed its new claims tries them
     /// all, loses, and keeps copies naming that holder. When the holder later releases some for
     /// spreading, the joiner must take them, not trust its old copies forever.
     #[tokio::test(start_paused = true)]
     async fn a_joiner_that_read_a_lease_too_early_still_takes_its_share_once_released() {
         let store = MemoryStore::new(Utc::now());
-        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let flakes = thirty_flakes();
         let mut first = member(&store, "a", &flakes);
         assert!(first.cycle().await);
         assert_eq!(first.held.len(), 30, "alone, it takes every flake");
@@ -752,7 +757,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_unreadable_lease_costs_no_request_per_flake() {
         let store = MemoryStore::new(Utc::now());
-        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let flakes = thirty_flakes();
         let (mut first, second) = steady_pair(&store, &flakes).await;
         store.put(&format!("{MEMBERS}{}", second.id), b"not a lease".to_vec(), Condition::None).await.unwrap();
         // Two cycles while that lease is live (it expires 50 s after it was written).
@@ -773,7 +778,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_release_that_could_not_be_written_is_retried_and_the_flake_runs_elsewhere() {
         let store = MemoryStore::new(Utc::now());
-        let flakes: BTreeMap<String, String> = (0..30).map(|index| (format!("flake-{index:02}"), "v1".to_string())).collect();
+        let flakes = thirty_flakes();
         let mut first = member(&store, "a", &flakes);
         assert!(first.cycle().await);
         let mut second = member(&store, "b", &flakes);
