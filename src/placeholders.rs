@@ -109,6 +109,14 @@ pub fn uses_instance_facts(text: &str) -> bool {
     text.contains("${aws:")
 }
 
+/// The first placeholder in `text` whose value differs from host to host of one region: the host
+/// name and every instance fact but the region (a cluster flake moves between such hosts).
+pub fn member_specific_placeholder(text: &str) -> Option<String> {
+    std::iter::once("${hostname}".to_string())
+        .chain(INSTANCE_FACTS.iter().filter(|(name, _)| *name != "Region").map(|(name, _)| format!("${{aws:{name}}}")))
+        .find(|placeholder| text.contains(placeholder.as_str()))
+}
+
 /// Replaces every placeholder in `template`, or says which one failed and why.
 pub fn expand(template: &str, facts: &dyn Facts) -> Result<String, String> {
     expand_judged(template, facts).and_then(|expanded| match expanded.unresolved.into_iter().next() {
@@ -214,6 +222,13 @@ pub mod tests {
                 _ => Err("not on EC2".to_string()),
             }
         }
+    }
+
+    #[test]
+    fn member_specific_placeholders_are_the_host_name_and_instance_facts_but_the_region() {
+        assert_eq!(member_specific_placeholder("Host=${hostname}").as_deref(), Some("${hostname}"));
+        assert_eq!(member_specific_placeholder("FL-${aws:AvailabilityZone}-high").as_deref(), Some("${aws:AvailabilityZone}"));
+        assert_eq!(member_specific_placeholder("{\"Region\": \"${aws:Region}\", \"Stage\": \"${env:STAGE}\"}"), None);
     }
 
     #[test]

@@ -152,12 +152,9 @@ fn validate_object(path: &Path, object: &Map<String, Value>, context: &Context, 
 /// A cluster flake runs on whichever member holds it: a placeholder that differs by member in
 /// its dimensions or alarms gives other series and other alarms each time it moves.
 fn warn_of_member_specific_placeholders(fields: &Fields, problems: &mut Problems) {
-    const MEMBER_SPECIFIC: [&str; 5] =
-        ["${hostname}", "${aws:InstanceId}", "${aws:AvailabilityZone}", "${aws:InstanceType}", "${aws:ImageId}"];
     for key in ["flakeDimensions", "flakeAlarms"] {
         let Some(value) = fields.raw(key) else { continue };
-        let text = value.to_string();
-        if let Some(placeholder) = MEMBER_SPECIFIC.iter().find(|placeholder| text.contains(*placeholder)) {
+        if let Some(placeholder) = crate::placeholders::member_specific_placeholder(&value.to_string()) {
             problems.warning(
                 key,
                 format!(
